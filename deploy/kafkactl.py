@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Apache Kafka in KRaft mode from its Maven Central artifacts, on the installed JDK.
+
+    kafkactl.py fetch                        resolve the broker's class path into the user cache
+    kafkactl.py start [--nodes 1|3] [--scram NAME=PASSWORD ...] [--name NAME] [--port P]
+    kafkactl.py stop  [--name NAME]
+    kafkactl.py status [--name NAME]
+
+One combined broker+controller node on 127.0.0.1:9092 by default; `--nodes 3` starts a three-node
+quorum on consecutive ports (replication factor 3, min ISR 2). `--scram` turns the client listener
+into SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs on; the first user is the super user. Starting is
+idempotent: a broker already answering on the port is reused. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import struct
+import sys
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proc import (  # noqa: E402
+    CACHE, DEPLOY, VAR, StepFailed, main_guard, pid_alive, port_open, read_pid, run, say,
+    spawn_detached, stack, terminate, wait_until,
+)
+
+POM = DEPLOY / "kafka" / "pom.xml"
+LOG4J = DEPLOY / "kafka" / "log4j2.properties"
+SCRAM = "SCRAM-SHA-512"
+
+
+def kafka_version() -> str:
+    text = POM.read_text()
+    return text.split("<kafka.version>", 1)[1].split("<", 1)[0]
+
+
+def lib_dir() -> Path:
+    return CACHE / f"kafka-{kafka_version()}" / "lib"
+
+
+def fetch() -> Path:
+    """Copy the broker's runtime class path from Maven Central into the cache (once)."""
+    lib = lib_dir()
+    done = lib / ".complete"
+    if done.exists():
+        return lib
+    if shutil.which("mvn") is None:
+        raise StepFailed("Maven (mvn) is not installed; install it (apt-get install maven) and retry.")
+    if shutil.which("java") is None:
+        raise StepFailed("Java is not installed; Kafka needs JDK 17 or newer (apt-get install openjdk-17-jdk-headless).")
+    say(f"fetching Apache Kafka {kafka_version()} from Maven Central into {lib}")
+    tmp = lib.with_name("lib.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"], what="Resolving Kafka with Maven")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    done.touch()
+    return lib
+
+
+def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a Kafka broker answers an ApiVersions request on host:port."""
+    client_id = b"tsunagu-probe"
+    header = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(header)) + header)
+            raw = sock.recv(8)
+    except OSError:
+        return False
+    return len(raw) == 8 and struct.unpack(">ii", raw)[1] == 7
+
+
+class Cluster:
+    """A named local cluster: its nodes' ports, directories and configuration."""
+
+    def __init__(self, name: str, nodes: int, port: int, controller_port: int, scram: list[tuple[str, str]]):
+        self.name, self.nodes, self.port, self.controller_port, self.scram = name, nodes, port, controller_port, scram
+        self.host = stack()["kafka"]["host"]
+        self.root = VAR / "kafka" / name
+
+    def client_port(self, node: int) -> int:
+        return self.port + node - 1
+
+    def quorum_port(self, node: int) -> int:
+        return self.controller_port + node - 1
+
+    def node_dir(self, node: int) -> Path:
+        return self.root / f"node-{node}"
+
+    def pidfile(self, node: int) -> Path:
+        return self.node_dir(node) / "kafka.pid"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{self.host}:{self.client_port(n)}" for n in range(1, self.nodes + 1))
+
+    def properties(self, node: int) -> str:
+        replicas = min(3, self.nodes)
+        min_isr = 2 if self.nodes >= 3 else 1
+        client_protocol = "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": str(node),
+            "listeners": f"CLIENT://{self.host}:{self.client_port(node)},CONTROLLER://{self.host}:{self.quorum_port(node)}",
+            "advertised.listeners": f"CLIENT://{self.host}:{self.client_port(node)}",
+            "listener.security.protocol.map": f"CLIENT:{client_protocol},CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "CLIENT",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(self.node_dir(node) / "data"),
+            "num.partitions": "3",
+            "default.replication.factor": str(replicas),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(min_isr),
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
+            "group.initial.rebalance.delay.ms": "0",
+            # Topics come from the contracts' registry; a typo must not create one silently.
+            "auto.create.topics.enable": "false",
+        }
+        if self.nodes == 1:
+            lines["controller.quorum.bootstrap.servers"] = f"{self.host}:{self.quorum_port(1)}"
+        else:
+            lines["controller.quorum.voters"] = ",".join(
+                f"{n}@{self.host}:{self.quorum_port(n)}" for n in range(1, self.nodes + 1))
+        if self.scram:
+            admin, password = self.scram[0]
+            lines |= {
+                "sasl.enabled.mechanisms": SCRAM,
+                "sasl.mechanism.inter.broker.protocol": SCRAM,
+                "listener.name.client.scram-sha-512.sasl.jaas.config":
+                    f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    f'username="{admin}" password="{password}";',
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # The PLAINTEXT controller listener authenticates as ANONYMOUS.
+                "super.users": f"User:{admin};User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found": "false",
+            }
+        return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+    def running_nodes(self) -> list[int]:
+        return [n for n in range(1, self.nodes + 1) if read_pid(self.pidfile(n))]
+
+    def answering(self) -> bool:
+        return all(kafka_answers(self.host, self.client_port(n)) for n in range(1, self.nodes + 1))
+
+    def check_ports_free(self) -> None:
+        for n in range(1, self.nodes + 1):
+            for port in (self.client_port(n), self.quorum_port(n)):
+                if port_open(self.host, port):
+                    raise StepFailed(
+                        f"port {self.host}:{port} is already in use by another program, so Kafka "
+                        f"cannot start. Stop that program or choose other ports (--port/--controller-port).")
+
+    def format(self, lib: Path, node: int) -> None:
+        ndir = self.node_dir(node)
+        if (ndir / "data" / "meta.properties").exists():
+            return
+        cluster_id_file = self.root / "cluster.id"
+        if not cluster_id_file.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            # A Kafka cluster id is a URL-safe base64 UUID of 22 characters.
+            import base64
+            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        argv = [*self.java(lib, node, heap="256m"), "kafka.tools.StorageTool", "format",
+                "-t", cluster_id_file.read_text().strip(), "-c", str(ndir / "server.properties")]
+        if self.nodes == 1:
+            argv.append("--standalone")
+        for name, password in self.scram:
+            argv += ["--add-scram", f"{SCRAM}=[name={name},password={password}]"]
+        run(argv, what=f"Formatting Kafka storage for node {node}")
+
+    def java(self, lib: Path, node: int, heap: str) -> list[str]:
+        logs = self.node_dir(node) / "logs"
+        return ["java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.dir={logs}",
+                "-cp", f"{lib}/*"]
+
+    def start(self, heap: str) -> bool:
+        """Start every node; returns False when a running cluster was reused."""
+        if self.answering():
+            say(f"Kafka is already running on {self.bootstrap}; reusing it")
+            return False
+        running = self.running_nodes()
+        if running:
+            # Started by us earlier but not answering yet (still starting, or wedged): restart cleanly.
+            self.stop()
+        self.check_ports_free()
+        lib = fetch()
+        for node in range(1, self.nodes + 1):
+            ndir = self.node_dir(node)
+            (ndir / "logs").mkdir(parents=True, exist_ok=True)
+            (ndir / "server.properties").write_text(self.properties(node))
+            self.format(lib, node)
+        for node in range(1, self.nodes + 1):
+            ndir = self.node_dir(node)
+            pid = spawn_detached([*self.java(lib, node, heap), "kafka.Kafka", str(ndir / "server.properties")],
+                                 log=ndir / "logs" / "stdout.log")
+            self.pidfile(node).write_text(str(pid))
+        say(f"starting Kafka {kafka_version()} ({self.nodes} node{'s' if self.nodes > 1 else ''}) on {self.bootstrap}")
+        if not wait_until(lambda: self.answering() or not self.running_nodes(), timeout=120, interval=0.5) \
+                or not self.answering():
+            logs = [str(self.node_dir(n) / "logs") for n in range(1, self.nodes + 1)]
+            self.stop()
+            raise StepFailed(f"Kafka did not start within two minutes; see the logs in {', '.join(logs)}")
+        say(f"Kafka is ready on {self.bootstrap}")
+        return True
+
+    def stop(self) -> None:
+        stopped = False
+        for node in range(1, self.nodes + 1):
+            pid = read_pid(self.pidfile(node))
+            if pid:
+                terminate(pid, timeout=30)
+                stopped = True
+            self.pidfile(node).unlink(missing_ok=True)
+        if stopped:
+            say(f"stopped Kafka ({self.name})")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    cfg = stack()["kafka"]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["fetch", "start", "stop", "status", "reset"])
+    p.add_argument("--name", default="dev", help="cluster name; its files live in var/kafka/NAME")
+    p.add_argument("--nodes", type=int, choices=[1, 3], default=1)
+    p.add_argument("--port", type=int, default=cfg["port"], help="client port of node 1")
+    p.add_argument("--controller-port", type=int, default=cfg["controller_port"])
+    p.add_argument("--heap", default=cfg["heap"])
+    p.add_argument("--scram", action="append", default=[], metavar="NAME=PASSWORD",
+                   help="SCRAM-SHA-512 user created at format time; the first is the super user")
+    args = p.parse_args(argv)
+    try:
+        args.scram = [tuple(s.split("=", 1)) for s in args.scram]
+        assert all(len(s) == 2 and s[0] and s[1] for s in args.scram)
+    except AssertionError:
+        p.error("--scram takes NAME=PASSWORD")
+    return args
+
+
+def main() -> int:
+    args = parse(sys.argv[1:])
+    cluster = Cluster(args.name, args.nodes, args.port, args.controller_port, args.scram)
+    if args.command == "fetch":
+        print(fetch())
+    elif args.command == "start":
+        cluster.start(args.heap)
+        print(cluster.bootstrap)
+    elif args.command == "stop":
+        cluster.stop()
+    elif args.command == "reset":
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+        say(f"removed {cluster.root}")
+    elif args.command == "status":
+        state = "answering" if cluster.answering() else "not answering"
+        print(f"{cluster.bootstrap}: {state}; running nodes: {cluster.running_nodes() or 'none'}")
+        return 0 if cluster.answering() else 3
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)

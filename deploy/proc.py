@@ -1,0 +1,153 @@
+"""Process and file helpers shared by the deploy scripts (standard library only).
+
+The deploy scripts run before the Python environment exists, so they import nothing outside
+the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+VAR = Path(os.environ.get("TSUNAGU_VAR_DIR", REPO / "var"))
+CACHE = Path(os.environ.get("TSUNAGU_CACHE_DIR", Path.home() / ".cache" / "tsunagu"))
+SECRETS_FILE = VAR / "secrets.json"
+
+
+class StepFailed(Exception):
+    """A deploy step failed; the message tells the person what to do."""
+
+
+def stack() -> dict:
+    with open(DEPLOY / "stack.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def say(message: str) -> None:
+    print(f"[tsunagu] {message}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); it is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def terminate(pid: int, timeout: float = 30.0, group: bool = True) -> None:
+    """SIGTERM, wait, then SIGKILL: a clean stop that never hangs forever."""
+    kill = os.killpg if group else os.kill
+    try:
+        kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if wait_until(lambda: not pid_alive(pid), timeout, 0.1):
+        return
+    try:
+        kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    wait_until(lambda: not pid_alive(pid), 5, 0.1)
+
+
+def spawn_detached(argv: list[str], log: Path, env: dict | None = None, user: str | None = None) -> int:
+    """Start a long-running process in its own session, its output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            user=user,
+        )
+    return proc.pid
+
+
+def run(argv: list[str], *, what: str, user: str | None = None, input: str | None = None,
+        env: dict | None = None, quiet: bool = True) -> str:
+    """Run a command to completion; on failure raise StepFailed with its output."""
+    result = subprocess.run(
+        argv, input=input, text=True, capture_output=quiet, user=user, env=env,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip() if quiet else ""
+        raise StepFailed(f"{what} failed (exit {result.returncode}).\n{detail}".rstrip())
+    return result.stdout or ""
+
+
+def dev_secrets() -> dict:
+    """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600)."""
+    VAR.mkdir(parents=True, exist_ok=True)
+    data = json.loads(SECRETS_FILE.read_text()) if SECRETS_FILE.exists() else {}
+    cfg = stack()
+    wanted = [cfg["postgres"]["admin_role"], *(s["database"] for s in cfg["services"].values())]
+    changed = False
+    passwords = data.setdefault("postgres", {})
+    for role in wanted:
+        if role not in passwords:
+            passwords[role] = secrets.token_urlsafe(24)
+            changed = True
+    if changed:
+        fd = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+    return data
+
+
+def main_guard(fn) -> None:
+    """Run a deploy command; a failed step prints a clear message and exits 1, not a traceback."""
+    try:
+        code = fn()
+    except StepFailed as exc:
+        print(f"[tsunagu] error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)

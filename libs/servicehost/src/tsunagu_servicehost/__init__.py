@@ -1,0 +1,14 @@
+"""One call that starts a Tsunagu service.
+
+A service describes itself as a `Service` (its name, HTTP routers, Kafka subscribers and
+migrations) in its composition root; `main(service)` does the rest: settings from the
+environment, the Kafka broker with tracing and metrics, the PostgreSQL pool, `/healthz`,
+`/readyz`, `/metrics`, `/openapi.json`, and the `serve` / `migrate` commands.
+"""
+
+from tsunagu_servicehost.app import Runtime, build_app
+from tsunagu_servicehost.cli import main
+from tsunagu_servicehost.service import Service
+from tsunagu_servicehost.settings import ServiceSettings
+
+__all__ = ["Runtime", "Service", "ServiceSettings", "build_app", "main"]

@@ -1,0 +1,94 @@
+"""Builds a service's ASGI application: Kafka broker, PostgreSQL pool, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from tsunagu_servicehost.health import health_router
+from tsunagu_servicehost.service import Service
+from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_telemetry import tracer_provider
+
+log = logging.getLogger("tsunagu.servicehost")
+
+
+@dataclass
+class Runtime:
+    """The live clients of one service process, handed to its subscribers and routes."""
+
+    service: Service
+    settings: ServiceSettings
+    broker: KafkaBroker
+    registry: CollectorRegistry
+    tracer_provider: TracerProvider
+    pool: asyncpg.Pool | None = None
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the database pool is opened when the application starts")
+        return self.pool
+
+
+def build_broker(service: Service, settings: ServiceSettings, registry: CollectorRegistry,
+                 provider: TracerProvider) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"tsunagu-{service.name}",
+        # Idempotent producer: acks=all and no duplicates from producer retries.
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        middlewares=(
+            KafkaTelemetryMiddleware(tracer_provider=provider),
+            KafkaPrometheusMiddleware(registry=registry, app_name=service.name),
+        ),
+        logger=logging.getLogger(f"tsunagu.{service.name}.kafka"),
+    )
+
+
+def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
+    """The service as an ASGI app; no client connects before the app starts."""
+    registry = CollectorRegistry()
+    provider = tracer_provider(service.name, settings.otlp_endpoint)
+    runtime = Runtime(service, settings, build_broker(service, settings, registry, provider), registry, provider)
+    if service.subscribe:
+        service.subscribe(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # min_size=0: the service starts even while its database is down; /readyz says so.
+        runtime.pool = await asyncpg.create_pool(
+            settings.database_url.get_secret_value(), min_size=0, max_size=settings.database_pool_size,
+            timeout=settings.readiness_timeout_s, command_timeout=30)
+        await runtime.broker.start()
+        tasks = [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
+                 for start in service.on_start]
+        log.info("%s started", service.name)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.broker.stop()
+            await runtime.pool.close()
+            provider.shutdown()
+            log.info("%s stopped", service.name)
+
+    app = FastAPI(title=service.title, version=service.version, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(health_router(runtime))
+    for router in service.routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,48 @@
+"""`python -m <service> serve|migrate|openapi`: the one entry point of every service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from tsunagu_servicehost.service import Service
+from tsunagu_servicehost.settings import ServiceSettings
+
+
+def _settings() -> ServiceSettings:
+    try:
+        return ServiceSettings()
+    except ValidationError as exc:
+        missing = ", ".join(f"TSUNAGU_{'_'.join(map(str, e['loc'])).upper()}" for e in exc.errors())
+        sys.exit(f"[tsunagu] error: settings missing or invalid: {missing}")
+
+
+def main(service: Service, argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=service.title)
+    parser.add_argument("command", choices=["serve", "migrate", "openapi"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service.name} %(levelname)s %(name)s %(message)s")
+
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+    if args.command == "migrate":
+        from tsunagu_servicehost.migrations import upgrade
+
+        upgrade(service, _settings().database_url.get_secret_value())
+    elif args.command == "openapi":
+        from tsunagu_servicehost.app import build_app
+
+        settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused")
+        json.dump(build_app(service, settings).openapi(), sys.stdout, ensure_ascii=False, indent=2)
+    else:
+        import uvicorn
+
+        from tsunagu_servicehost.app import build_app
+
+        settings = _settings()
+        uvicorn.run(build_app(service, settings), host=settings.http_host, port=settings.http_port,
+                    log_config=None, access_log=False, lifespan="on")

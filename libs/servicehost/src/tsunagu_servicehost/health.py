@@ -1,0 +1,69 @@
+"""`/healthz` (the process answers), `/readyz` (its Kafka and database work) and `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from tsunagu_servicehost.app import Runtime
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"], description="`ready` or `unavailable`.")
+    checks: dict[str, str] = Field(
+        examples=[{"kafka": "ok", "database": "ok"}],
+        description="Each dependency: `ok`, or why it is not usable.")
+
+
+def _reason(exc: BaseException) -> str:
+    # The exception type and message only: connection errors never contain the password.
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}".rstrip(": ")[:200]
+
+
+async def check_database(runtime: "Runtime") -> str:
+    try:
+        async with asyncio.timeout(runtime.settings.readiness_timeout_s):
+            await runtime.db.fetchval("SELECT 1")
+    except TimeoutError:
+        return f"unreachable: no answer within {runtime.settings.readiness_timeout_s:g}s"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
+        return f"unreachable: {_reason(exc)}"
+    return "ok"
+
+
+async def check_kafka(runtime: "Runtime") -> str:
+    try:
+        ok = await runtime.broker.ping(timeout=runtime.settings.readiness_timeout_s)
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable: {_reason(exc)}"
+    return "ok" if ok else f"unreachable: no answer within {runtime.settings.readiness_timeout_s:g}s"
+
+
+def health_router(runtime: "Runtime") -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="生存確認 (liveness)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service.name}
+
+    @router.get("/readyz", summary="準備状態 (readiness)", response_model=Readiness,
+                responses={503: {"model": Readiness, "description": "A dependency is not usable."}})
+    async def readyz() -> JSONResponse:
+        kafka, database = await asyncio.gather(check_kafka(runtime), check_database(runtime))
+        checks = {"kafka": kafka, "database": database}
+        ready = all(v == "ok" for v in checks.values())
+        body = Readiness(status="ready" if ready else "unavailable", checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

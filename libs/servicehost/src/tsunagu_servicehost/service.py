@@ -1,0 +1,29 @@
+"""What a service tells the host about itself, built in its composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter
+
+if TYPE_CHECKING:
+    from tsunagu_servicehost.app import Runtime
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    """Short name: the OpenTelemetry service name, the Kafka client id and consumer-group prefix."""
+    title: str
+    """Title of the OpenAPI document, Japanese first."""
+    migrations: Path
+    """Alembic script directory of the service's own database."""
+    routers: Sequence[APIRouter] = ()
+    subscribe: Callable[["Runtime"], None] | None = None
+    """Registers the service's Kafka subscribers on `runtime.broker`; called before the broker starts."""
+    on_start: Sequence[Callable[["Runtime"], Awaitable[None]]] = field(default=())
+    """Background work started once the broker and pool are up (relays, timers)."""
+    version: str = "0.1.0"

@@ -1,0 +1,18 @@
+"""Settings every service reads from its environment (prefix `TSUNAGU_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TSUNAGU_", extra="ignore")
+
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
+    http_port: int = Field(ge=1, le=65535, description="Port of the service's HTTP API.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    database_url: SecretStr = Field(description="postgresql:// URL of the service's own database and role.")
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
+    readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
+    database_pool_size: int = Field(default=10, ge=1)

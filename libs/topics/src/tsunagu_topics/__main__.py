@@ -1,0 +1,3 @@
+from tsunagu_topics.create import main
+
+main()

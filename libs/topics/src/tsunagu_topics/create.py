@@ -1,0 +1,58 @@
+"""Create every registry topic that does not exist yet; existing topics are left as they are."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from tsunagu_contracts import TOPICS, Topic
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS, **client_options) -> list[str]:
+    """Returns the names of the topics it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replicas = min(3, brokers)
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if not missing:
+            return []
+        config_for = {t.name: {**t.config, "min.insync.replicas": str(2 if replicas >= 3 else 1)} for t in missing}
+        response = await admin.create_topics(
+            [NewTopic(t.name, t.partitions, replicas, topic_configs=config_for[t.name]) for t in missing])
+        created = []
+        for name, code, message in _errors(response):
+            if code == 0:
+                created.append(name)
+            elif code != TopicAlreadyExistsError.errno:  # created concurrently by another caller
+                raise RuntimeError(f"creating topic {name} failed: error {code} {message or ''}".strip())
+        return created
+    finally:
+        await admin.close()
+
+
+def _errors(response) -> list[tuple[str, int, str | None]]:
+    rows = []
+    for entry in response.topic_errors:
+        name, code, *rest = entry
+        rows.append((name, code, rest[0] if rest else None))
+    return rows
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Create the contracts' Kafka topics.")
+    parser.add_argument("--bootstrap", required=True)
+    args = parser.parse_args()
+    created = asyncio.run(ensure_topics(args.bootstrap))
+    print(f"[tsunagu] topics: {len(TOPICS)} in the registry, {len(created)} created")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tsunagu intake service: consultations at any counter, persons, needs, consent and the screening chart."""

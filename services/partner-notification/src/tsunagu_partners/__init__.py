@@ -1,0 +1,1 @@
+"""Tsunagu partner-notification service: partner registry, subscriptions, deliveries and partner responses."""

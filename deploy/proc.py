@@ -34,7 +34,11 @@ def stack() -> dict:
 
 
 def say(message: str) -> None:
-    print(f"[tsunagu] {message}", flush=True)
+    try:
+        print(f"[tsunagu] {message}", flush=True)
+    except OSError:
+        # The terminal or a pipe reader is gone (Ctrl-C on `make run | tee`): clean-up must go on.
+        pass
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -1,0 +1,51 @@
+# Tsunagu: `make run` starts the whole system, `make test` runs every test.
+# Both install what is missing first: uv and the locked Python packages, Kafka's jars from
+# Maven Central, PostgreSQL from Debian's packages.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.9.9
+UV := var/tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+
+.PHONY: run test stop infra deps clean help
+
+help:
+	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
+	@echo "make test   start or reuse the infrastructure and run all tests"
+	@echo "make stop   stop everything 'make run' started"
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv var/tools
+	var/tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The environment follows the lock file exactly; a stale lock fails instead of changing silently.
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+deps: .venv/.synced
+
+infra: deps
+	$(PYTHON) deploy/stack.py infra
+
+run: deps
+	@$(PYTHON) deploy/stack.py run
+
+stop:
+	@$(PYTHON) deploy/stack.py stop
+
+# On a Docker host the tests start their own containers (testcontainers); elsewhere the native
+# stack from deploy/ is started or reused first. TSUNAGU_TEST_KAFKA_BOOTSTRAP and
+# TSUNAGU_TEST_POSTGRES_DSN point the tests at infrastructure of your own instead.
+test: deps
+	@if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
+		$(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+clean: stop
+	$(PYTHON) deploy/kafkactl.py reset
+	$(PYTHON) deploy/pgctl.py reset
+	rm -rf .venv var

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""The whole local system: Kafka, PostgreSQL, topics, migrations and the four services.
+
+    stack.py infra    start (or reuse) Kafka and PostgreSQL and create the topics
+    stack.py run      infra, migrations, the four services; waits until every /readyz is 200,
+                      then supervises them until Ctrl-C or `stack.py stop`
+    stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
+    stack.py env SERVICE
+                      print the environment a service runs with (for running one by hand)
+
+Standard library only; the services themselves run in the project's virtual environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kafkactl  # noqa: E402
+import pgctl  # noqa: E402
+from proc import (  # noqa: E402
+    REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, spawn_detached,
+    stack, terminate, wait_until,
+)
+
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+RUN_DIR = VAR / "run"
+LOG_DIR = VAR / "log"
+SUPERVISOR_PID = RUN_DIR / "stack.pid"
+STARTED_FILE = RUN_DIR / "started.json"
+
+
+def kafka_cluster() -> kafkactl.Cluster:
+    cfg = stack()["kafka"]
+    return kafkactl.Cluster("dev", 1, cfg["port"], cfg["controller_port"], [])
+
+
+def bootstrap() -> str:
+    cfg = stack()["kafka"]
+    return os.environ.get("TSUNAGU_KAFKA_BOOTSTRAP", f"{cfg['host']}:{cfg['port']}")
+
+
+def service_env(name: str) -> dict[str, str]:
+    cfg = stack()
+    svc = cfg["services"][name]
+    pg = cfg["postgres"]
+    password = dev_secrets()["postgres"][svc["database"]]
+    env = {
+        "TSUNAGU_HTTP_HOST": "127.0.0.1",
+        "TSUNAGU_HTTP_PORT": str(svc["port"]),
+        "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
+        "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
+    }
+    if os.environ.get("TSUNAGU_OTLP_ENDPOINT"):
+        env["TSUNAGU_OTLP_ENDPOINT"] = os.environ["TSUNAGU_OTLP_ENDPOINT"]
+    return env
+
+
+def venv_python() -> str:
+    if not VENV_PYTHON.exists():
+        raise StepFailed("the Python environment is missing; run `make run` (it installs it) instead of this script.")
+    return str(VENV_PYTHON)
+
+
+def infra() -> dict[str, bool]:
+    """Start or reuse Kafka and PostgreSQL, create the topics; says which ones this call started."""
+    started = {"kafka": kafka_cluster().start(stack()["kafka"]["heap"]), "postgres": pgctl.start()}
+    out = subprocess.run([venv_python(), "-m", "tsunagu_topics", "--bootstrap", bootstrap()],
+                         text=True, capture_output=True)
+    if out.returncode != 0:
+        raise StepFailed(f"creating the Kafka topics failed:\n{out.stderr.strip()[-2000:]}")
+    say(out.stdout.strip().removeprefix("[tsunagu] "))
+    return started
+
+
+def migrate(name: str) -> None:
+    module = stack()["services"][name]["module"]
+    out = subprocess.run([venv_python(), "-m", module, "migrate"], text=True, capture_output=True,
+                         env={**os.environ, **service_env(name)})
+    if out.returncode != 0:
+        raise StepFailed(f"migrating the {name} database failed:\n{out.stderr.strip()[-2000:]}")
+    say(f"{name}: database migrated")
+
+
+def ready(port: int) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+            return r.status == 200, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return False, e.read().decode()
+    except OSError as e:
+        return False, str(e)
+
+
+def stop_services() -> None:
+    for name in stack()["services"]:
+        pid = read_pid(RUN_DIR / f"{name}.pid")
+        if pid:
+            terminate(pid, timeout=20)
+            say(f"stopped {name}")
+        (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
+
+
+def stop_infra(started: dict[str, bool]) -> None:
+    if started.get("kafka"):
+        kafka_cluster().stop()
+    if started.get("postgres"):
+        pgctl.stop()
+
+
+def print_summary() -> None:
+    cfg = stack()
+    lines = ["Tsunagu is running. Where to look:"]
+    for name, svc in cfg["services"].items():
+        lines.append(f"  {name:<22} http://127.0.0.1:{svc['port']}/docs   (readyz, metrics, openapi.json)")
+    lines += [
+        f"  Kafka                  {bootstrap()}",
+        f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
+        f"(one database and role per service; passwords in {VAR / 'secrets.json'})",
+        f"  logs                   {LOG_DIR}/",
+        "Stop with Ctrl-C here, or `make stop` from another terminal.",
+    ]
+    for line in lines:
+        say(line)
+
+
+def run() -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    other = read_pid(SUPERVISOR_PID)
+    if other and other != os.getpid():
+        say(f"the stack is already running (pid {other}); `make stop` stops it")
+        print_summary()
+        return 0
+    cfg = stack()
+    for name, svc in cfg["services"].items():
+        if port_open("127.0.0.1", svc["port"]) and not read_pid(RUN_DIR / f"{name}.pid"):
+            raise StepFailed(f"port 127.0.0.1:{svc['port']} for the {name} service is already in use "
+                             f"by another program. Stop it (e.g. `ss -ltnp 'sport = :{svc['port']}'` shows which).")
+    stop_services()  # leftovers of a run that was killed without cleaning up
+    SUPERVISOR_PID.write_text(str(os.getpid()))
+
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started: dict[str, bool] = {}
+    try:
+        started = infra()
+        STARTED_FILE.write_text(json.dumps(started))
+        for name in cfg["services"]:
+            migrate(name)
+        for name, svc in cfg["services"].items():
+            pid = spawn_detached([venv_python(), "-m", svc["module"], "serve"], log=LOG_DIR / f"{name}.log",
+                                 env={**os.environ, **service_env(name)})
+            (RUN_DIR / f"{name}.pid").write_text(str(pid))
+            say(f"{name}: started (pid {pid}) on port {svc['port']}")
+        pending = dict(cfg["services"])
+        deadline = time.monotonic() + 90
+        while pending and not stopping:
+            for name, svc in list(pending.items()):
+                if not read_pid(RUN_DIR / f"{name}.pid"):
+                    raise StepFailed(f"the {name} service exited during start-up; see {LOG_DIR / (name + '.log')}")
+                ok, _ = ready(svc["port"])
+                if ok:
+                    say(f"{name}: ready")
+                    del pending[name]
+            if time.monotonic() > deadline:
+                details = "; ".join(f"{n}: {ready(s['port'])[1][:200]}" for n, s in pending.items())
+                raise StepFailed(f"not ready within 90 s: {details}")
+            time.sleep(0.3)
+        if not stopping:
+            print_summary()
+        while not stopping:
+            for name in cfg["services"]:
+                if not read_pid(RUN_DIR / f"{name}.pid"):
+                    raise StepFailed(f"the {name} service stopped unexpectedly; see {LOG_DIR / (name + '.log')}")
+            time.sleep(1)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("stopping")
+        stop_services()
+        stop_infra(started)
+        STARTED_FILE.unlink(missing_ok=True)
+        SUPERVISOR_PID.unlink(missing_ok=True)
+        kept = [name for name in ("kafka", "postgres") if started.get(name) is False]
+        if kept:
+            say(f"stopped; {' and '.join(kept)} ran before `make run` and stay{'s' if len(kept) == 1 else ''} "
+                f"running (`make stop` stops {'it' if len(kept) == 1 else 'them'})")
+        else:
+            say("stopped; no process of the stack is left running")
+
+
+def stop() -> int:
+    supervisor = read_pid(SUPERVISOR_PID)
+    if supervisor:
+        os.kill(supervisor, signal.SIGTERM)
+        if not wait_until(lambda: not pid_alive(supervisor), 90):
+            raise StepFailed(f"`make run` (pid {supervisor}) did not stop within 90 s")
+        return 0
+    stop_services()
+    kafka_cluster().stop()
+    pgctl.stop()
+    return 0
+
+
+def main() -> int:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "infra":
+        infra()
+    elif command == "run":
+        return run()
+    elif command == "stop":
+        return stop()
+    elif command == "env" and len(sys.argv) == 3:
+        for key, value in service_env(sys.argv[2]).items():
+            print(f"export {key}='{value}'")
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -41,19 +41,20 @@ class Runtime:
         return self.pool
 
 
-def build_broker(service: Service, settings: ServiceSettings, registry: CollectorRegistry,
+def build_broker(name: str, settings: ServiceSettings, registry: CollectorRegistry,
                  provider: TracerProvider) -> KafkaBroker:
+    """The service's Kafka broker: idempotent producer, W3C trace context and Prometheus metrics."""
     return KafkaBroker(
         settings.kafka_bootstrap,
-        client_id=f"tsunagu-{service.name}",
+        client_id=f"tsunagu-{name}",
         # Idempotent producer: acks=all and no duplicates from producer retries.
         enable_idempotence=True,
         allow_auto_create_topics=False,
         middlewares=(
             KafkaTelemetryMiddleware(tracer_provider=provider),
-            KafkaPrometheusMiddleware(registry=registry, app_name=service.name),
+            KafkaPrometheusMiddleware(registry=registry, app_name=name),
         ),
-        logger=logging.getLogger(f"tsunagu.{service.name}.kafka"),
+        logger=logging.getLogger(f"tsunagu.{name}.kafka"),
     )
 
 
@@ -61,7 +62,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     """The service as an ASGI app; no client connects before the app starts."""
     registry = CollectorRegistry()
     provider = tracer_provider(service.name, settings.otlp_endpoint)
-    runtime = Runtime(service, settings, build_broker(service, settings, registry, provider), registry, provider)
+    runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
     if service.subscribe:
         service.subscribe(runtime)
 

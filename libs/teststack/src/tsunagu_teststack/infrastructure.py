@@ -1,0 +1,123 @@
+"""Choosing and starting the back end that provides Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger("tsunagu.teststack")
+
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+POSTGRES_IMAGE = "postgres:15"
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    kafka_bootstrap: str
+    postgres_admin_dsn: str
+    """A role that may create databases and roles: tests make their own scratch databases."""
+    backend: Literal["environment", "testcontainers", "native"]
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "deploy" / "stack.toml").exists():
+            return parent
+    raise RuntimeError("deploy/stack.toml not found above the tsunagu_teststack package")
+
+
+def stack_config() -> dict:
+    with open(repo_root() / "deploy" / "stack.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def from_environment() -> Infrastructure | None:
+    kafka = os.environ.get("TSUNAGU_TEST_KAFKA_BOOTSTRAP")
+    postgres = os.environ.get("TSUNAGU_TEST_POSTGRES_DSN")
+    if not kafka and not postgres:
+        return None
+    if not (kafka and postgres):
+        raise RuntimeError("set both TSUNAGU_TEST_KAFKA_BOOTSTRAP and TSUNAGU_TEST_POSTGRES_DSN, or neither")
+    return Infrastructure(kafka, postgres, "environment")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def from_testcontainers(resources: ExitStack) -> Infrastructure | None:
+    """Containers on a Docker host; None when no Docker engine answers."""
+    try:
+        from docker.errors import DockerException
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:
+        return None
+    try:
+        postgres = PostgresContainer(POSTGRES_IMAGE, username="postgres", password="postgres", dbname="postgres",
+                                     driver=None)
+    except DockerException:
+        return None
+    # The official Apache Kafka image in KRaft mode; it must advertise the port the host sees,
+    # so that port is chosen before the container starts.
+    port = _free_port()
+    kafka = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started"))
+    )
+    resources.enter_context(postgres)
+    resources.enter_context(kafka)
+    dsn = postgres.get_connection_url(driver=None)
+    return Infrastructure(f"127.0.0.1:{port}", dsn, "testcontainers")
+
+
+def native() -> Infrastructure:
+    """The stack from deploy/, started or reused (it installs what is missing)."""
+    root = repo_root()
+    cfg = stack_config()
+    for script in ("kafkactl.py", "pgctl.py"):
+        result = subprocess.run([sys.executable, str(root / "deploy" / script), "start"],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RuntimeError(f"deploy/{script} start failed:\n{result.stdout}\n{result.stderr}")
+    secrets_file = Path(os.environ.get("TSUNAGU_VAR_DIR", root / "var")) / "secrets.json"
+    admin = cfg["postgres"]["admin_role"]
+    password = json.loads(secrets_file.read_text())["postgres"][admin]
+    pg = cfg["postgres"]
+    kafka = cfg["kafka"]
+    return Infrastructure(f"{kafka['host']}:{kafka['port']}",
+                          f"postgresql://{admin}:{password}@{pg['host']}:{pg['port']}/postgres", "native")
+
+
+def provide(resources: ExitStack) -> Infrastructure:
+    infra = from_environment() or from_testcontainers(resources) or native()
+    log.info("test infrastructure: %s (Kafka %s)", infra.backend, infra.kafka_bootstrap)
+    return infra

@@ -1,0 +1,59 @@
+"""pytest fixtures: `infrastructure`, `scratch_database`, `service_process`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack
+
+import pytest
+import pytest_asyncio
+
+from tsunagu_teststack.databases import ScratchDatabases
+from tsunagu_teststack.infrastructure import Infrastructure, provide
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Infrastructure:
+    with ExitStack() as resources:
+        infra = provide(resources)
+        asyncio.run(ensure_topics(infra.kafka_bootstrap))
+        yield infra
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def scratch_databases(infrastructure: Infrastructure) -> AsyncIterator[ScratchDatabases]:
+    databases = ScratchDatabases(infrastructure.postgres_admin_dsn)
+    yield databases
+    await databases.drop_all()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def scratch_database(scratch_databases: ScratchDatabases) -> str:
+    """URL of a new, empty database and the role that owns it."""
+    return await scratch_databases.create()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service_process(infrastructure: Infrastructure, scratch_databases: ScratchDatabases,
+                          tmp_path_factory) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
+    """Factory: `await service_process("intake")` gives a migrated, running service on its own database."""
+    started: list[ServiceProcess] = []
+    log_dir = tmp_path_factory.mktemp("service-logs")
+
+    async def start(service: str, *, database_url: str | None = None, migrate: bool = True,
+                    extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        url = database_url or await scratch_databases.create(service)
+        process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
+                                 log_dir=log_dir, extra_env=extra_env)
+        if migrate:
+            await process.migrate()
+        started.append(process)
+        await process.start()
+        return process
+
+    yield start
+    for process in started:
+        await process.stop()

@@ -1,0 +1,83 @@
+"""A service as a real process on a free loopback port, the way `make run` starts it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tsunagu_teststack.infrastructure import stack_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """`python -m <service module> <command>` with the service's settings in its environment."""
+
+    def __init__(self, service: str, *, kafka_bootstrap: str, database_url: str, log_dir: Path,
+                 extra_env: dict[str, str] | None = None):
+        self.service = service
+        self.module = stack_config()["services"][service]["module"]
+        self.port = free_port()
+        self.log_path = log_dir / f"{service}-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "TSUNAGU_HTTP_HOST": "127.0.0.1",
+            "TSUNAGU_HTTP_PORT": str(self.port),
+            "TSUNAGU_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "TSUNAGU_DATABASE_URL": database_url,
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def migrate(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", self.module, "migrate", env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise AssertionError(f"{self.service} migrate failed:\n{output.decode()[-3000:]}")
+
+    async def start(self, wait_for: float = 60.0) -> None:
+        """Start serving and wait until /healthz answers (readiness is the test's business)."""
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, "serve"], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+            for _ in range(int(wait_for / 0.2)):
+                if self.process.poll() is not None:
+                    raise AssertionError(f"{self.service} exited with {self.process.returncode}:\n{self.log()}")
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.service} did not answer /healthz within {wait_for}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    async def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 20)
+            except TimeoutError:
+                self.process.kill()
+                await asyncio.to_thread(self.process.wait)

@@ -15,7 +15,7 @@ idempotent: a broker already answering on the port is reused. Standard library o
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import shutil
 import socket
 import struct
@@ -149,6 +149,20 @@ class Cluster:
     def running_nodes(self) -> list[int]:
         return [n for n in range(1, self.nodes + 1) if read_pid(self.pidfile(n))]
 
+    def remember_shape(self) -> None:
+        """Stop and status must find every node of a cluster without being told its shape again."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        shape = {"nodes": self.nodes, "port": self.port, "controller_port": self.controller_port}
+        (self.root / "cluster.json").write_text(json.dumps(shape))
+
+    @classmethod
+    def existing(cls, name: str, default: "Cluster") -> "Cluster":
+        shape_file = VAR / "kafka" / name / "cluster.json"
+        if not shape_file.exists():
+            return default
+        shape = json.loads(shape_file.read_text())
+        return cls(name, shape["nodes"], shape["port"], shape["controller_port"], [])
+
     def answering(self) -> bool:
         return all(kafka_answers(self.host, self.client_port(n)) for n in range(1, self.nodes + 1))
 
@@ -195,6 +209,7 @@ class Cluster:
             self.stop()
         self.check_ports_free()
         lib = fetch()
+        self.remember_shape()
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
             (ndir / "logs").mkdir(parents=True, exist_ok=True)
@@ -215,14 +230,11 @@ class Cluster:
         return True
 
     def stop(self) -> None:
-        stopped = False
+        pids = [pid for n in range(1, self.nodes + 1) if (pid := read_pid(self.pidfile(n)))]
+        terminate(*pids, timeout=30)
         for node in range(1, self.nodes + 1):
-            pid = read_pid(self.pidfile(node))
-            if pid:
-                terminate(pid, timeout=30)
-                stopped = True
             self.pidfile(node).unlink(missing_ok=True)
-        if stopped:
+        if pids:
             say(f"stopped Kafka ({self.name})")
 
 
@@ -249,6 +261,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main() -> int:
     args = parse(sys.argv[1:])
     cluster = Cluster(args.name, args.nodes, args.port, args.controller_port, args.scram)
+    if args.command != "start":
+        cluster = Cluster.existing(args.name, cluster)
     if args.command == "fetch":
         print(fetch())
     elif args.command == "start":

@@ -81,20 +81,24 @@ def read_pid(pidfile: Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def terminate(pid: int, timeout: float = 30.0, group: bool = True) -> None:
-    """SIGTERM, wait, then SIGKILL: a clean stop that never hangs forever."""
-    kill = os.killpg if group else os.kill
-    try:
-        kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+def terminate(*pids: int, timeout: float = 30.0) -> None:
+    """SIGTERM each process group, wait, then SIGKILL what is left: a clean stop that never hangs.
+
+    All are signalled at once, so the nodes of one Kafka cluster shut down together instead of
+    the last one waiting for a quorum that has already left.
+    """
+    def signal_all(sig: int) -> None:
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    signal_all(signal.SIGTERM)
+    if wait_until(lambda: not any(pid_alive(p) for p in pids), timeout, 0.1):
         return
-    if wait_until(lambda: not pid_alive(pid), timeout, 0.1):
-        return
-    try:
-        kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    wait_until(lambda: not pid_alive(pid), 5, 0.1)
+    signal_all(signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 5, 0.1)
 
 
 def spawn_detached(argv: list[str], log: Path, env: dict | None = None, user: str | None = None) -> int:

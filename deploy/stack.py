@@ -101,12 +101,13 @@ def ready(port: int) -> tuple[bool, str]:
 
 
 def stop_services() -> None:
-    for name in stack()["services"]:
-        pid = read_pid(RUN_DIR / f"{name}.pid")
-        if pid:
-            terminate(pid, timeout=20)
-            say(f"stopped {name}")
+    names = list(stack()["services"])
+    running = {name: pid for name in names if (pid := read_pid(RUN_DIR / f"{name}.pid"))}
+    terminate(*running.values(), timeout=20)
+    for name in names:
         (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
+    if running:
+        say(f"stopped {', '.join(running)}")
 
 
 def stop_infra(started: dict[str, bool]) -> None:

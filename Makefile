@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help
+.PHONY: run test stop infra deps clean help compose-env
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -49,3 +49,7 @@ clean: stop
 	$(PYTHON) deploy/kafkactl.py reset
 	$(PYTHON) deploy/pgctl.py reset
 	rm -rf .venv var
+
+# For docker compose: database passwords generated locally, never committed.
+compose-env:
+	@umask 077 && $(PYTHON) deploy/stack.py compose-env > .env && echo "wrote .env"

@@ -7,6 +7,8 @@
     stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
+    stack.py compose-env
+                      print the variables docker-compose.yml needs (database passwords)
 
 Standard library only; the services themselves run in the project's virtual environment.
 """
@@ -226,6 +228,12 @@ def main() -> int:
         return run()
     elif command == "stop":
         return stop()
+    elif command == "compose-env":
+        cfg = stack()
+        passwords = dev_secrets()["postgres"]
+        print(f"TSUNAGU_PASSWORD_POSTGRES={passwords[cfg['postgres']['admin_role']]}")
+        for service in cfg["services"].values():
+            print(f"TSUNAGU_PASSWORD_{service['database'].upper()}={passwords[service['database']]}")
     elif command == "env" and len(sys.argv) == 3:
         for key, value in service_env(sys.argv[2]).items():
             print(f"export {key}='{value}'")

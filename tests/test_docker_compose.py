@@ -1,0 +1,79 @@
+"""docker-compose.yml runs the same system as `make run`; it cannot run here, so it is checked."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tsunagu_teststack.infrastructure import KAFKA_IMAGE, POSTGRES_IMAGE, repo_root, stack_config
+
+ROOT = repo_root()
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+STACK = stack_config()
+
+
+def package_of(module: str) -> str:
+    for pyproject in ROOT.glob("services/*/pyproject.toml"):
+        if (pyproject.parent / "src" / module).is_dir():
+            return tomllib.loads(pyproject.read_text())["project"]["name"]
+    raise LookupError(module)
+
+
+@pytest.mark.parametrize("name", list(STACK["services"]))
+def test_each_service_has_the_same_port_database_and_module_as_make_run(name):
+    expected = STACK["services"][name]
+    service = COMPOSE[name]
+    env = service["environment"]
+
+    assert service["ports"] == [f"127.0.0.1:{expected['port']}:{expected['port']}"]
+    assert env["TSUNAGU_HTTP_PORT"] == str(expected["port"])
+    assert env["TSUNAGU_KAFKA_BOOTSTRAP"] == "kafka:29092"
+    assert re.fullmatch(rf"postgresql://{expected['database']}:\$\{{\w+\}}@postgres:5432/{expected['database']}",
+                        env["TSUNAGU_DATABASE_URL"])
+    assert service["build"]["args"]["SERVICE_PACKAGE"] == package_of(expected["module"])
+    assert f"python -m {expected['module']} migrate" in service["command"][-1]
+    assert f"exec python -m {expected['module']} serve" in service["command"][-1]
+    assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_the_stack_has_no_service_that_compose_lacks_and_none_extra():
+    infrastructure = {"kafka", "postgres", "jaeger", "otel-collector", "topics"}
+    assert set(COMPOSE) - infrastructure == set(STACK["services"])
+
+
+def test_postgres_creates_every_service_database_with_its_own_password():
+    env = COMPOSE["postgres"]["environment"]
+    databases = env["TSUNAGU_DATABASES"].split()
+    assert databases == [s["database"] for s in STACK["services"].values()]
+    for database in databases:
+        assert f"TSUNAGU_PASSWORD_{database.upper()}" in env
+    assert COMPOSE["postgres"]["ports"] == [f"127.0.0.1:{STACK['postgres']['port']}:5432"]
+
+
+def test_kafka_is_the_same_version_and_port_as_the_native_stack():
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    kafka = COMPOSE["kafka"]
+    assert kafka["image"] == f"apache/kafka:{version}"
+    assert kafka["ports"] == [f"127.0.0.1:{STACK['kafka']['port']}:9092"]
+    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_testcontainers_use_the_same_images_as_compose():
+    assert KAFKA_IMAGE == COMPOSE["kafka"]["image"]
+    assert POSTGRES_IMAGE == COMPOSE["postgres"]["image"]
+
+
+def test_services_export_traces_to_the_collector():
+    for name in STACK["services"]:
+        assert COMPOSE[name]["environment"]["TSUNAGU_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    assert "4318" in Path(ROOT / "deploy/docker/otel-collector.yaml").read_text()
+
+
+def test_no_secret_is_written_into_the_compose_file():
+    for service in COMPOSE.values():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key:
+                assert str(value).startswith("${"), f"{key} must come from the environment"

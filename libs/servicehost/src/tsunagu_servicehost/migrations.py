@@ -12,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tsunagu_outbox import SCHEMA_STATEMENTS
 from tsunagu_servicehost.service import Service
 
 
@@ -53,3 +54,11 @@ def run_alembic_env() -> None:
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def create_messaging_tables() -> None:
+    """The first migration of every service: its outbox and applied-event tables."""
+    from alembic import op
+
+    for statement in SCHEMA_STATEMENTS:
+        op.execute(statement)

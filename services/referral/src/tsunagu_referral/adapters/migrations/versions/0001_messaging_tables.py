@@ -1,16 +1,6 @@
-"""Outbox and applied-event tables.
+"""Outbox and applied-event tables (Revision ID: 0001)."""
 
-Revision ID: 0001
-"""
-
-from alembic import op
-
-from tsunagu_outbox import SCHEMA_STATEMENTS
+from tsunagu_servicehost.migrations import create_messaging_tables as upgrade  # noqa: F401
 
 revision = "0001"
 down_revision = None
-
-
-def upgrade() -> None:
-    for statement in SCHEMA_STATEMENTS:
-        op.execute(statement)

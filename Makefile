@@ -9,12 +9,13 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env
+.PHONY: run test stop infra deps clean help compose-env contracts
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
+	@echo "make contracts  regenerate the contracts' AsyncAPI document, schemas and examples"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -26,7 +27,16 @@ $(UV):
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch $@
 
-deps: .venv/.synced
+# The official AsyncAPI parser, for the contracts' tests.
+contracts/tools/node_modules/.installed: contracts/tools/package-lock.json
+	npm ci --prefix contracts/tools --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: .venv/.synced contracts/tools/node_modules/.installed
+
+# Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
+contracts: deps
+	.venv/bin/tsunagu-contracts generate --contracts contracts
 
 infra: deps
 	$(PYTHON) deploy/stack.py infra

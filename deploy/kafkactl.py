@@ -15,6 +15,7 @@ idempotent: a broker already answering on the port is reused. Standard library o
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import shutil
 import socket
@@ -62,6 +63,15 @@ def fetch() -> Path:
     tmp.rename(lib)
     done.touch()
     return lib
+
+
+def new_cluster_id() -> str:
+    """A URL-safe base64 UUID of 22 characters, as Kafka makes them: never starting with '-', which
+    the storage tool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -181,9 +191,7 @@ class Cluster:
         cluster_id_file = self.root / "cluster.id"
         if not cluster_id_file.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            # A Kafka cluster id is a URL-safe base64 UUID of 22 characters.
-            import base64
-            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            cluster_id_file.write_text(new_cluster_id())
         argv = [*self.java(lib, node, heap="256m"), "kafka.tools.StorageTool", "format",
                 "-t", cluster_id_file.read_text().strip(), "-c", str(ndir / "server.properties")]
         if self.nodes == 1:

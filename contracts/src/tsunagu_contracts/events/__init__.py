@@ -1,0 +1,36 @@
+"""The event catalogue, v1: every event type any service publishes."""
+
+from __future__ import annotations
+
+from tsunagu_contracts.events.base import Contract, Event, Recipient
+from tsunagu_contracts.events.housing import (
+    CheckInMissed, CheckInRecorded, EstateClearanceRequested, HousingSupportOpened, TenancyEnded,
+    TenancyStageChanged, TenancyStarted,
+)
+from tsunagu_contracts.events.intake import (
+    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, NeedIdentified, StatutoryBasisRecorded,
+)
+from tsunagu_contracts.events.partners import DeliveryFailed, PartnerResponded
+from tsunagu_contracts.events.referral import (
+    CaseClosed, CaseContactOverdue, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened,
+)
+
+CATALOGUE: tuple[type[Event], ...] = (
+    ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded,
+    ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
+    ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed,
+    HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed, TenancyEnded,
+    EstateClearanceRequested,
+    PartnerResponded, DeliveryFailed,
+)
+EVENT_TYPES: dict[str, type[Event]] = {event.type: event for event in CATALOGUE}
+
+__all__ = [
+    "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CheckInMissed", "CheckInRecorded",
+    "ConsentGranted", "ConsentWithdrawn", "ConsultationRegistered", "Contract", "DeliveryFailed",
+    "EstateClearanceRequested", "Event", "HousingSupportOpened", "NeedIdentified", "PartnerResponded",
+    "Recipient", "ReferralAccepted", "ReferralCompleted", "ReferralContactMade", "ReferralDeclined",
+    "ReferralOverdue", "ReferralRequested", "ReferralRerouted", "ReferralSheetOpened", "StatutoryBasisRecorded",
+    "TenancyEnded", "TenancyStageChanged", "TenancyStarted",
+]

@@ -1,0 +1,86 @@
+"""What every event is: a past-tense fact about one case, carrying no personal data.
+
+Shared topics carry pseudonymous ids, codes, dates and counts only. Every model forbids unknown
+fields and has no free-text field, so a name, a phone number or a note cannot ride along: the
+contracts' tests walk every schema to keep it that way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from tsunagu_contracts.codes import Division, RecipientKind
+
+MunicipalityCode = Annotated[str, Field(
+    pattern=r"^\d{6}$",
+    description="全国地方公共団体コード (6 digits, with check digit) of the city that owns the case.",
+    examples=["142166"],
+)]
+
+
+def _check_digit_ok(code: str) -> str:
+    # JIS X 0401 / 総務省: the 6th digit is 11 - (sum of digits 1-5 weighted 6,5,4,3,2) mod 11.
+    weighted = sum(int(d) * w for d, w in zip(code[:5], (6, 5, 4, 3, 2), strict=True))
+    expected = (11 - weighted % 11) % 10
+    if int(code[5]) != expected:
+        raise ValueError(f"check digit of municipality code {code} should be {expected}")
+    return code
+
+
+CheckedMunicipalityCode = Annotated[MunicipalityCode, AfterValidator(_check_digit_ok)]
+
+
+class Contract(BaseModel):
+    """A model on a shared topic: immutable and closed to fields it does not declare."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Event(Contract):
+    """Fields every event carries. `type` names the event and its version on the wire (`ce_type`)."""
+
+    type: ClassVar[str]
+    producer: ClassVar[str]
+
+    case_id: UUID = Field(description="Pseudonymous case id; the record key (`ce_subject`), so order holds per case.")
+    municipality_code: CheckedMunicipalityCode
+    occurred_at: AwareDatetime = Field(description="When the fact happened; also `ce_time`.")
+
+    @classmethod
+    def event_name(cls) -> str:
+        return cls.__name__
+
+
+class Recipient(Contract):
+    """Who a referral or a consent is for: a city division, or a partner organisation by its id."""
+
+    kind: RecipientKind
+    division: Division | None = Field(default=None, description="Set when kind is `division`.")
+    partner_id: UUID | None = Field(default=None, description="Set when kind is `partner`.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Recipient":
+        if self.kind is RecipientKind.DIVISION and (self.division is None or self.partner_id is not None):
+            raise ValueError("a division recipient has a division and no partner_id")
+        if self.kind is RecipientKind.PARTNER and (self.partner_id is None or self.division is not None):
+            raise ValueError("a partner recipient has a partner_id and no division")
+        return self
+
+    @classmethod
+    def of_division(cls, division: Division) -> "Recipient":
+        return cls(kind=RecipientKind.DIVISION, division=division)
+
+    @classmethod
+    def of_partner(cls, partner_id: UUID) -> "Recipient":
+        return cls(kind=RecipientKind.PARTNER, partner_id=partner_id)
+
+
+def example_base(case: str = "0192f0c1-7a2e-7cc3-9a41-6f1c2d3e4f50") -> dict:
+    """Fields shared by the documented examples."""
+    return {"case_id": case, "municipality_code": "142166", "occurred_at": "2026-11-27T10:15:00+09:00"}
+
+
+__all__ = ["CheckedMunicipalityCode", "Contract", "Event", "Recipient", "example_base"]

@@ -1,0 +1,117 @@
+"""Events of the housing-support service (居住支援): tenancies from house-hunting to their end."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from tsunagu_contracts.codes import CheckInResult, TenancyEndReason, TenancyStage
+from tsunagu_contracts.events.base import Event, example_base
+
+SUPPORT = "0192f0c1-7a2e-7cc3-9a41-000000100001"
+TENANCY = "0192f0c1-7a2e-7cc3-9a41-000000200001"
+MEMBER = "0192f0c1-7a2e-7cc3-9a41-00000000b002"
+
+
+class HousingEvent(Event):
+    """An event about one housing support case."""
+
+    producer: ClassVar[str] = "housing-support"
+
+    support_id: UUID
+
+
+class HousingSupportOpened(HousingEvent):
+    """Housing support began for a case; a council member is responsible for it."""
+
+    type: ClassVar[str] = "tsunagu.housing.support-opened.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa",
+        "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "stage": "house_hunting",
+        "responsible_member_id": MEMBER}]})
+
+    person_ref: UUID
+    referral_id: UUID | None = Field(default=None, description="The housing referral that opened it, if any.")
+    stage: TenancyStage
+    responsible_member_id: UUID = Field(description="The council member (居住支援法人 or division) in charge.")
+
+
+class TenancyStageChanged(HousingEvent):
+    """The support moved on to another stage."""
+
+    type: ClassVar[str] = "tsunagu.housing.stage-changed.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "from_stage": "house_hunting", "to_stage": "application"}]})
+
+    from_stage: TenancyStage
+    to_stage: TenancyStage
+
+
+class TenancyStarted(HousingEvent):
+    """The person moved in; check-ins are scheduled from here."""
+
+    type: ClassVar[str] = "tsunagu.housing.tenancy-started.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY, "moved_in_on": "2027-01-15",
+        "check_in_every_days": 14}]})
+
+    tenancy_id: UUID
+    moved_in_on: date
+    check_in_every_days: int = Field(ge=1, le=366)
+
+
+class CheckInRecorded(HousingEvent):
+    """A check-in (見守り) took place."""
+
+    type: ClassVar[str] = "tsunagu.housing.check-in-recorded.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
+        "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300001", "scheduled_for": "2027-01-29", "result": "well"}]})
+
+    tenancy_id: UUID
+    check_in_id: UUID
+    scheduled_for: date
+    result: CheckInResult
+
+
+class CheckInMissed(HousingEvent):
+    """A scheduled check-in did not happen; the responsible council member must act."""
+
+    type: ClassVar[str] = "tsunagu.housing.check-in-missed.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
+        "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300002", "scheduled_for": "2027-02-12",
+        "responsible_member_id": MEMBER}]})
+
+    tenancy_id: UUID
+    check_in_id: UUID
+    scheduled_for: date
+    responsible_member_id: UUID
+
+
+class TenancyEnded(HousingEvent):
+    """The tenancy ended."""
+
+    type: ClassVar[str] = "tsunagu.housing.tenancy-ended.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY, "ended_on": "2029-03-31",
+        "reason": "moved_to_facility"}]})
+
+    tenancy_id: UUID
+    ended_on: date
+    reason: TenancyEndReason
+
+
+class EstateClearanceRequested(HousingEvent):
+    """Clearing the home (残置物処理・遺品整理) was asked of a partner after the tenancy ended."""
+
+    type: ClassVar[str] = "tsunagu.housing.estate-clearance-requested.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
+        "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b003"}]})
+
+    tenancy_id: UUID
+    partner_id: UUID

@@ -1,0 +1,69 @@
+"""Events of the partner-notification service: partners' answers and failed deliveries."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import ConfigDict, Field, model_validator
+
+from tsunagu_contracts.codes import (
+    ContactMethod, DeclineReason, DeliveryChannel, PartnerResponseKind, ReferralOutcome,
+)
+from tsunagu_contracts.events.base import Event, example_base
+
+PARTNER = "0192f0c1-7a2e-7cc3-9a41-00000000b001"
+
+
+class PartnerResponded(Event):
+    """A partner answered a referral addressed to it; the referral service applies the answer."""
+
+    type: ClassVar[str] = "tsunagu.partners.responded.v1"
+    producer: ClassVar[str] = "partner-notification"
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {**example_base(), "response_id": "0192f0c1-7a2e-7cc3-9a41-000000400001", "partner_id": PARTNER,
+         "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "response": "accepted"},
+        {**example_base(), "response_id": "0192f0c1-7a2e-7cc3-9a41-000000400002", "partner_id": PARTNER,
+         "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "response": "completed", "outcome": "no_funds"},
+    ]})
+
+    response_id: UUID
+    partner_id: UUID
+    referral_id: UUID
+    response: PartnerResponseKind
+    decline_reason: DeclineReason | None = Field(default=None, description="Required when declined.")
+    contact_method: ContactMethod | None = Field(default=None, description="Required when contact was made.")
+    outcome: ReferralOutcome | None = Field(default=None, description="Required when completed.")
+
+    @model_validator(mode="after")
+    def _details_match_the_response(self) -> "PartnerResponded":
+        needed = {
+            PartnerResponseKind.DECLINED: "decline_reason",
+            PartnerResponseKind.CONTACT_MADE: "contact_method",
+            PartnerResponseKind.COMPLETED: "outcome",
+        }.get(self.response)
+        for detail in ("decline_reason", "contact_method", "outcome"):
+            present = getattr(self, detail) is not None
+            if detail == needed and not present:
+                raise ValueError(f"{detail} is required when the response is {self.response.value}")
+            if detail != needed and present:
+                raise ValueError(f"{detail} does not belong to a {self.response.value} response")
+        return self
+
+
+class DeliveryFailed(Event):
+    """An event could not be delivered to a partner after the last retry; it is in the dead letters."""
+
+    type: ClassVar[str] = "tsunagu.partners.delivery-failed.v1"
+    producer: ClassVar[str] = "partner-notification"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "delivery_id": "0192f0c1-7a2e-7cc3-9a41-000000500001", "partner_id": PARTNER,
+        "event_id": "0192f0c1-7a2e-7cc3-9a41-000000600001", "channel": "webhook", "attempts": 8,
+        "last_status": 503}]})
+
+    delivery_id: UUID
+    partner_id: UUID
+    event_id: UUID = Field(description="`ce_id` of the event that was not delivered.")
+    channel: DeliveryChannel
+    attempts: int = Field(ge=1)
+    last_status: int | None = Field(default=None, ge=100, le=599, description="Last HTTP status, if any answer came.")

@@ -1,0 +1,150 @@
+"""Events of the referral service (つなぐシート): sheets, referrals and their state, timers, closing."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from tsunagu_contracts.codes import (
+    CaseClosureReason, ContactMethod, DeclineReason, Division, NeedCategory, ReferralOutcome, RerouteReason,
+    Urgency,
+)
+from tsunagu_contracts.events.base import Event, Recipient, example_base
+from tsunagu_contracts.events.intake import Needs
+
+PARTNER = {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"}
+REFERRAL = "0192f0c1-7a2e-7cc3-9a41-0000000e0001"
+
+
+class ReferralEvent(Event):
+    """An event about one referral, addressed to one recipient."""
+
+    producer: ClassVar[str] = "referral"
+
+    referral_id: UUID
+    recipient: Recipient
+
+
+class ReferralSheetOpened(Event):
+    """A つなぐシート was opened for a case: the person tells their story once."""
+
+    type: ClassVar[str] = "tsunagu.referral.sheet-opened.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "sheet_id": "0192f0c1-7a2e-7cc3-9a41-0000000f0001",
+        "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa", "needs": ["rent_loan", "housing"],
+        "primary_need": "rent_loan", "urgency": "high",
+    }]})
+
+    sheet_id: UUID
+    person_ref: UUID
+    needs: Needs
+    primary_need: NeedCategory
+    urgency: Urgency
+
+
+class ReferralRequested(ReferralEvent):
+    """A need was referred to a recipient, who is asked to accept it by `accept_by`."""
+
+    type: ClassVar[str] = "tsunagu.referral.requested.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER,
+        "sheet_id": "0192f0c1-7a2e-7cc3-9a41-0000000f0001", "need": "housing", "urgency": "high",
+        "accept_by": "2026-12-02T17:00:00+09:00", "candidate_rank": 1,
+    }]})
+
+    sheet_id: UUID
+    need: NeedCategory
+    urgency: Urgency
+    accept_by: AwareDatetime = Field(description="End of the acceptance window (N business days).")
+    candidate_rank: int = Field(ge=1, description="1 for the routing table's first choice, 2 for the next, ...")
+
+
+class ReferralAccepted(ReferralEvent):
+    """The recipient accepted the referral."""
+
+    type: ClassVar[str] = "tsunagu.referral.accepted.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER}]})
+
+
+class ReferralDeclined(ReferralEvent):
+    """The recipient declined the referral; it goes to the next candidate."""
+
+    type: ClassVar[str] = "tsunagu.referral.declined.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "reason": "capacity_full"}]})
+
+    reason: DeclineReason
+
+
+class ReferralContactMade(ReferralEvent):
+    """The recipient reached the person."""
+
+    type: ClassVar[str] = "tsunagu.referral.contact-made.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "method": "home_visit"}]})
+
+    method: ContactMethod
+
+
+class ReferralCompleted(ReferralEvent):
+    """The referral ended, with what came of it."""
+
+    type: ClassVar[str] = "tsunagu.referral.completed.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "outcome": "supported"}]})
+
+    outcome: ReferralOutcome
+
+
+class ReferralOverdue(ReferralEvent):
+    """The referral was not accepted in time and is escalated to the coordinator."""
+
+    type: ClassVar[str] = "tsunagu.referral.overdue.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER,
+        "accept_by": "2026-12-02T17:00:00+09:00", "escalated_to": "self_reliance"}]})
+
+    accept_by: AwareDatetime
+    escalated_to: Division
+
+
+class ReferralRerouted(ReferralEvent):
+    """The need went to another recipient; `recipient` is the one it left."""
+
+    type: ClassVar[str] = "tsunagu.referral.rerouted.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "referral_id": REFERRAL, "recipient": PARTNER,
+        "new_referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0002",
+        "new_recipient": {"kind": "division", "division": "housing"}, "reason": "declined"}]})
+
+    new_referral_id: UUID
+    new_recipient: Recipient
+    reason: RerouteReason
+
+
+class CaseContactOverdue(Event):
+    """An open case has had no recorded contact for too long: nobody may be left alone."""
+
+    type: ClassVar[str] = "tsunagu.referral.case-contact-overdue.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "last_contact_at": "2026-11-01T14:00:00+09:00", "days_without_contact": 26,
+        "escalated_to": "self_reliance"}]})
+
+    last_contact_at: AwareDatetime | None = Field(description="Last recorded contact; none if never.")
+    days_without_contact: int = Field(ge=0)
+    escalated_to: Division
+
+
+class CaseClosed(Event):
+    """The case was closed by a coordinator."""
+
+    type: ClassVar[str] = "tsunagu.referral.case-closed.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [{**example_base(), "reason": "stable_with_support"}]})
+
+    reason: CaseClosureReason

@@ -6,6 +6,7 @@ the standard library.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -141,6 +142,12 @@ def dev_secrets() -> dict:
     for role in wanted:
         if role not in passwords:
             passwords[role] = secrets.token_urlsafe(24)
+            changed = True
+    for name, make in (("auth_secret", lambda: secrets.token_urlsafe(48)),
+                       ("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
+                       ("intake_index_key", lambda: secrets.token_urlsafe(32))):
+        if name not in data:
+            data[name] = make()
             changed = True
     if changed:
         fd = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -38,6 +38,7 @@ RUN_DIR = VAR / "run"
 LOG_DIR = VAR / "log"
 SUPERVISOR_PID = RUN_DIR / "stack.pid"
 STARTED_FILE = RUN_DIR / "started.json"
+DEV_TOKENS = VAR / "dev-tokens.json"
 
 
 def kafka_cluster() -> kafkactl.Cluster:
@@ -54,13 +55,18 @@ def service_env(name: str) -> dict[str, str]:
     cfg = stack()
     svc = cfg["services"][name]
     pg = cfg["postgres"]
-    password = dev_secrets()["postgres"][svc["database"]]
+    secrets = dev_secrets()
+    password = secrets["postgres"][svc["database"]]
     env = {
+        "TSUNAGU_AUTH_SECRET": secrets["auth_secret"],
         "TSUNAGU_HTTP_HOST": "127.0.0.1",
         "TSUNAGU_HTTP_PORT": str(svc["port"]),
         "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
         "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
     }
+    if name == "intake":
+        env["TSUNAGU_INTAKE_PII_KEYS"] = secrets["intake_pii_key"]
+        env["TSUNAGU_INTAKE_INDEX_KEY"] = secrets["intake_index_key"]
     if os.environ.get("TSUNAGU_OTLP_ENDPOINT"):
         env["TSUNAGU_OTLP_ENDPOINT"] = os.environ["TSUNAGU_OTLP_ENDPOINT"]
     return env
@@ -119,6 +125,13 @@ def stop_infra(started: dict[str, bool]) -> None:
         pgctl.stop()
 
 
+def write_dev_tokens() -> None:
+    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", str(DEV_TOKENS)], text=True,
+                         capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
+    if out.returncode != 0:
+        raise StepFailed(f"writing development tokens failed:\n{out.stderr.strip()[-2000:]}")
+
+
 def print_summary() -> None:
     cfg = stack()
     lines = ["Tsunagu is running. Where to look:"]
@@ -129,6 +142,7 @@ def print_summary() -> None:
         f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
         f"(one database and role per service; passwords in {VAR / 'secrets.json'})",
         f"  logs                   {LOG_DIR}/",
+        f"  development tokens     {DEV_TOKENS} (one per role; send as `Authorization: Bearer …`)",
         "Stop with Ctrl-C here, or `make stop` from another terminal.",
     ]
     for line in lines:
@@ -184,6 +198,7 @@ def run() -> int:
                 raise StepFailed(f"not ready within 90 s: {details}")
             time.sleep(0.3)
         if not stopping:
+            write_dev_tokens()
             print_summary()
         while not stopping:
             for name in cfg["services"]:

@@ -15,7 +15,10 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from tsunagu_outbox import OutboxRelay
+from tsunagu_servicehost.errors import install_error_handlers
 from tsunagu_servicehost.health import health_router
+from tsunagu_servicehost.publishing import publish_record
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
 from tsunagu_telemetry import tracer_provider
@@ -33,6 +36,7 @@ class Runtime:
     registry: CollectorRegistry
     tracer_provider: TracerProvider
     pool: asyncpg.Pool | None = None
+    relay: OutboxRelay | None = None
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -73,8 +77,10 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             settings.database_url.get_secret_value(), min_size=0, max_size=settings.database_pool_size,
             timeout=settings.readiness_timeout_s, command_timeout=30)
         await runtime.broker.start()
-        tasks = [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
-                 for start in service.on_start]
+        runtime.relay = OutboxRelay(runtime.pool, lambda topic, record: publish_record(runtime.broker, topic, record))
+        tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
+        tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
+                  for start in service.on_start]
         log.info("%s started", service.name)
         try:
             yield
@@ -89,7 +95,8 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
 
     app = FastAPI(title=service.title, version=service.version, lifespan=lifespan)
     app.state.runtime = runtime
+    install_error_handlers(app)
     app.include_router(health_router(runtime))
-    for router in service.routers:
+    for router in service.http(runtime) if service.http else ():
         app.include_router(router)
     return app

@@ -44,5 +44,9 @@ def main(service: Service, argv: list[str] | None = None) -> None:
         from tsunagu_servicehost.app import build_app
 
         settings = _settings()
+        if len(settings.auth_secret.get_secret_value()) < 32:
+            sys.exit("[tsunagu] error: TSUNAGU_AUTH_SECRET is not set (32 characters or more)")
+        for check in service.checks:
+            check()
         uvicorn.run(build_app(service, settings), host=settings.http_host, port=settings.http_port,
                     log_config=None, access_log=False, lifespan="on")

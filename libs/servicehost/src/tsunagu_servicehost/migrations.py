@@ -62,3 +62,15 @@ def create_messaging_tables() -> None:
 
     for statement in SCHEMA_STATEMENTS:
         op.execute(statement)
+
+
+def run_sql(script: str) -> None:
+    """Run a migration written as plain SQL statements separated by `;` at line ends.
+
+    asyncpg prepares each statement, and a prepared statement holds one command only.
+    """
+    from alembic import op
+
+    for statement in script.split(";\n"):
+        if statement.strip():
+            op.execute(statement)

@@ -21,9 +21,12 @@ class Service:
     """Title of the OpenAPI document, Japanese first."""
     migrations: Path
     """Alembic script directory of the service's own database."""
-    routers: Sequence[APIRouter] = ()
+    http: Callable[["Runtime"], Sequence[APIRouter]] | None = None
+    """Builds the service's HTTP routers; they reach the database and broker through the runtime."""
     subscribe: Callable[["Runtime"], None] | None = None
     """Registers the service's Kafka subscribers on `runtime.broker`; called before the broker starts."""
     on_start: Sequence[Callable[["Runtime"], Awaitable[None]]] = field(default=())
     """Background work started once the broker and pool are up (relays, timers)."""
+    checks: Sequence[Callable[[], None]] = ()
+    """Run before serving; each exits with a clear message when the service's own settings are missing."""
     version: str = "0.1.0"

@@ -16,3 +16,4 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
     database_pool_size: int = Field(default=10, ge=1)
+    auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")

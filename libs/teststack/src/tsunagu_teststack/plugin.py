@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import Infrastructure, provide
-from tsunagu_teststack.services import ServiceProcess
+from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 from tsunagu_topics import ensure_topics
 
 
@@ -57,3 +58,16 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
     yield start
     for process in started:
         await process.stop()
+
+
+@pytest.fixture(scope="session")
+def token() -> Callable[..., str]:
+    """`token("counter")`: a bearer token for a role, signed as the services under test expect."""
+    def make(role: str, subject: str | None = None, partner_id=None) -> str:
+        return issue_token(AUTH_SECRET, subject or f"test-{role}", Role(role), partner_id=partner_id)
+    return make
+
+
+@pytest.fixture(scope="session")
+def auth_headers(token) -> Callable[..., dict[str, str]]:
+    return lambda role, **kw: {"Authorization": f"Bearer {token(role, **kw)}"}

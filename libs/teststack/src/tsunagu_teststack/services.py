@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +15,15 @@ from pathlib import Path
 import httpx
 
 from tsunagu_teststack.infrastructure import stack_config
+
+
+# One set of secrets per test session, as a deployment would have.
+AUTH_SECRET = secrets.token_urlsafe(48)
+SERVICE_SECRETS = {
+    "TSUNAGU_AUTH_SECRET": AUTH_SECRET,
+    "TSUNAGU_INTAKE_PII_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "TSUNAGU_INTAKE_INDEX_KEY": secrets.token_urlsafe(32),
+}
 
 
 def free_port() -> int:
@@ -36,9 +47,20 @@ class ServiceProcess:
             "TSUNAGU_HTTP_PORT": str(self.port),
             "TSUNAGU_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "TSUNAGU_DATABASE_URL": database_url,
+            **SERVICE_SECRETS,
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        if self.running:
+            self.process.kill()
+            self.process.wait()
 
     @property
     def url(self) -> str:

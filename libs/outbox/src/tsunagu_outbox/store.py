@@ -1,0 +1,39 @@
+"""Writing events into the outbox, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from tsunagu_contracts import Event, encode, topic_for_event
+
+NOTIFY_CHANNEL = "tsunagu_outbox"
+_propagator = TraceContextTextMapPropagator()
+
+
+def current_trace_context() -> dict[str, str]:
+    """The W3C trace context of the span that caused the write (an HTTP request, a consumed event)."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier
+
+
+async def append(conn: asyncpg.Connection, *events: Event, source: str | None = None) -> None:
+    """Store `events` for publishing; call inside the transaction that makes the change they report."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.append must run inside the transaction of the change it reports")
+    trace = current_trace_context()
+    rows = []
+    for event in events:
+        record = encode(event, source=source, traceparent=trace.get("traceparent"),
+                        tracestate=trace.get("tracestate"))
+        headers = {name: value.decode() for name, value in record.headers}
+        rows.append((headers["ce_id"], topic_for_event(event).name, record.key.decode(), json.dumps(headers),
+                     record.value, trace.get("traceparent")))
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, topic, record_key, headers, value, traceparent) "
+        "VALUES ($1::uuid, $2, $3, $4::jsonb, $5, $6)", rows)
+    # Delivered on commit only, so the relay never sees a row before it is visible.
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)

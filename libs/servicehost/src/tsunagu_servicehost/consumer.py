@@ -1,0 +1,128 @@
+"""Consuming events exactly once in effect, with bounded retries and a dead-letter topic.
+
+The FastStream subscriber only decodes and calls a plain async handler. Each handler runs in one
+database transaction that first records the event id in `applied_events`; a redelivered event
+finds its id there and changes nothing. The offset is committed after that transaction.
+
+- A record that cannot be decoded goes straight to the service's dead-letter topic.
+- A handler that raises is retried with exponential backoff and jitter, then dead-lettered; the
+  partition moves on.
+- When the database or the broker itself is unreachable, nothing is dead-lettered: the record is
+  not acknowledged, the consumer seeks back and tries again after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from faststream import AckPolicy
+from faststream.kafka import KafkaMessage
+
+from tsunagu_contracts import DecodeError, Envelope, Event, KafkaRecord, Topic, dead_letter_topic, decode
+from tsunagu_servicehost.publishing import publish_record
+
+if TYPE_CHECKING:
+    from tsunagu_servicehost.app import Runtime
+
+log = logging.getLogger("tsunagu.consumer")
+
+Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+
+INFRASTRUCTURE_ERRORS = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
+                         asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                         asyncpg.exceptions.TooManyConnectionsError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+    infrastructure_pause: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
+        return base / 2 + random.uniform(0, base / 2)
+
+
+class EventConsumer:
+    """Applies the events of one topic to one service's database, each exactly once."""
+
+    def __init__(self, runtime: "Runtime", topic: Topic, handlers: Mapping[type[Event], Handler],
+                 retry: RetryPolicy = RetryPolicy()):
+        self.runtime = runtime
+        self.topic = topic
+        self.handlers = dict(handlers)
+        self.retry = retry
+        self.name = runtime.service.name
+        self.dead_letters = dead_letter_topic(self.name).name
+
+    def subscribe(self) -> None:
+        self.runtime.broker.subscriber(
+            self.topic.name,
+            group_id=f"tsunagu-{self.name}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(self.on_message)
+
+    async def on_message(self, message: KafkaMessage) -> None:
+        raw = message.raw_message
+        try:
+            envelope = decode(raw.headers, message.body)
+        except DecodeError as exc:
+            await self.dead_letter(raw, exc, attempts=1)
+            return
+        handler = self.handlers.get(type(envelope.data))
+        if handler is None:
+            return  # an event on this topic that this service does not act on
+        await self.apply(envelope, handler, raw)
+
+    async def apply(self, envelope: Envelope, handler: Handler, raw: Any) -> None:
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                await self.apply_once(envelope, handler)
+                return
+            except INFRASTRUCTURE_ERRORS:
+                log.warning("%s: infrastructure unavailable applying %s; will retry the record",
+                            self.name, envelope.type)
+                await asyncio.sleep(self.retry.infrastructure_pause)
+                raise
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                if attempt == self.retry.attempts:
+                    await self.dead_letter(raw, exc, attempts=attempt)
+                    return
+                log.info("%s: %s failed (attempt %d): %s", self.name, envelope.type, attempt, type(exc).__name__)
+                await asyncio.sleep(self.retry.delay(attempt))
+
+    async def apply_once(self, envelope: Envelope, handler: Handler) -> bool:
+        """Run the handler in one transaction with the applied-event record; False if already applied."""
+        async with self.runtime.db.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                self.name, envelope.id)
+            if status == "INSERT 0 0":
+                return False
+            await handler(conn, envelope)
+        return True
+
+    async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
+        # The error names a type and a field, never the record's content.
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
+        headers = [(k, v) for k, v in (raw.headers or [])] + [
+            ("x-dlq-error", reason.encode()),
+            ("x-dlq-attempts", str(attempts).encode()),
+            ("x-dlq-topic", raw.topic.encode()),
+            ("x-dlq-partition", str(raw.partition).encode()),
+            ("x-dlq-offset", str(raw.offset).encode()),
+            ("x-dlq-consumer", self.name.encode()),
+        ]
+        await publish_record(self.runtime.broker, self.dead_letters,
+                             KafkaRecord(key=raw.key or b"", value=raw.value or b"", headers=headers))
+        log.warning("%s: record %s[%s]@%s dead-lettered after %d attempt(s): %s", self.name, raw.topic,
+                    raw.partition, raw.offset, attempts, reason)

@@ -1,0 +1,102 @@
+"""422 answers with field-level messages in Japanese and English."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+_JA = {
+    "missing": "必須項目です。",
+    "extra_forbidden": "この項目は受け付けられません。",
+    "enum": "選択肢にない値です。",
+    "literal_error": "選択肢にない値です。",
+    "uuid_parsing": "ID の形式が正しくありません。",
+    "uuid_type": "ID の形式が正しくありません。",
+    "string_type": "文字列で入力してください。",
+    "string_too_short": "短すぎます。",
+    "string_too_long": "長すぎます。",
+    "string_pattern_mismatch": "形式が正しくありません。",
+    "int_parsing": "整数で入力してください。",
+    "int_type": "整数で入力してください。",
+    "bool_parsing": "true か false で入力してください。",
+    "bool_type": "true か false で入力してください。",
+    "date_from_datetime_parsing": "日付（YYYY-MM-DD）で入力してください。",
+    "date_parsing": "日付（YYYY-MM-DD）で入力してください。",
+    "date_type": "日付（YYYY-MM-DD）で入力してください。",
+    "datetime_parsing": "日時（ISO 8601、タイムゾーン付き）で入力してください。",
+    "timezone_aware": "タイムゾーン付きの日時で入力してください。",
+    "too_short": "件数が足りません。",
+    "too_long": "件数が多すぎます。",
+    "greater_than_equal": "値が小さすぎます。",
+    "less_than_equal": "値が大きすぎます。",
+    "json_invalid": "JSON の形式が正しくありません。",
+    "model_attributes_type": "オブジェクトで入力してください。",
+    "dict_type": "オブジェクトで入力してください。",
+    "list_type": "配列で入力してください。",
+    "tuple_type": "配列で入力してください。",
+    "value_error": "値が正しくありません。",
+}
+
+
+def field_errors(errors) -> list[dict]:
+    out = []
+    for error in errors:
+        loc = [str(p) for p in error["loc"]]
+        message_en = error["msg"]
+        message_ja = _JA.get(error["type"], "入力内容が正しくありません。")
+        if error["type"] == "value_error":
+            # Our own validators speak English; keep their reason beside the Japanese summary.
+            message_en = message_en.removeprefix("Value error, ")
+        if error["type"] == "enum" and "expected" in error.get("ctx", {}):
+            message_ja += f"（{error['ctx']['expected']}）"
+        out.append({"field": ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path", "header"} else loc),
+                    "location": loc[0] if loc else "body", "type": error["type"],
+                    "message_ja": message_ja, "message_en": message_en})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={
+            "message_ja": "入力内容に誤りがあります。何も保存されていません。",
+            "message_en": "The request is invalid; nothing was stored.",
+            "errors": field_errors(exc.errors()),
+        })
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.body())
+
+
+class Refused(Exception):
+    """A request the domain refuses, with what a person reads: Japanese first, English beside it.
+
+    Raised inside the transaction, so nothing the request did is stored or published.
+    """
+
+    def __init__(self, status: int, message_ja: str, message_en: str, field: str | None = None):
+        super().__init__(message_en)
+        self.status, self.message_ja, self.message_en, self.field = status, message_ja, message_en, field
+
+    @classmethod
+    def invalid(cls, field: str, message_ja: str, message_en: str) -> "Refused":
+        return cls(422, message_ja, message_en, field)
+
+    @classmethod
+    def not_found(cls, what_ja: str, what_en: str) -> "Refused":
+        return cls(404, f"{what_ja}が見つかりません。", f"{what_en} not found.")
+
+    @classmethod
+    def conflict(cls, message_ja: str, message_en: str) -> "Refused":
+        return cls(409, message_ja, message_en)
+
+    def body(self) -> dict:
+        body = {"message_ja": self.message_ja, "message_en": self.message_en}
+        if self.status == 422:
+            body["message_ja"] = "入力内容に誤りがあります。何も保存されていません。"
+            body["message_en"] = "The request is invalid; nothing was stored."
+            body["errors"] = [{"field": self.field, "location": "body", "type": "refused",
+                               "message_ja": self.message_ja, "message_en": self.message_en}]
+        return body

@@ -1,0 +1,144 @@
+"""The intake HTTP API: thin routes that validate, authorise and call the handlers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from tsunagu_contracts.codes import Division, NeedCategory
+from tsunagu_intake.adapters.crypto import PersonalDataCipher
+from tsunagu_intake.adapters.idempotency import once, request_hash
+from tsunagu_intake.domain.commands import GrantConsent, RegisterConsultation, ScreenCues
+from tsunagu_intake.domain.screening import UnknownCue, charts, current_chart, suggest
+from tsunagu_intake.handlers.consents import grant_consent, withdraw_consent
+from tsunagu_intake.handlers.consultations import identify_need, register_consultation
+from tsunagu_servicehost import Runtime
+from tsunagu_servicehost.auth import Principal, Role, require
+from tsunagu_servicehost.errors import Refused
+
+STAFF = (Role.COUNTER, Role.COORDINATOR)
+
+
+class IdentifyNeed(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"need": "no_food", "identified_by": "living_support", "via_screening": True}]})
+
+    need: NeedCategory
+    identified_by: Division
+    via_screening: bool = False
+
+
+class ConsultationCreated(BaseModel):
+    case_id: UUID
+    consultation_id: UUID
+    person_ref: UUID
+    consent_ids: list[UUID]
+    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
+    warning_ja: str | None = None
+
+
+def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
+                 municipality_code: str) -> list[APIRouter]:
+    router = APIRouter(prefix="/v1", tags=["intake 相談受付"])
+    personal_data = cache(cipher)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    @router.post("/consultations", status_code=201, response_model=ConsultationCreated,
+                 summary="相談を登録する (register a consultation at any counter)")
+    async def post_consultation(
+        request: Request, command: RegisterConsultation,
+        who: Annotated[Principal, Depends(require(*STAFF))],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> JSONResponse:
+        async def work() -> tuple[int, dict]:
+            done = await register_consultation(conn, command, cipher=personal_data(), staff=who.subject,
+                                               municipality_code=municipality_code, now=now())
+            body = ConsultationCreated(
+                case_id=done.case_id, consultation_id=done.consultation_id, person_ref=done.person_ref,
+                consent_ids=done.consent_ids, possible_duplicates=done.possible_duplicates,
+                warning_ja="同じ氏名（かな）と生年月日の方がすでに登録されています。同一人物か確認してください。"
+                if done.possible_duplicates else None)
+            return 201, body.model_dump(mode="json")
+
+        async with runtime.db.acquire() as conn, conn.transaction():
+            status, body = await once(conn, who.subject, idempotency_key, request_hash(await request.body()), work)
+        return JSONResponse(body, status_code=status)
+
+    @router.post("/screening", summary="相談チャートで気づきから課題を提案する (screening suggestions)",
+                 dependencies=[Depends(require(*STAFF))])
+    async def post_screening(command: ScreenCues) -> dict:
+        chart = charts().get(command.chart_version) if command.chart_version else current_chart()
+        if chart is None:
+            raise Refused.invalid("chart_version", "この版の相談チャートはありません。", "unknown chart version")
+        try:
+            suggestions = suggest(chart, command.cues)
+        except UnknownCue as exc:
+            raise Refused.invalid("cues", "相談チャートにない気づきが含まれています。", str(exc)) from None
+        return {"chart_version": chart.version, "suggestions": [s.model_dump(mode="json") for s in suggestions]}
+
+    @router.get("/screening/chart", summary="現在の相談チャート (the current screening chart)",
+                dependencies=[Depends(require(*STAFF))])
+    async def get_chart() -> dict:
+        return current_chart().model_dump(mode="json")
+
+    @router.post("/cases/{case_id}/needs", status_code=204, summary="課題を追加する (identify a further need)",
+                 dependencies=[Depends(require(*STAFF))])
+    async def post_need(case_id: UUID, command: IdentifyNeed) -> None:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            await identify_need(conn, case_id, command.need, command.identified_by,
+                                via_screening=command.via_screening, now=now())
+
+    @router.post("/cases/{case_id}/consents", status_code=201, summary="本人同意を記録する (record consent)")
+    async def post_consent(case_id: UUID, command: GrantConsent,
+                           who: Annotated[Principal, Depends(require(*STAFF))]) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            consent_id = await grant_consent(conn, case_id, command, now=now())
+        return {"consent_id": str(consent_id)}
+
+    @router.post("/consents/{consent_id}/withdrawal", status_code=204,
+                 summary="同意を撤回する (withdraw consent)", dependencies=[Depends(require(*STAFF))])
+    async def post_withdrawal(consent_id: UUID) -> None:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            await withdraw_consent(conn, consent_id, now=now())
+
+    @router.get("/cases/{case_id}", summary="相談の状況 (a case: consultations, needs, consent, referrals)",
+                dependencies=[Depends(require(*STAFF, Role.OPS))])
+    async def get_case(case_id: UUID) -> dict:
+        async with runtime.db.acquire() as conn:
+            case = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+            if case is None:
+                raise Refused.not_found("相談", "case")
+            consultations = await conn.fetch(
+                "SELECT consultation_id, counter, channel, urgency, needs, primary_need, chart_version, confirmed, "
+                "registered_at FROM consultations WHERE case_id = $1 ORDER BY registered_at", case_id)
+            consents = await conn.fetch("SELECT consent_id, recipient, purpose, method, valid_until, granted_at, "
+                                        "withdrawn_at FROM consents WHERE case_id = $1 ORDER BY granted_at", case_id)
+            referrals = await conn.fetch("SELECT referral_id, need, recipient, status, overdue, updated_at "
+                                         "FROM case_referrals WHERE case_id = $1 ORDER BY updated_at", case_id)
+        needs = list(dict.fromkeys(n for c in consultations for n in c["needs"]))
+        return {
+            "case_id": str(case_id), "person_ref": str(case["person_ref"]),
+            "opened_at": case["opened_at"].isoformat(),
+            "closed_at": case["closed_at"].isoformat() if case["closed_at"] else None,
+            "needs": [{"code": n, "label_ja": NeedCategory(n).label_ja} for n in needs],
+            "consultations": [_jsonable(dict(c)) for c in consultations],
+            "consents": [_jsonable(dict(c)) | {"recipient": json.loads(c["recipient"])} for c in consents],
+            "referrals": [_jsonable(dict(r)) | {"recipient": json.loads(r["recipient"])} for r in referrals],
+        }
+
+    return [router]
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, UUID) else v)
+            for k, v in row.items()}

@@ -1,0 +1,1 @@
+"""The referral domain: the referral state machine, business-day deadlines and the routing table."""

@@ -1,0 +1,24 @@
+"""The routing table: for each need, who to ask, in order. Data, editable by coordinators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tsunagu_contracts import Recipient
+from tsunagu_contracts.codes import NeedCategory
+
+DEFAULT_ROUTES = Path(__file__).resolve().parent / "routes.json"
+
+
+def default_routes() -> tuple[dict[NeedCategory, list[Recipient]], Recipient]:
+    data = json.loads(DEFAULT_ROUTES.read_text())
+    routes = {NeedCategory(need): [Recipient.model_validate(r) for r in rs] for need, rs in data["routes"].items()}
+    missing = set(NeedCategory) - set(routes)
+    if missing:
+        raise ValueError(f"routes.json lacks {sorted(missing)}")
+    return routes, Recipient.model_validate(data["fallback"])
+
+
+FALLBACK = default_routes()[1]
+"""When every candidate declined, the coordinator (自立相談支援) takes the need: nobody is turned away."""

@@ -1,0 +1,21 @@
+"""What referral consumes: intake's consultations and needs, and partners' answers."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from tsunagu_contracts import INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, NeedIdentified, PartnerResponded
+from tsunagu_referral.handlers.partner_responses import on_partner_responded
+from tsunagu_referral.handlers.referrals import Policy, on_consultation_registered, on_need_identified
+from tsunagu_servicehost import Runtime
+from tsunagu_servicehost.consumer import EventConsumer
+
+
+def subscribe(runtime: Runtime, policy: Policy) -> None:
+    EventConsumer(runtime, INTAKE_CASES, {
+        ConsultationRegistered: partial(on_consultation_registered, policy=policy),
+        NeedIdentified: partial(on_need_identified, policy=policy),
+    }).subscribe()
+    EventConsumer(runtime, PARTNER_RESPONSES, {
+        PartnerResponded: partial(on_partner_responded, policy=policy),
+    }).subscribe()

@@ -1,0 +1,28 @@
+"""The timer loop: checks the deadlines kept in the database, every few seconds, in every instance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from tsunagu_referral.handlers.timers import raise_contact_overdue, raise_overdue_referrals
+from tsunagu_servicehost import Runtime
+
+log = logging.getLogger("tsunagu.referral.timers")
+
+
+async def run_timers(runtime: Runtime, *, interval: float, contact_days: int) -> None:
+    while True:
+        try:
+            async with runtime.db.acquire() as conn, conn.transaction():
+                now = datetime.now(UTC)
+                overdue = await raise_overdue_referrals(conn, now=now)
+                silent = await raise_contact_overdue(conn, now=now, contact_days=contact_days)
+            if overdue or silent:
+                log.info("timers: %d referral(s) overdue, %d case(s) without contact", overdue, silent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("timer check failed")
+        await asyncio.sleep(interval)

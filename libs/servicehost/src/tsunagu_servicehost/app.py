@@ -13,7 +13,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxRelay
 from tsunagu_servicehost.errors import install_error_handlers
@@ -37,6 +37,12 @@ class Runtime:
     tracer_provider: TracerProvider
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
+    consumed: Counter | None = None
+    """Events consumed, by topic and outcome: applied, duplicate (already applied), skipped, dead_lettered."""
+
+    def topic(self, name: str) -> str:
+        """The name a registry topic has on this deployment's broker."""
+        return self.settings.topic_namespace + name
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -67,6 +73,8 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     registry = CollectorRegistry()
     provider = tracer_provider(service.name, settings.otlp_endpoint)
     runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
+    runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by topic and outcome",
+                               ["topic", "outcome"], registry=registry)
     if service.subscribe:
         service.subscribe(runtime)
 
@@ -77,7 +85,8 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             settings.database_url.get_secret_value(), min_size=0, max_size=settings.database_pool_size,
             timeout=settings.readiness_timeout_s, command_timeout=30)
         await runtime.broker.start()
-        runtime.relay = OutboxRelay(runtime.pool, lambda topic, record: publish_record(runtime.broker, topic, record))
+        runtime.relay = OutboxRelay(
+            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record))
         tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
         tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
                   for start in service.on_start]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,10 @@ class RetryPolicy:
         return base / 2 + random.uniform(0, base / 2)
 
 
+async def raw_value(message: Any) -> bytes:
+    return message.body
+
+
 class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
@@ -61,14 +67,17 @@ class EventConsumer:
         self.handlers = dict(handlers)
         self.retry = retry
         self.name = runtime.service.name
-        self.dead_letters = dead_letter_topic(self.name).name
+        self.dead_letters = runtime.topic(dead_letter_topic(self.name).name)
 
     def subscribe(self) -> None:
         self.runtime.broker.subscriber(
-            self.topic.name,
-            group_id=f"tsunagu-{self.name}",
+            self.runtime.topic(self.topic.name),
+            group_id=self.runtime.topic(f"tsunagu-{self.name}"),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # The value is decoded by the contracts, never by FastStream: a record that is not
+            # JSON must reach `decode` and the dead letters, not fail before the handler.
+            decoder=raw_value,
         )(self.on_message)
 
     async def on_message(self, message: KafkaMessage) -> None:
@@ -80,13 +89,22 @@ class EventConsumer:
             return
         handler = self.handlers.get(type(envelope.data))
         if handler is None:
-            return  # an event on this topic that this service does not act on
+            self.count("skipped")  # an event on this topic that this service does not act on
+            return
         await self.apply(envelope, handler, raw)
+
+    def count(self, outcome: str) -> None:
+        self.runtime.consumed.labels(self.topic.name, outcome).inc()
 
     async def apply(self, envelope: Envelope, handler: Handler, raw: Any) -> None:
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                await self.apply_once(envelope, handler)
+                applied = await self.apply_once(envelope, handler)
+                self.count("applied" if applied else "duplicate")
+                if self.runtime.settings.failpoint == "after-commit-before-ack":
+                    # Fault injection for the crash tests: die between the database commit and the
+                    # offset commit, the window exactly-once effects must survive.
+                    os.kill(os.getpid(), signal.SIGKILL)
                 return
             except INFRASTRUCTURE_ERRORS:
                 log.warning("%s: infrastructure unavailable applying %s; will retry the record",
@@ -124,5 +142,6 @@ class EventConsumer:
         ]
         await publish_record(self.runtime.broker, self.dead_letters,
                              KafkaRecord(key=raw.key or b"", value=raw.value or b"", headers=headers))
+        self.count("dead_lettered")
         log.warning("%s: record %s[%s]@%s dead-lettered after %d attempt(s): %s", self.name, raw.topic,
                     raw.partition, raw.offset, attempts, reason)

@@ -16,4 +16,8 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
     database_pool_size: int = Field(default=10, ge=1)
+    topic_namespace: str = Field(default="", pattern=r"^([a-z0-9-]+\.)?$", description=(
+        "Prefix of every topic and consumer group, e.g. `test-1a2b.`; empty in production. Lets tests "
+        "share one broker without seeing each other's records."))
+    failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
     auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")

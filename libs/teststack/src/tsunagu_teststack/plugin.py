@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
 
@@ -14,6 +15,7 @@ from tsunagu_teststack.infrastructure import Infrastructure, provide
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 from tsunagu_topics import ensure_topics
+from tsunagu_topics.create import delete_namespace
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +40,16 @@ async def scratch_database(scratch_databases: ScratchDatabases) -> str:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def service_process(infrastructure: Infrastructure, scratch_databases: ScratchDatabases,
+async def kafka_namespace(infrastructure: Infrastructure) -> AsyncIterator[str]:
+    """A fresh set of the registry's topics for one test, removed afterwards."""
+    namespace = f"test-{secrets.token_hex(4)}."
+    await ensure_topics(infrastructure.kafka_bootstrap, namespace=namespace)
+    yield namespace
+    await delete_namespace(infrastructure.kafka_bootstrap, namespace)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service_process(infrastructure: Infrastructure, scratch_databases: ScratchDatabases, kafka_namespace: str,
                           tmp_path_factory) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
     """Factory: `await service_process("intake")` gives a migrated, running service on its own database."""
     started: list[ServiceProcess] = []
@@ -48,7 +59,8 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
                     extra_env: dict[str, str] | None = None) -> ServiceProcess:
         url = database_url or await scratch_databases.create(service)
         process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
-                                 log_dir=log_dir, extra_env=extra_env)
+                                 log_dir=log_dir,
+                                 extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **(extra_env or {})})
         if migrate:
             await process.migrate()
         started.append(process)

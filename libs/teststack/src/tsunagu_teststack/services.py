@@ -51,6 +51,7 @@ class ServiceProcess:
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
+        self.database_url = database_url
 
     @property
     def running(self) -> bool:

@@ -11,14 +11,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 from tsunagu_contracts import TOPICS, Topic
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS, **client_options) -> list[str]:
-    """Returns the names of the topics it created."""
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS, namespace: str = "",
+                        **client_options) -> list[str]:
+    """Returns the names of the topics it created. `namespace` prefixes every name (tests)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         replicas = min(3, brokers)
         existing = set(await admin.list_topics())
+        topics = [t.model_copy(update={"name": namespace + t.name}) for t in topics]
         missing = [t for t in topics if t.name not in existing]
         if not missing:
             return []
@@ -56,3 +58,18 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def delete_namespace(bootstrap: str, namespace: str) -> None:
+    """Remove every topic of a namespace (tests clean up after themselves). Their empty consumer
+    groups expire with the broker's offsets retention; aiokafka's admin client cannot delete groups."""
+    if not namespace:
+        raise ValueError("refusing to delete topics without a namespace")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(namespace)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts
+.PHONY: run test stop infra deps clean help compose-env contracts bench
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -63,3 +63,8 @@ clean: stop
 # For docker compose: database passwords generated locally, never committed.
 compose-env:
 	@umask 077 && $(PYTHON) deploy/stack.py compose-env > .env && echo "wrote .env"
+
+# Consultations per second through intake -> Kafka -> referral (prints figures, asserts nothing).
+bench: deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/intake_to_referral.py $(BENCH_ARGS)

@@ -1,0 +1,37 @@
+"""Every request body in each service's OpenAPI document carries a complete example that its own
+validation accepts, so the document can be tried as it is."""
+
+import importlib
+
+import pytest
+from fastapi.routing import APIRoute
+
+from tsunagu_servicehost import ServiceSettings, build_app
+from tsunagu_teststack.infrastructure import stack_config
+
+SERVICES = stack_config()["services"]
+
+
+def app_of(name: str):
+    service = importlib.import_module(f"{SERVICES[name]['module']}.bootstrap").build_service()
+    return build_app(service, ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused"))
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_every_request_body_has_a_valid_example(name):
+    app = app_of(name)
+    document = app.openapi()
+    bodies = [route for route in app.routes if isinstance(route, APIRoute) and route.body_field is not None]
+    for route in bodies:
+        model = route.body_field.field_info.annotation
+        examples = model.model_json_schema().get("examples", [])
+        assert examples, f"{route.path}: {model.__name__} has no example"
+        for example in examples:
+            model.model_validate(example)
+        schema = document["components"]["schemas"][model.__name__]
+        assert schema.get("examples") == examples, f"{route.path}: the example is not in the OpenAPI document"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_the_openapi_document_is_titled_in_japanese_first(name):
+    assert any("\u3040" <= ch <= "\u9fff" for ch in app_of(name).openapi()["info"]["title"])

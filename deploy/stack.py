@@ -132,6 +132,10 @@ def write_dev_tokens() -> None:
         raise StepFailed(f"writing development tokens failed:\n{out.stderr.strip()[-2000:]}")
 
 
+def dev_tokens() -> dict[str, str]:
+    return json.loads(DEV_TOKENS.read_text()) if DEV_TOKENS.exists() else {}
+
+
 def print_summary() -> None:
     cfg = stack()
     lines = ["Tsunagu is running. Where to look:"]
@@ -142,7 +146,8 @@ def print_summary() -> None:
         f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
         f"(one database and role per service; passwords in {VAR / 'secrets.json'})",
         f"  logs                   {LOG_DIR}/",
-        f"  development tokens     {DEV_TOKENS} (one per role; send as `Authorization: Bearer …`)",
+        f"  development tokens     {DEV_TOKENS} (send as `Authorization: Bearer <token>`):",
+        *(f"    {role:<12} {token}" for role, token in dev_tokens().items()),
         "Stop with Ctrl-C here, or `make stop` from another terminal.",
     ]
     for line in lines:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import CaseClosureReason, ContactMethod, DeclineReason, NeedCategory, ReferralOutcome
+from tsunagu_referral.domain.deadlines import JST
 from tsunagu_referral.domain.referral import Action, Status
 from tsunagu_referral.handlers.referrals import Detail, Policy, act, add_referral, close_case
 from tsunagu_servicehost import Runtime
@@ -72,7 +73,7 @@ def view(row: asyncpg.Record) -> dict:
         "referral_id": str(row["referral_id"]), "case_id": str(row["case_id"]), "need": row["need"],
         "need_label_ja": NeedCategory(row["need"]).label_ja, "recipient": json.loads(row["recipient"]),
         "candidate_rank": row["candidate_rank"], "status": status.value, "status_label_ja": status.label_ja,
-        "urgency": row["urgency"], "accept_by": row["accept_by"].isoformat(),
+        "urgency": row["urgency"], "accept_by": row["accept_by"].astimezone(JST).isoformat(),
         "overdue": row["overdue_at"] is not None, "decline_reason": row["decline_reason"],
         "contact_method": row["contact_method"], "outcome": row["outcome"],
         "requested_at": row["requested_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),

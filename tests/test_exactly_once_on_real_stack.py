@@ -147,9 +147,12 @@ async def test_an_overdue_referral_comes_from_a_timer_that_was_due_while_the_ser
                      until=lambda n: n == 4)
     await first.stop()
 
-    # While the service is down, the deadline of one referral passes.
+    # While the service is down, the deadline of one referral passes, and the case goes three weeks
+    # without contact.
     overdue_id = await query(first, "UPDATE referrals SET accept_by = $2 WHERE case_id = $1 AND need = 'housing' "
                                     "RETURNING referral_id", event.case_id, datetime.now(UTC) - timedelta(hours=1))
+    await query(first, "UPDATE sheets SET opened_at = opened_at - interval '21 days' WHERE case_id = $1",
+                event.case_id)
     second = await service_process("referral", database_url=database, migrate=False,
                                    extra_env={"TSUNAGU_REFERRAL_TIMER_INTERVAL_S": "0.5"})
 
@@ -165,6 +168,9 @@ async def test_an_overdue_referral_comes_from_a_timer_that_was_due_while_the_ser
                                                   "headers->>'ce_type' = 'tsunagu.referral.overdue.v1' AND "
                                                   "published_at IS NOT NULL", "tsunagu.referral.referrals.v1"),
                             until=lambda n: n == 1) == 1
+    silent = await eventually(lambda: query(second, "SELECT value FROM outbox WHERE headers->>'ce_type' = "
+                                                    "'tsunagu.referral.case-contact-overdue.v1'"), until=bool)
+    assert b'"days_without_contact":21' in bytes(silent)
 
 
 async def test_a_second_instance_joins_the_group_and_shares_the_partitions(

@@ -67,6 +67,8 @@ def service_env(name: str) -> dict[str, str]:
     if name == "intake":
         env["TSUNAGU_INTAKE_PII_KEYS"] = secrets["intake_pii_key"]
         env["TSUNAGU_INTAKE_INDEX_KEY"] = secrets["intake_index_key"]
+    if name == "partner-notification":
+        env["TSUNAGU_PARTNERS_SECRET_KEYS"] = secrets["partners_secret_key"]
     if os.environ.get("TSUNAGU_OTLP_ENDPOINT"):
         env["TSUNAGU_OTLP_ENDPOINT"] = os.environ["TSUNAGU_OTLP_ENDPOINT"]
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from uuid import UUID
 
 import asyncpg
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -20,17 +21,22 @@ def current_trace_context() -> dict[str, str]:
     return carrier
 
 
-async def append(conn: asyncpg.Connection, *events: Event, source: str | None = None) -> None:
-    """Store `events` for publishing; call inside the transaction that makes the change they report."""
+async def append(conn: asyncpg.Connection, *events: Event, source: str | None = None, topic: str | None = None,
+                 event_id: UUID | None = None) -> None:
+    """Store `events` for publishing; call inside the transaction that makes the change they report.
+
+    By default each event goes to the topic the registry names for it; `topic` and `event_id` send
+    an already published event on to another topic under its own id (a partner's delivery topic).
+    """
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.append must run inside the transaction of the change it reports")
     trace = current_trace_context()
     rows = []
     for event in events:
-        record = encode(event, source=source, traceparent=trace.get("traceparent"),
+        record = encode(event, source=source, event_id=event_id, traceparent=trace.get("traceparent"),
                         tracestate=trace.get("tracestate"))
         headers = {name: value.decode() for name, value in record.headers}
-        rows.append((headers["ce_id"], topic_for_event(event).name, record.key.decode(), json.dumps(headers),
+        rows.append((headers["ce_id"], topic or topic_for_event(event).name, record.key.decode(), json.dumps(headers),
                      record.value, trace.get("traceparent")))
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, record_key, headers, value, traceparent) "

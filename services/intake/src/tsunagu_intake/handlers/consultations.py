@@ -82,11 +82,13 @@ async def register_consultation(conn: asyncpg.Connection, cmd: RegisterConsultat
         cipher.seal_text(cmd.notes) if cmd.notes else None, staff, now)
 
     base = {"case_id": case_id, "municipality_code": municipality_code, "occurred_at": now}
-    events = [ConsultationRegistered(
+    registered_event = ConsultationRegistered(
         **base, consultation_id=consultation_id, person_ref=person_ref, counter=cmd.counter, channel=cmd.channel,
         urgency=cmd.urgency, needs=tuple(cmd.needs), primary_need=cmd.primary_need,
         screening_chart_version=screening.chart_version if screening else None,
-        known_person=cmd.person_ref is not None)]
+        known_person=cmd.person_ref is not None)
+    # Consent goes first: whoever may see the case learns so before the consultation arrives.
+    events: list = []
     registered = Registered(case_id, consultation_id, person_ref, possible_duplicates=duplicates)
     for consent in cmd.consents:
         consent_id = uuid7()
@@ -99,7 +101,7 @@ async def register_consultation(conn: asyncpg.Connection, cmd: RegisterConsultat
                                      recipient=consent.recipient, purpose=consent.purpose, method=consent.method,
                                      valid_until=consent.valid_until))
         registered.consent_ids.append(consent_id)
-    await append(conn, *events)
+    await append(conn, *events, registered_event)
     return registered
 
 

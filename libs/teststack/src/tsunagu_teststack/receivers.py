@@ -1,0 +1,85 @@
+"""Real HTTP webhook receivers on loopback, each behaving as a partner's endpoint might."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def event(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Answers with `answers[i]` for the i-th request (the last one repeats); `hang` seconds first."""
+
+    answers: list[int] = field(default_factory=lambda: [200])
+    hang: float = 0.0
+    received: list[Received] = field(default_factory=list)
+
+    def status_for(self, n: int) -> int:
+        return self.answers[min(n, len(self.answers) - 1)]
+
+    def of_type(self, event_type: str) -> list[Received]:
+        return [r for r in self.received if r.event["type"] == event_type]
+
+
+class ReceiverServer:
+    """One uvicorn server on 127.0.0.1 serving any number of receivers at /<name>."""
+
+    def __init__(self):
+        self.receivers: dict[str, Receiver] = {}
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+                                interface="asgi3")
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task | None = None
+
+    def add(self, name: str, receiver: Receiver) -> str:
+        self.receivers[name] = receiver
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    async def app(self, scope, receive: Callable, send: Callable) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        receiver = self.receivers.get(scope["path"].strip("/"))
+        status = 404
+        if receiver is not None:
+            n = len(receiver.received)
+            receiver.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body,
+                                              asyncio.get_running_loop().time()))
+            if receiver.hang:
+                await asyncio.sleep(receiver.hang)
+            status = receiver.status_for(n)
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __aenter__(self) -> "ReceiverServer":
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True
+        await asyncio.wait_for(self.task, 10)

@@ -1,0 +1,80 @@
+"""What coordinators and partners send to partner-notification."""
+
+from __future__ import annotations
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from tsunagu_contracts import CATALOGUE
+from tsunagu_contracts.codes import ContactMethod, DeclineReason, NeedCategory, PartnerResponseKind, ReferralOutcome
+
+EVENT_TYPES = tuple(e.type for e in CATALOGUE)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Contact(Body):
+    department: str = Field(max_length=100, description="Team or desk, not a person.")
+    email: str = Field(max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = Field(default=None, max_length=30, pattern=r"^[0-9+\-() ]+$")
+
+
+class RegisterPartner(Body):
+    """Register a Team Zama partner organisation (coordinator)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "NPO法人 ざまフードバンク", "need_categories": ["no_food", "income"], "areas": ["142166"],
+        "contact": {"department": "相談窓口", "email": "desk@foodbank.example", "phone": "046-000-0000"},
+        "webhook_url": "https://foodbank.example/tsunagu/webhook", "kafka_topic": False}]})
+
+    name: str = Field(min_length=1, max_length=200)
+    need_categories: list[NeedCategory] = Field(min_length=1, max_length=16)
+    areas: list[str] = Field(min_length=1, max_length=50, json_schema_extra={"items": {"pattern": r"^\d{6}$"}})
+    contact: Contact
+    webhook_url: AnyHttpUrl | None = None
+    kafka_topic: bool = Field(default=False, description="Also deliver to the partner's own Kafka topic.")
+
+    @model_validator(mode="after")
+    def _areas_are_codes(self) -> "RegisterPartner":
+        if any(not (len(a) == 6 and a.isdigit()) for a in self.areas):
+            raise ValueError("areas are 6-digit municipality codes")
+        if self.webhook_url is None and not self.kafka_topic:
+            raise ValueError("give a webhook_url, kafka_topic, or both")
+        return self
+
+
+class Subscription(Body):
+    """What a partner wants. Empty lists mean everything the partner may see of that kind."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "event_types": ["tsunagu.referral.requested.v1", "tsunagu.intake.consent-withdrawn.v1"],
+        "need_categories": ["no_food"], "areas": ["142166"]}]})
+
+    event_types: list[str] = Field(default_factory=list, max_length=len(EVENT_TYPES))
+    need_categories: list[NeedCategory] = Field(default_factory=list)
+    areas: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known(self) -> "Subscription":
+        unknown = sorted(set(self.event_types) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types: {', '.join(unknown)}")
+        return self
+
+
+class RespondToReferral(Body):
+    """A partner's answer to a referral addressed to it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"response": "accepted"},
+        {"response": "declined", "decline_reason": "capacity_full"},
+        {"response": "completed", "outcome": "supported"}]})
+
+    response: PartnerResponseKind
+    decline_reason: DeclineReason | None = None
+    contact_method: ContactMethod | None = None
+    outcome: ReferralOutcome | None = None
+
+
+__all__ = ["EVENT_TYPES", "Contact", "RegisterPartner", "RespondToReferral", "Subscription"]

@@ -1,0 +1,111 @@
+"""The partner-notification HTTP API: the registry for coordinators, and the partner's own edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from cryptography.fernet import MultiFernet
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tsunagu_contracts import PartnerDeliveries
+from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
+from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
+from tsunagu_partners.handlers.responses import respond
+from tsunagu_servicehost import Runtime
+from tsunagu_servicehost.auth import Role, read_token, require
+from tsunagu_servicehost.errors import Refused
+from tsunagu_topics import ensure_topics
+
+COORDINATOR = require(Role.COORDINATOR)
+_bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
+
+
+def build_router(runtime: Runtime, *, cipher: MultiFernet) -> list[APIRouter]:
+    router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
+
+    async def this_partner_or(roles: set[Role], partner_id: UUID, credentials) -> None:
+        """The partner itself (by its API token), or staff in one of `roles`."""
+        if credentials is None:
+            raise Refused(401, "認証が必要です。", "A bearer token is required.")
+        token = credentials.credentials
+        if token.startswith(TOKEN_PREFIX):
+            async with runtime.db.acquire() as conn:
+                who = await partner_of_token(conn, token)
+            if who is None:
+                raise Refused(401, "トークンが無効です。", "The token is invalid.")
+            if who != partner_id:
+                raise Refused(403, "他の団体の情報は見られません。", "a partner sees only its own records")
+            return
+        try:
+            principal = read_token(runtime.settings.auth_secret.get_secret_value(), token)
+        except Exception:  # noqa: BLE001
+            raise Refused(401, "トークンが無効です。", "The token is invalid or expired.") from None
+        if principal.role not in roles:
+            raise Refused(403, "この操作を行う権限がありません。", f"The {principal.role.value} role may not do this.")
+
+    def partner_or(*roles: Role):
+        async def check(partner_id: UUID, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
+            await this_partner_or(set(roles), partner_id, credentials)
+        return check
+
+    @router.post("", status_code=201, summary="連携団体を登録する (register a partner; secrets shown once)",
+                 dependencies=[Depends(COORDINATOR)])
+    async def post_partner(command: RegisterPartner) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            created = await register_partner(conn, command, cipher=cipher, now=datetime.now(UTC))
+        if created["kafka_topic"]:
+            topic = PartnerDeliveries.for_partner(UUID(created["partner_id"]))
+            await ensure_topics(runtime.settings.kafka_bootstrap, [topic], namespace=runtime.settings.topic_namespace)
+        return created | {"notice_ja": "API トークンと Webhook シークレットは今回だけ表示されます。安全に保管してください。"}
+
+    @router.put("/{partner_id}/subscription", summary="購読を設定する (set what the partner receives)",
+                dependencies=[Depends(partner_or(Role.COORDINATOR))])
+    async def put_subscription(partner_id: UUID, command: Subscription) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            await set_subscription(conn, partner_id, command)
+        return command.model_dump(mode="json")
+
+    @router.get("/{partner_id}/deliveries", summary="配信記録 (the partner's delivery log)",
+                dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
+    async def deliveries(partner_id: UUID, status: Annotated[str | None, Query(pattern="^[a-z]+$")] = None,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+        async with runtime.db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT delivery_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
+                "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
+                "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
+        return [{k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
+                 for k, v in dict(r).items()} for r in rows]
+
+    @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
+                 summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
+    async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            updated = await conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now() "
+                "WHERE delivery_id = $1 AND partner_id = $2 AND status IN ('dead', 'delivered')", delivery_id,
+                partner_id)
+        if updated == "UPDATE 0":
+            raise Refused.conflict("この配信は再配信できません（配信中、または撤回済み）。",
+                                   "only a delivered or dead delivery can be redelivered")
+        return {"delivery_id": str(delivery_id), "status": "pending"}
+
+    @router.post("/{partner_id}/webhook/enable", status_code=204, summary="Webhook を再開する (re-enable after 410)",
+                 dependencies=[Depends(COORDINATOR)])
+    async def enable(partner_id: UUID) -> None:
+        async with runtime.db.acquire() as conn:
+            await conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)
+
+    @router.post("/{partner_id}/referrals/{referral_id}/responses", status_code=201,
+                 summary="紹介に回答する (a partner answers a referral addressed to it)",
+                 dependencies=[Depends(partner_or())])
+    async def post_response(partner_id: UUID, referral_id: UUID, command: RespondToReferral) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
+        return {"response_id": str(response_id)}
+
+    return [router]
+

@@ -1,0 +1,130 @@
+"""From the city's events to each partner's deliveries: only what it subscribed to and may see.
+
+A partner may see a case while it holds the person's consent, or a recorded statutory basis
+(支援会議). Consent withdrawn stops everything at once, and the partner is told.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+
+from tsunagu_contracts import (
+    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
+    StatutoryBasisRecorded, uuid7,
+)
+from tsunagu_contracts.codes import RecipientKind
+from tsunagu_outbox import append
+from tsunagu_partners.domain.routing import Wants
+from tsunagu_partners.domain.webhooks import cloudevent_body
+
+
+async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT DISTINCT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas "
+        "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
+        "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2)",
+        case_id, today)
+
+
+async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope) -> None:
+    """Queue one event for one partner, once: a redelivered event finds its delivery already there."""
+    e = envelope.data
+    if partner["webhook_url"]:
+        await conn.execute(
+            "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
+            "next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now()) "
+            "ON CONFLICT (partner_id, event_id) DO NOTHING",
+            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope))
+    if partner["kafka_topic"]:
+        exists = await conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2", envelope.id,
+                                     partner["kafka_topic"])
+        if not exists:
+            await append(conn, e, source=envelope.source, topic=partner["kafka_topic"], event_id=envelope.id)
+
+
+def addressed_elsewhere(event: Event, partner_id) -> bool:
+    """A referral is news only to the partner it is addressed to (or rerouted to), never to others."""
+    recipients = [r for r in (getattr(event, "recipient", None), getattr(event, "new_recipient", None)) if r]
+    return bool(recipients) and all(r.partner_id != partner_id for r in recipients)
+
+
+async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    e: Event = envelope.data
+    case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
+    for partner in await partners_who_may_see(conn, e.case_id, e.occurred_at.date()):
+        if addressed_elsewhere(e, partner["partner_id"]):
+            continue
+        wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
+                      frozenset(partner["areas"]))
+        if wants.matches(e, case_needs):
+            await deliver(conn, partner, envelope)
+
+
+async def on_consultation(conn: asyncpg.Connection, envelope: Envelope[ConsultationRegistered]) -> None:
+    e = envelope.data
+    await conn.execute(
+        "INSERT INTO case_needs (case_id, person_ref, needs) VALUES ($1, $2, $3) ON CONFLICT (case_id) DO UPDATE "
+        "SET needs = ARRAY(SELECT DISTINCT unnest(case_needs.needs || EXCLUDED.needs))",
+        e.case_id, e.person_ref, [n.value for n in e.needs])
+    await fan_out(conn, envelope)
+
+
+async def on_need(conn: asyncpg.Connection, envelope: Envelope[NeedIdentified]) -> None:
+    await conn.execute("UPDATE case_needs SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])) "
+                       "WHERE case_id = $1", envelope.data.case_id, [envelope.data.need.value])
+    await fan_out(conn, envelope)
+
+
+async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[ConsentGranted]) -> None:
+    e = envelope.data
+    if e.recipient.kind is RecipientKind.PARTNER:
+        await conn.execute(
+            "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until) "
+            "VALUES ($1, $2, $3, $4, 'consent', $5, $6) ON CONFLICT DO NOTHING",
+            e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, e.purpose.value, e.valid_until)
+
+
+async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[StatutoryBasisRecorded]) -> None:
+    e = envelope.data
+    if e.recipient.kind is RecipientKind.PARTNER:
+        await conn.execute(
+            "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value, e.purpose.value)
+
+
+async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[ConsentWithdrawn]) -> None:
+    """Stop at once, and tell the partner: the withdrawal is the last thing it hears of the case."""
+    e = envelope.data
+    if e.recipient.kind is not RecipientKind.PARTNER:
+        return
+    await conn.execute("UPDATE permissions SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
+                       e.consent_id, e.occurred_at)
+    partner = await conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners WHERE partner_id = $1",
+                                  e.recipient.partner_id)
+    if partner is not None:
+        await deliver(conn, partner, envelope)
+    still_allowed = await conn.fetchval(
+        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL",
+        e.case_id, e.recipient.partner_id)
+    if not still_allowed:
+        # Deliveries not yet made are withdrawn with the consent.
+        await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
+                           "AND status IN ('pending', 'sending') AND event_id <> $3",
+                           e.case_id, e.recipient.partner_id, envelope.id)
+
+
+async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[ReferralRequested]) -> None:
+    e = envelope.data
+    if e.recipient.kind is RecipientKind.PARTNER:
+        await conn.execute(
+            "INSERT INTO partner_referrals (referral_id, case_id, partner_id, municipality_code, need, status, "
+            "updated_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6) ON CONFLICT DO NOTHING",
+            e.referral_id, e.case_id, e.recipient.partner_id, e.municipality_code, e.need.value, e.occurred_at)
+    await fan_out(conn, envelope)
+
+
+__all__ = ["fan_out", "on_basis_recorded", "on_consent_granted", "on_consent_withdrawn",
+           "on_consultation", "on_need", "on_referral_requested"]

@@ -1,0 +1,62 @@
+"""Registering partners and their subscriptions; authenticating partners by their API token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from cryptography.fernet import MultiFernet
+
+from tsunagu_contracts import PartnerDeliveries, uuid7
+from tsunagu_partners.domain.commands import RegisterPartner, Subscription
+from tsunagu_servicehost.errors import Refused
+
+TOKEN_PREFIX = "tzp_"
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def register_partner(conn: asyncpg.Connection, cmd: RegisterPartner, *, cipher: MultiFernet,
+                           now: datetime) -> dict:
+    """Returns the partner id, its API token and webhook secret: shown once, stored hashed or encrypted."""
+    partner_id = uuid7()
+    api_token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    webhook_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode() if cmd.webhook_url else None
+    topic = PartnerDeliveries.for_partner(partner_id).name if cmd.kafka_topic else None
+    await conn.execute(
+        "INSERT INTO partners (partner_id, name, need_categories, areas, contact, api_token_hash, webhook_url, "
+        "webhook_secret, kafka_topic, registered_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)",
+        partner_id, cmd.name, [n.value for n in cmd.need_categories], cmd.areas, cmd.contact.model_dump_json(),
+        token_hash(api_token), str(cmd.webhook_url) if cmd.webhook_url else None,
+        cipher.encrypt(webhook_secret.encode()) if webhook_secret else None, topic, now)
+    # Until the partner narrows it, it hears about its own need categories and areas.
+    await conn.execute("INSERT INTO subscriptions (partner_id, event_types, need_categories, areas) "
+                       "VALUES ($1, '{}', $2, $3)", partner_id, [n.value for n in cmd.need_categories], cmd.areas)
+    return {"partner_id": str(partner_id), "api_token": api_token, "webhook_secret": webhook_secret,
+            "kafka_topic": topic, "kafka_acl_prefix": PartnerDeliveries.acl_prefix(partner_id) if topic else None}
+
+
+async def set_subscription(conn: asyncpg.Connection, partner_id: UUID, cmd: Subscription) -> None:
+    status = await conn.execute(
+        "UPDATE subscriptions SET event_types = $2, need_categories = $3, areas = $4 WHERE partner_id = $1",
+        partner_id, cmd.event_types, [n.value for n in cmd.need_categories], cmd.areas)
+    if status == "UPDATE 0":
+        raise Refused.not_found("連携団体", "partner")
+
+
+async def partner_of_token(conn: asyncpg.Connection, token: str) -> UUID | None:
+    return await conn.fetchval("SELECT partner_id FROM partners WHERE api_token_hash = $1", token_hash(token))
+
+
+def webhook_secret(cipher: MultiFernet, sealed: bytes) -> str:
+    return cipher.decrypt(bytes(sealed)).decode()
+
+
+__all__ = ["partner_of_token", "register_partner", "set_subscription", "token_hash", "webhook_secret"]

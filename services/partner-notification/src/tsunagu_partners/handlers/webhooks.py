@@ -1,0 +1,140 @@
+"""Sending queued deliveries to partners' webhooks, so that no receiver holds up the others.
+
+Deliveries are claimed from the database with a lease (a process that dies mid-send leaves them to
+be claimed again when the lease ends). Each is sent in its own task; at most `per_partner` are in
+flight for one partner, so a slow or hanging receiver only ever waits on itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+from cryptography.fernet import MultiFernet
+
+from tsunagu_contracts import DeliveryFailed
+from tsunagu_contracts.codes import DeliveryChannel
+from tsunagu_outbox import append
+from tsunagu_partners.domain.webhooks import backoff, outcome, retry_after_seconds, signed_headers
+from tsunagu_partners.handlers.registry import webhook_secret
+
+log = logging.getLogger("tsunagu.partners.webhooks")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    max_attempts: int = 8
+    first_retry_s: float = 5.0
+    max_retry_s: float = 3600.0
+    timeout_s: float = 10.0
+    per_partner: int = 4
+    in_flight: int = 64
+    poll_s: float = 0.5
+
+
+class WebhookSender:
+    def __init__(self, pool: asyncpg.Pool, cipher: MultiFernet, policy: DeliveryPolicy):
+        self.pool, self.cipher, self.policy = pool, cipher, policy
+        self.in_flight: Counter = Counter()
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(self.policy.timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            try:
+                while True:
+                    try:
+                        claimed = await self.claim()
+                    except (OSError, asyncpg.PostgresError):
+                        log.exception("claiming deliveries failed; retrying")
+                        claimed = []
+                    for row in claimed:
+                        self.in_flight[row["partner_id"]] += 1
+                        task = asyncio.create_task(self.send(client, row))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+                    await asyncio.sleep(0 if claimed else self.policy.poll_s)
+            finally:
+                for task in self.tasks:
+                    task.cancel()
+
+    async def claim(self) -> list[asyncpg.Record]:
+        room = self.policy.in_flight - sum(self.in_flight.values())
+        if room <= 0:
+            return []
+        busy = [p for p, n in self.in_flight.items() if n >= self.policy.per_partner]
+        lease = self.policy.timeout_s * 2 + 5
+        async with self.pool.acquire() as conn:
+            return await conn.fetch(
+                "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+                "lease_until = now() + make_interval(secs => $3) FROM partners p "
+                "WHERE p.partner_id = d.partner_id AND d.delivery_id IN ("
+                "  SELECT x.delivery_id FROM deliveries x JOIN partners y USING (partner_id) "
+                "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
+                "         OR (x.status = 'sending' AND x.lease_until < now())) "
+                "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL "
+                "    AND NOT (x.partner_id = ANY($1::uuid[])) "
+                "  ORDER BY x.next_attempt_at LIMIT $2 FOR UPDATE OF x SKIP LOCKED) "
+                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.body, d.attempts, "
+                "p.webhook_url, p.webhook_secret", busy, min(room, 100), lease)
+
+    async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
+        status, retry_after, error = None, None, None
+        try:
+            now = datetime.now(UTC)
+            headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
+                                     row["body"], now)
+            try:
+                response = await client.post(row["webhook_url"], content=row["body"].encode(), headers=headers)
+                status = response.status_code
+                retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            await self.record(row, status, retry_after, error)
+        except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
+            log.exception("delivery %s could not be recorded", row["delivery_id"])
+        finally:
+            self.in_flight[row["partner_id"]] -= 1
+
+    async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
+                     error: str | None) -> None:
+        result = outcome(status)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if result == "delivered":
+                await conn.execute("UPDATE deliveries SET status = 'delivered', delivered_at = now(), "
+                                   "last_status = $2, last_error = NULL WHERE delivery_id = $1 AND status = 'sending'",
+                                   row["delivery_id"], status)
+                return
+            if result == "gone":
+                await conn.execute("UPDATE partners SET webhook_disabled_at = now() WHERE partner_id = $1",
+                                   row["partner_id"])
+            if result == "gone" or row["attempts"] >= self.policy.max_attempts:
+                await self.dead_letter(conn, row, status, error)
+                return
+            delay = max(backoff(row["attempts"], self.policy.first_retry_s, self.policy.max_retry_s),
+                        min(retry_after or 0.0, self.policy.max_retry_s))
+            await conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, last_status = $3, last_error = $4 "
+                "WHERE delivery_id = $1 AND status = 'sending'",
+                row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
+
+    async def dead_letter(self, conn: asyncpg.Connection, row: asyncpg.Record, status: int | None,
+                          error: str | None) -> None:
+        updated = await conn.execute(
+            "UPDATE deliveries SET status = 'dead', last_status = $2, last_error = $3 "
+            "WHERE delivery_id = $1 AND status = 'sending'", row["delivery_id"], status, error)
+        if updated == "UPDATE 0":
+            return
+        data = json.loads(row["body"])["data"]
+        await append(conn, DeliveryFailed(
+            case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=datetime.now(UTC),
+            delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
+            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status))
+        log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
+                    row["delivery_id"], row["partner_id"], row["attempts"], status, error)

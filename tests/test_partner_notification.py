@@ -1,0 +1,238 @@
+"""Each partner organisation gets exactly what it subscribed to and may see, and answers back.
+
+intake, referral and partner-notification run as real processes; partners are real HTTP receivers
+on loopback; signatures are checked with the `standardwebhooks` package, as a partner would.
+"""
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from standardwebhooks.webhooks import Webhook
+
+from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, encode, uuid7
+from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.waiting import eventually
+
+pytestmark = pytest.mark.stack
+REQUESTED = "tsunagu.referral.requested.v1"
+
+
+class TeamZama:
+    def __init__(self, intake, referral, partners, auth_headers):
+        self.intake, self.referral, self.partners, self.auth = intake, referral, partners, auth_headers
+
+    async def call(self, service, method: str, path: str, role: str | None = "coordinator", token=None, **kw):
+        headers = {"Authorization": f"Bearer {token}"} if token else self.auth(role) if role else {}
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            return await client.request(method, path, headers=headers, **kw)
+
+    async def register(self, name: str, url: str, needs: list[str]) -> dict:
+        response = await self.call(self.partners, "POST", "/v1/partners", json={
+            "name": name, "need_categories": needs, "areas": ["142166"],
+            "contact": {"department": "相談窓口", "email": "desk@example.org"}, "webhook_url": url})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def route(self, need: str, partner: dict) -> None:
+        response = await self.call(self.referral, "PUT", f"/v1/routing/{need}", json={
+            "candidates": [{"kind": "partner", "partner_id": partner["partner_id"]}]})
+        assert response.status_code == 200, response.text
+
+    async def consult(self, needs: list[str], *partners: dict) -> dict:
+        consents = [{"recipient": {"kind": "partner", "partner_id": p["partner_id"]}, "purpose": "referral",
+                     "method": "written"} for p in partners]
+        response = await self.call(self.intake, "POST", "/v1/consultations", role="counter", json={
+            "person": {"name": "座間 花子", "name_kana": "ざまはなこ", "birth_date": "1968-04-02"},
+            "counter": "self_reliance", "channel": "counter", "urgency": "high", "needs": needs,
+            "primary_need": needs[0], "consents": consents})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def deliveries(self, partner: dict) -> list[dict]:
+        response = await self.call(self.partners, "GET", f"/v1/partners/{partner['partner_id']}/deliveries",
+                                   role=None, token=partner["api_token"])
+        return response.json()
+
+
+@pytest.fixture
+async def team(service_process, auth_headers):
+    fast = {"TSUNAGU_PARTNERS_FIRST_RETRY_S": "0.2", "TSUNAGU_PARTNERS_MAX_ATTEMPTS": "3",
+            "TSUNAGU_PARTNERS_TIMEOUT_S": "3"}
+    intake, referral, partners = await asyncio.gather(
+        service_process("intake"), service_process("referral"),
+        service_process("partner-notification", extra_env=fast))
+    return TeamZama(intake, referral, partners, auth_headers)
+
+
+async def test_each_partner_gets_only_its_own_events_signed_as_standard_webhooks(team):
+    async with ReceiverServer() as server:
+        food, housing = Receiver(), Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        landlord = await team.register("居住支援法人 すまいる", server.add("housing", housing), ["housing"])
+        await team.route("no_food", food_bank)
+        await team.route("housing", landlord)
+
+        case = await team.consult(["no_food", "housing", "debt"], food_bank, landlord)
+        await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED) and housing.of_type(REQUESTED)),
+                         until=bool)
+        await asyncio.sleep(1)  # anything else on its way arrives too
+
+    for receiver, partner, need in ((food, food_bank, "no_food"), (housing, landlord, "housing")):
+        referrals = receiver.of_type(REQUESTED)
+        assert [r.event["data"]["need"] for r in referrals] == [need]
+        assert all(r.event["subject"] == case["case_id"] for r in receiver.received)
+        for r in receiver.received:
+            Webhook(partner["webhook_secret"]).verify(r.body, r.headers)  # raises if the signature is wrong
+            assert "座間".encode() not in r.body and b"name" not in r.body, "thin: no personal data"
+    assert partner_ids(food) == {food_bank["partner_id"]}
+
+
+def partner_ids(receiver: Receiver) -> set[str]:
+    return {r.event["data"]["recipient"]["partner_id"] for r in receiver.of_type(REQUESTED)}
+
+
+async def test_failing_receivers_are_retried_or_dead_lettered_and_never_hold_up_the_others(team):
+    async with ReceiverServer() as server:
+        receivers = {"fast": Receiver(), "flaky": Receiver(answers=[500, 200]), "gone": Receiver(answers=[410]),
+                     "hangs": Receiver(hang=30)}
+        partners = {name: await team.register(name, server.add(name, r), ["no_food"])
+                    for name, r in receivers.items()}
+        with socket_closed() as dead_url:
+            partners["down"] = await team.register("down", dead_url, ["no_food"])
+            started = asyncio.get_running_loop().time()
+            await team.consult(["no_food"], *partners.values())
+            fast = await eventually(lambda: asyncio.sleep(0, receivers["fast"].received), until=bool)
+            fast_delay = fast[0].at - started
+
+            async def settled():
+                states = {n: {d["status"] for d in await team.deliveries(p)} for n, p in partners.items()}
+                return states
+
+            states = await eventually(settled, until=lambda s: s["flaky"] == {"delivered"}
+                                      and s["down"] == {"dead"} and "dead" in s["gone"])
+
+    assert fast_delay < 3, "the hanging receiver (3 s timeout) did not delay the fast one"
+    assert states["fast"] == {"delivered"}
+    flaky = await team.deliveries(partners["flaky"])
+    assert sorted(d["attempts"] for d in flaky)[-1] == 2, "the one that met the 500 was tried again"
+    assert all(d["last_status"] == 200 for d in flaky)
+    down = await team.deliveries(partners["down"])
+    assert all(d["attempts"] == 3 and d["last_error"] == "ConnectError" for d in down)
+    gone = await team.deliveries(partners["gone"])
+    assert all(d["attempts"] <= 1 for d in gone), "after 410 nothing is sent to that endpoint again"
+    assert {d["status"] for d in gone if d["attempts"] == 0} <= {"pending"}, "kept for redelivery once re-enabled"
+    conn = await asyncpg.connect(team.partners.database_url)
+    try:
+        disabled = await conn.fetchval("SELECT webhook_disabled_at IS NOT NULL FROM partners WHERE partner_id = $1",
+                                       uuid.UUID(partners["gone"]["partner_id"]))
+        dead = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'dead'")
+        failures = await conn.fetchval("SELECT count(*) FROM outbox WHERE headers->>'ce_type' = "
+                                       "'tsunagu.partners.delivery-failed.v1'")
+    finally:
+        await conn.close()
+    assert disabled, "410 disables the endpoint"
+    assert failures == dead == len(down) + sum(d["status"] == "dead" for d in gone), \
+        "every dead letter is reported as DeliveryFailed"
+
+
+class socket_closed:
+    """A loopback URL where nothing listens."""
+
+    def __enter__(self) -> str:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return f"http://127.0.0.1:{port}/nobody"
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+async def test_consent_withdrawn_mid_flow_stops_notifications_and_answers(team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food", "income"])
+        await team.route("no_food", food_bank)
+        case = await team.consult(["no_food"], food_bank)
+        referral = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)), until=bool))[0]
+
+        withdrawn = await team.call(team.intake, "POST", f"/v1/consents/{case['consent_ids'][0]}/withdrawal",
+                                    role="counter")
+        assert withdrawn.status_code == 204
+        await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.intake.consent-withdrawn.v1")), until=bool)
+        added = await team.call(team.intake, "POST", f"/v1/cases/{case['case_id']}/needs", role="counter",
+                                json={"need": "income", "identified_by": "living_support"})
+        assert added.status_code == 204
+        await asyncio.sleep(2)  # long enough for a NeedIdentified delivery, were one made
+        answer = await team.call(
+            team.partners, "POST",
+            f"/v1/partners/{food_bank['partner_id']}/referrals/{referral.event['data']['referral_id']}/responses",
+            role=None, token=food_bank["api_token"], json={"response": "accepted"})
+
+    assert not food.of_type("tsunagu.intake.need-identified.v1")
+    assert answer.status_code == 403 and "同意が撤回" in answer.json()["message_ja"]
+
+
+async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber(team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        await team.route("no_food", food_bank)
+        case = await team.consult(["no_food"], food_bank)
+        referral_id = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)),
+                                        until=bool))[0].event["data"]["referral_id"]
+        path = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}/responses"
+        other = await team.register("別の団体", server.add("other", Receiver()), ["no_food"])
+        not_ours = await team.call(team.partners, "POST", f"/v1/partners/{other['partner_id']}/referrals/"
+                                   f"{referral_id}/responses", role=None, token=other["api_token"],
+                                   json={"response": "accepted"})
+        wrong_token = await team.call(team.partners, "POST", path, role=None, token=other["api_token"],
+                                      json={"response": "accepted"})
+        accepted = await team.call(team.partners, "POST", path, role=None, token=food_bank["api_token"],
+                                   json={"response": "accepted"})
+
+        async def state():
+            response = await team.call(team.referral, "GET", f"/v1/cases/{case['case_id']}/referrals")
+            return response.json()["referrals"][0]["status"]
+
+        assert await eventually(state, until=lambda s: s == "accepted") == "accepted"
+        notified = await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.referral.accepted.v1")),
+                                    until=bool)
+
+    assert accepted.status_code == 201
+    assert not_ours.status_code == 404 and wrong_token.status_code == 403
+    assert notified[0].event["data"]["referral_id"] == referral_id
+
+
+async def test_a_redelivered_event_is_not_delivered_twice(team, infrastructure, kafka_namespace):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        case = await team.consult(["no_food"], food_bank)
+        first = (await eventually(lambda: asyncio.sleep(0, food.of_type(
+            "tsunagu.intake.consultation-registered.v1")), until=bool))[0]
+        event = ConsultationRegistered.model_validate(first.event["data"])
+
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        await producer.start()
+        try:
+            record = encode(event, event_id=uuid.UUID(first.event["id"]))
+            await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, record.value, key=record.key,
+                                         headers=record.headers)
+            marker = encode(event.model_copy(update={"consultation_id": uuid7()}))
+            await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, marker.value, key=marker.key,
+                                         headers=marker.headers)
+        finally:
+            await producer.stop()
+        await eventually(lambda: asyncio.sleep(0, len(food.of_type("tsunagu.intake.consultation-registered.v1"))),
+                         until=lambda n: n == 2)
+
+    ids = [r.event["id"] for r in food.of_type("tsunagu.intake.consultation-registered.v1")]
+    assert ids[0] == first.event["id"] and len(set(ids)) == 2, "the redelivered event was not sent again"
+    assert len({r.headers["webhook-id"] for r in food.received}) == len(food.received)
+    assert case["case_id"] == str(event.case_id)

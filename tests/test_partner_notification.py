@@ -62,9 +62,10 @@ class TeamZama:
 async def team(service_process, auth_headers):
     fast = {"TSUNAGU_PARTNERS_FIRST_RETRY_S": "0.2", "TSUNAGU_PARTNERS_MAX_ATTEMPTS": "3",
             "TSUNAGU_PARTNERS_TIMEOUT_S": "3"}
-    intake, referral, partners = await asyncio.gather(
-        service_process("intake"), service_process("referral"),
-        service_process("partner-notification", extra_env=fast))
+    intake = await service_process("intake")
+    referral, partners = await asyncio.gather(
+        service_process("referral"),
+        service_process("partner-notification", extra_env=fast | {"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
     return TeamZama(intake, referral, partners, auth_headers)
 
 
@@ -153,13 +154,16 @@ class socket_closed:
         return None
 
 
-async def test_consent_withdrawn_mid_flow_stops_notifications_and_answers(team):
+async def test_consent_withdrawn_mid_flow_stops_notifications_answers_and_detail_fetches(team):
     async with ReceiverServer() as server:
         food = Receiver()
         food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food", "income"])
         await team.route("no_food", food_bank)
         case = await team.consult(["no_food"], food_bank)
         referral = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)), until=bool))[0]
+        details_path = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral.event['data']['referral_id']}"
+        before = await team.call(team.partners, "GET", details_path, role=None, token=food_bank["api_token"])
+        provisions = await team.call(team.partners, "GET", f"/v1/partners/{food_bank['partner_id']}/provisions")
 
         withdrawn = await team.call(team.intake, "POST", f"/v1/consents/{case['consent_ids'][0]}/withdrawal",
                                     role="counter")
@@ -174,8 +178,15 @@ async def test_consent_withdrawn_mid_flow_stops_notifications_and_answers(team):
             f"/v1/partners/{food_bank['partner_id']}/referrals/{referral.event['data']['referral_id']}/responses",
             role=None, token=food_bank["api_token"], json={"response": "accepted"})
 
+        after = await team.call(team.partners, "GET", details_path, role=None, token=food_bank["api_token"])
+
+    assert before.status_code == 200, before.text
+    assert before.json()["person"]["name"] == "座間 花子"
+    assert provisions.json()[0]["items"] == ["name", "name_kana", "summary"]
+    assert provisions.json()[0]["basis"] == "consent" and provisions.json()[0]["person_ref"] == case["person_ref"]
     assert not food.of_type("tsunagu.intake.need-identified.v1")
     assert answer.status_code == 403 and "同意が撤回" in answer.json()["message_ja"]
+    assert after.status_code == 403
 
 
 async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber(team):

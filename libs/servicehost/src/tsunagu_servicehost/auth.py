@@ -24,6 +24,7 @@ class Role(StrEnum):
     COUNCIL = "council"          # housing support council members
     PARTNER = "partner"          # a Team Zama partner organisation
     OPS = "ops"                  # operations
+    SERVICE = "service"          # another Tsunagu service, for internal calls
 
 
 @dataclass(frozen=True)

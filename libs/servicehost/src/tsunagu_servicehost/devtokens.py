@@ -18,7 +18,7 @@ def main() -> None:
     secret = os.environ.get("TSUNAGU_AUTH_SECRET", "")
     if len(secret) < 32:
         sys.exit("[tsunagu] error: TSUNAGU_AUTH_SECRET is not set")
-    tokens = {role.value: issue_token(secret, f"dev-{role.value}", role) for role in Role if role is not Role.PARTNER}
+    tokens = {role.value: issue_token(secret, f"dev-{role.value}", role) for role in Role if role not in (Role.PARTNER, Role.SERVICE)}
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -24,6 +24,7 @@ class PartnerSettings(BaseSettings):
     max_retry_s: float = Field(default=3600.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook request may take.")
     per_partner_in_flight: int = Field(default=4, ge=1)
+    intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
 
 
 def cipher_from(settings: PartnerSettings) -> MultiFernet:
@@ -47,7 +48,7 @@ def build_service() -> Service:
                             per_partner=settings.per_partner_in_flight)
 
     def routers(runtime: Runtime):
-        return http.build_router(runtime, cipher=_LazyCipher(settings))
+        return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, cipher_from(settings), policy).run()

@@ -136,7 +136,31 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             "referrals": [_jsonable(dict(r)) | {"recipient": json.loads(r["recipient"])} for r in referrals],
         }
 
-    return [router]
+    internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+    @internal.get("/cases/{case_id}/person", summary="本人情報（サービス間） (person details, service to service)",
+                  dependencies=[Depends(require(Role.SERVICE))])
+    async def person_details(case_id: UUID) -> dict:
+        """Decrypted details for a provision partner-notification has checked and records."""
+        async with runtime.db.acquire() as conn:
+            row = await conn.fetchrow("SELECT p.person_ref, p.details FROM cases c JOIN persons p USING (person_ref) "
+                                      "WHERE c.case_id = $1", case_id)
+            if row is None:
+                raise Refused.not_found("相談", "case")
+            latest = await conn.fetchrow("SELECT needs, primary_need, urgency, notes FROM consultations "
+                                         "WHERE case_id = $1 ORDER BY registered_at DESC LIMIT 1", case_id)
+        cipher = personal_data()
+        details = cipher.open(row["details"])
+        return {
+            "person_ref": str(row["person_ref"]),
+            "name": details["name"], "name_kana": details["name_kana"],
+            "phone": details.get("phone"), "address": details.get("address"),
+            "summary": {"needs": latest["needs"], "primary_need": latest["primary_need"],
+                        "urgency": latest["urgency"],
+                        "notes": cipher.open_text(latest["notes"]) if latest["notes"] else None},
+        }
+
+    return [router, internal]
 
 
 def _jsonable(row: dict) -> dict:

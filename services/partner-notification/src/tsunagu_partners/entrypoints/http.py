@@ -6,16 +6,18 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
+import httpx
 from cryptography.fernet import MultiFernet
 from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_contracts import PartnerDeliveries
 from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
+from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.auth import Role, read_token, require
+from tsunagu_servicehost.auth import Role, issue_token, read_token, require
 from tsunagu_servicehost.errors import Refused
 from tsunagu_topics import ensure_topics
 
@@ -23,8 +25,22 @@ COORDINATOR = require(Role.COORDINATOR)
 _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
 
 
-def build_router(runtime: Runtime, *, cipher: MultiFernet) -> list[APIRouter]:
+def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
+
+    async def fetch_person(case_id: UUID) -> dict:
+        """The person's details from intake, on a short-lived service token."""
+        token = issue_token(runtime.settings.auth_secret.get_secret_value(), "service:partner-notification",
+                            Role.SERVICE, ttl_seconds=60)
+        try:
+            async with httpx.AsyncClient(base_url=intake_url, timeout=10) as client:
+                response = await client.get(f"/internal/v1/cases/{case_id}/person",
+                                            headers={"Authorization": f"Bearer {token}"})
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise Refused(503, "相談受付から本人情報を取得できませんでした。しばらくしてから再度お試しください。",
+                          f"intake did not answer ({type(exc).__name__})") from None
+        return response.json()
 
     async def this_partner_or(roles: set[Role], partner_id: UUID, credentials) -> None:
         """The partner itself (by its API token), or staff in one of `roles`."""
@@ -106,6 +122,23 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet) -> list[APIRouter]:
         async with runtime.db.acquire() as conn, conn.transaction():
             response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
         return {"response_id": str(response_id)}
+
+    @router.get("/{partner_id}/referrals/{referral_id}",
+                summary="紹介の本人情報を取得する (fetch details; each fetch is recorded as a provision)",
+                dependencies=[Depends(partner_or())])
+    async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
+        async with runtime.db.acquire() as conn, conn.transaction():
+            return await provide(conn, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
+
+    @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
+                dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
+    async def provisions(partner_id: UUID, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+        async with runtime.db.acquire() as conn:
+            rows = await conn.fetch("SELECT provision_id, person_ref, case_id, referral_id, items, basis, purpose, "
+                                    "provided_at FROM provisions WHERE partner_id = $1 ORDER BY provided_at DESC "
+                                    "LIMIT $2", partner_id, limit)
+        return [{k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
+                 for k, v in dict(r).items()} for r in rows]
 
     return [router]
 

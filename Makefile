@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts bench
+.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -68,3 +68,8 @@ compose-env:
 bench: deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/intake_to_referral.py $(BENCH_ARGS)
+
+# Webhook deliveries per second, and the delay a hanging receiver adds to the others.
+bench-partners: deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/partner_deliveries.py $(BENCH_ARGS)

@@ -68,7 +68,10 @@ class ReceiverServer:
             receiver.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body,
                                               asyncio.get_running_loop().time()))
             if receiver.hang:
-                await asyncio.sleep(receiver.hang)
+                try:
+                    await asyncio.sleep(receiver.hang)
+                except asyncio.CancelledError:
+                    return  # the server is shutting down; a hanging receiver never answers
             status = receiver.status_for(n)
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})

@@ -37,6 +37,7 @@ async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: E
             "next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now()) "
             "ON CONFLICT (partner_id, event_id) DO NOTHING",
             uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope))
+        await conn.execute("SELECT pg_notify('tsunagu_deliveries', '')")  # wakes the sender on commit
     if partner["kafka_topic"]:
         exists = await conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2", envelope.id,
                                      partner["kafka_topic"])

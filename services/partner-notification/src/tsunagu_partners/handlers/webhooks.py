@@ -25,6 +25,7 @@ from tsunagu_partners.domain.webhooks import backoff, outcome, retry_after_secon
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
+DELIVERIES_CHANNEL = "tsunagu_deliveries"
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ class WebhookSender:
         self.pool, self.cipher, self.policy = pool, cipher, policy
         self.in_flight: Counter = Counter()
         self.tasks: set[asyncio.Task] = set()
+        self.wake = asyncio.Event()
 
     async def run(self) -> None:
         timeout = httpx.Timeout(self.policy.timeout_s)
+        listener = await self.pool.acquire()
+        await listener.add_listener(DELIVERIES_CHANNEL, lambda *_: self.wake.set())
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             try:
                 while True:
@@ -59,30 +63,46 @@ class WebhookSender:
                         task = asyncio.create_task(self.send(client, row))
                         self.tasks.add(task)
                         task.add_done_callback(self.tasks.discard)
-                    await asyncio.sleep(0 if claimed else self.policy.poll_s)
+                    if not claimed:
+                        # Woken by a new delivery (NOTIFY) or a finished send; the timeout catches
+                        # retries that fall due and notifications lost while disconnected.
+                        self.wake.clear()
+                        try:
+                            await asyncio.wait_for(self.wake.wait(), self.policy.poll_s)
+                        except TimeoutError:
+                            pass
             finally:
                 for task in self.tasks:
                     task.cancel()
+                await self.pool.release(listener)
 
     async def claim(self) -> list[asyncpg.Record]:
+        """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process."""
         room = self.policy.in_flight - sum(self.in_flight.values())
         if room <= 0:
             return []
-        busy = [p for p, n in self.in_flight.items() if n >= self.policy.per_partner]
+        partners = [p for p, n in self.in_flight.items() if n > 0]
         lease = self.policy.timeout_s * 2 + 5
         async with self.pool.acquire() as conn:
+            # Chosen without locks (a window function cannot lock), then claimed by an UPDATE that
+            # checks again that each is still due, so two senders never claim the same delivery.
             return await conn.fetch(
-                "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-                "lease_until = now() + make_interval(secs => $3) FROM partners p "
-                "WHERE p.partner_id = d.partner_id AND d.delivery_id IN ("
-                "  SELECT x.delivery_id FROM deliveries x JOIN partners y USING (partner_id) "
+                "WITH busy (partner_id, n) AS (SELECT * FROM unnest($1::uuid[], $2::int[])), "
+                "due AS (SELECT x.delivery_id, row_number() OVER (PARTITION BY x.partner_id "
+                "        ORDER BY x.next_attempt_at) + coalesce(b.n, 0) AS slot "
+                "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
                 "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
                 "         OR (x.status = 'sending' AND x.lease_until < now())) "
-                "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL "
-                "    AND NOT (x.partner_id = ANY($1::uuid[])) "
-                "  ORDER BY x.next_attempt_at LIMIT $2 FOR UPDATE OF x SKIP LOCKED) "
+                "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL), "
+                "chosen AS (SELECT delivery_id FROM due WHERE slot <= $3 ORDER BY slot LIMIT $4) "
+                "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+                "lease_until = now() + make_interval(secs => $5) FROM partners p, chosen c "
+                "WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id "
+                "  AND ((d.status = 'pending' AND d.next_attempt_at <= now()) "
+                "       OR (d.status = 'sending' AND d.lease_until < now())) "
                 "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.body, d.attempts, "
-                "p.webhook_url, p.webhook_secret", busy, min(room, 100), lease)
+                "p.webhook_url, p.webhook_secret",
+                partners, [self.in_flight[p] for p in partners], self.policy.per_partner, min(room, 100), lease)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         status, retry_after, error = None, None, None
@@ -101,6 +121,7 @@ class WebhookSender:
             log.exception("delivery %s could not be recorded", row["delivery_id"])
         finally:
             self.in_flight[row["partner_id"]] -= 1
+            self.wake.set()
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
                      error: str | None) -> None:

@@ -8,7 +8,7 @@
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
     stack.py compose-env
-                      print the variables docker-compose.yml needs (database passwords)
+                      print the variables docker-compose.yml needs (passwords, signing and encryption keys)
 
 Standard library only; the services themselves run in the project's virtual environment.
 """
@@ -256,6 +256,11 @@ def main() -> int:
         print(f"TSUNAGU_PASSWORD_POSTGRES={passwords[cfg['postgres']['admin_role']]}")
         for service in cfg["services"].values():
             print(f"TSUNAGU_PASSWORD_{service['database'].upper()}={passwords[service['database']]}")
+        secrets = dev_secrets()
+        print(f"TSUNAGU_AUTH_SECRET={secrets['auth_secret']}")
+        print(f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}")
+        print(f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}")
+        print(f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}")
     elif command == "env" and len(sys.argv) == 3:
         for key, value in service_env(sys.argv[2]).items():
             print(f"export {key}='{value}'")

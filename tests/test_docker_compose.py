@@ -75,5 +75,21 @@ def test_services_export_traces_to_the_collector():
 def test_no_secret_is_written_into_the_compose_file():
     for service in COMPOSE.values():
         for key, value in (service.get("environment") or {}).items():
-            if "PASSWORD" in key:
+            if any(word in key for word in ("PASSWORD", "SECRET", "KEY")):
                 assert str(value).startswith("${"), f"{key} must come from the environment"
+
+
+@pytest.mark.parametrize("name", list(STACK["services"]))
+def test_every_service_gets_the_secrets_make_run_gives_it_from_the_env_file(name):
+    import subprocess
+    import sys
+
+    assert COMPOSE[name]["env_file"] == [".env"]
+    printed = subprocess.run([sys.executable, str(ROOT / "deploy" / "stack.py"), "compose-env"], capture_output=True,
+                             text=True, check=True, env={"TSUNAGU_VAR_DIR": str(ROOT / "var")}).stdout
+    compose_vars = {line.split("=", 1)[0] for line in printed.splitlines()}
+    run_env = subprocess.run([sys.executable, str(ROOT / "deploy" / "stack.py"), "env", name], capture_output=True,
+                             text=True, check=True).stdout
+    secret_vars = {line.split("=", 1)[0].removeprefix("export ") for line in run_env.splitlines()
+                   if any(w in line.split("=", 1)[0] for w in ("SECRET", "KEY"))}
+    assert secret_vars <= compose_vars

@@ -247,3 +247,34 @@ async def test_a_redelivered_event_is_not_delivered_twice(team, infrastructure, 
     assert ids[0] == first.event["id"] and len(set(ids)) == 2, "the redelivered event was not sent again"
     assert len({r.headers["webhook-id"] for r in food.received}) == len(food.received)
     assert case["case_id"] == str(event.case_id)
+
+
+async def test_a_partner_running_its_own_consumer_reads_the_same_filtered_events_on_its_own_topic(
+        team, infrastructure, kafka_namespace):
+    from aiokafka import AIOKafkaConsumer
+
+    from tsunagu_contracts import PartnerDeliveries, decode
+
+    response = await team.call(team.partners, "POST", "/v1/partners", json={
+        "name": "自前のコンシューマを持つ団体", "need_categories": ["no_food"], "areas": ["142166"],
+        "contact": {"department": "情報システム", "email": "it@example.org"}, "kafka_topic": True})
+    partner = response.json()
+    topic = PartnerDeliveries.for_partner(uuid.UUID(partner["partner_id"])).name
+    assert partner["kafka_topic"] == topic and topic.startswith(partner["kafka_acl_prefix"])
+    await team.route("no_food", partner)
+    case = await team.consult(["no_food", "housing"], partner)
+
+    consumer = AIOKafkaConsumer(kafka_namespace + topic, bootstrap_servers=infrastructure.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"partner-{uuid.uuid4()}")
+    await consumer.start()
+    seen = []
+    try:
+        while not any(e.type == REQUESTED for e in seen):
+            record = await asyncio.wait_for(consumer.getone(), 60)
+            seen.append(decode(record.headers, record.value).data)
+    finally:
+        await consumer.stop()
+
+    assert {str(e.case_id) for e in seen} == {case["case_id"]}
+    requested = [e for e in seen if e.type == REQUESTED]
+    assert [e.need.value for e in requested] == ["no_food"], "the housing referral went to the city, not here"

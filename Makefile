@@ -15,7 +15,7 @@ help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
-	@echo "make contracts  regenerate the contracts' AsyncAPI document, schemas and examples"
+	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -37,6 +37,10 @@ deps: .venv/.synced contracts/tools/node_modules/.installed
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps
 	.venv/bin/tsunagu-contracts generate --contracts contracts
+	@for s in intake:tsunagu_intake referral:tsunagu_referral housing-support:tsunagu_housing \
+		partner-notification:tsunagu_partners; do \
+		.venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; done
+	@echo "services/*/openapi.json regenerated"
 
 infra: deps
 	$(PYTHON) deploy/stack.py infra

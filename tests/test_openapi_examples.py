@@ -35,3 +35,13 @@ def test_every_request_body_has_a_valid_example(name):
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_the_openapi_document_is_titled_in_japanese_first(name):
     assert any("\u3040" <= ch <= "\u9fff" for ch in app_of(name).openapi()["info"]["title"])
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_the_checked_in_openapi_document_is_what_the_code_serves__run_make_contracts_if_this_fails(name):
+    import json
+
+    from tsunagu_teststack.infrastructure import repo_root
+
+    checked_in = json.loads((repo_root() / "services" / name / "openapi.json").read_text())
+    assert checked_in == app_of(name).openapi()

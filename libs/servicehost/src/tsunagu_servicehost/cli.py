@@ -38,6 +38,7 @@ def main(service: Service, argv: list[str] | None = None) -> None:
 
         settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused")
         json.dump(build_app(service, settings).openapi(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
     else:
         import uvicorn
 

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import uuid7
-from tsunagu_servicehost.errors import Refused
+from tsunagu_partners.handlers.access import referral_for
 
 ITEMS = ("name", "name_kana", "phone", "address", "summary")
 
@@ -23,17 +23,10 @@ FetchPerson = Callable[[UUID], Awaitable[dict]]
 
 async def provide(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
                   now: datetime) -> dict:
-    referral = await conn.fetchrow("SELECT case_id, need, status FROM partner_referrals "
-                                   "WHERE referral_id = $1 AND partner_id = $2", referral_id, partner_id)
-    if referral is None:
-        raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
-    grant = await conn.fetchrow(
-        "SELECT basis, purpose FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
-        "AND (valid_until IS NULL OR valid_until >= $3) ORDER BY basis = 'consent' DESC LIMIT 1",
-        referral["case_id"], partner_id, now.date())
-    if grant is None:
-        raise Refused(403, "本人の同意がないため、本人情報は提供できません。",
-                      "no consent or statutory basis for this partner: nothing is provided")
+    referral, grant = await referral_for(conn, partner_id, referral_id, today=now.date(),
+                                         refused_ja="本人の同意がないため、本人情報は提供できません。",
+                                         refused_en="no consent or statutory basis for this partner: "
+                                                    "nothing is provided")
     person = await fetch_person(referral["case_id"])
     items = [item for item in ITEMS if person.get(item)]
     await conn.execute(

@@ -10,26 +10,20 @@ from pydantic import ValidationError
 
 from tsunagu_contracts import PartnerResponded, uuid7
 from tsunagu_partners.domain.commands import RespondToReferral
+from tsunagu_partners.handlers.access import referral_for
 from tsunagu_outbox import append
 from tsunagu_servicehost.errors import Refused
 
 
 async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
                   now: datetime) -> UUID:
-    referral = await conn.fetchrow("SELECT case_id, municipality_code FROM partner_referrals "
-                                   "WHERE referral_id = $1 AND partner_id = $2", referral_id, partner_id)
-    if referral is None:
-        raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
-    allowed = await conn.fetchval(
-        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
-        "AND (valid_until IS NULL OR valid_until >= $3)", referral["case_id"], partner_id, now.date())
-    if not allowed:
-        raise Refused(403, "本人の同意が撤回されたため、この紹介には回答できません。",
-                      "the person's consent for this partner was withdrawn")
+    referral, _ = await referral_for(conn, partner_id, referral_id, today=now.date(),
+                                     refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
+                                     refused_en="the person's consent for this partner was withdrawn")
     response_id = uuid7()
     try:
-        event = PartnerResponded(case_id=referral["case_id"], municipality_code=referral["municipality_code"], occurred_at=now,
-                                 response_id=response_id, partner_id=partner_id, referral_id=referral_id,
+        event = PartnerResponded(case_id=referral["case_id"], municipality_code=referral["municipality_code"],
+                                 occurred_at=now, response_id=response_id, partner_id=partner_id, referral_id=referral_id,
                                  response=cmd.response, decline_reason=cmd.decline_reason,
                                  contact_method=cmd.contact_method, outcome=cmd.outcome)
     except ValidationError as exc:

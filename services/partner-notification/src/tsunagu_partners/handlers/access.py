@@ -1,0 +1,30 @@
+"""What a partner may act on: referrals addressed to it, on cases it holds consent or a basis for."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+import asyncpg
+
+from tsunagu_servicehost.errors import Refused
+
+
+async def referral_for(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, *, today: date,
+                       refused_ja: str, refused_en: str) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """The referral addressed to this partner, and the consent or statutory basis that lets it act.
+
+    Refuses with 404 when the referral is not addressed to the partner, 403 when nothing (or no
+    longer anything) lets it see the case.
+    """
+    referral = await conn.fetchrow("SELECT case_id, municipality_code, need, status FROM partner_referrals "
+                                   "WHERE referral_id = $1 AND partner_id = $2", referral_id, partner_id)
+    if referral is None:
+        raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
+    grant = await conn.fetchrow(
+        "SELECT basis, purpose FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
+        "AND (valid_until IS NULL OR valid_until >= $3) ORDER BY basis = 'consent' DESC LIMIT 1",
+        referral["case_id"], partner_id, today)
+    if grant is None:
+        raise Refused(403, refused_ja, refused_en)
+    return referral, grant

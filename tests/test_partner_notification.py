@@ -37,6 +37,11 @@ class TeamZama:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def subscribe_to(self, partner: dict, event_types: list[str]) -> None:
+        response = await self.call(self.partners, "PUT", f"/v1/partners/{partner['partner_id']}/subscription",
+                                   role=None, token=partner["api_token"], json={"event_types": event_types})
+        assert response.status_code == 200, response.text
+
     async def route(self, need: str, partner: dict) -> None:
         response = await self.call(self.referral, "PUT", f"/v1/routing/{need}", json={
             "candidates": [{"kind": "partner", "partner_id": partner["partner_id"]}]})
@@ -278,3 +283,24 @@ async def test_a_partner_running_its_own_consumer_reads_the_same_filtered_events
     assert {str(e.case_id) for e in seen} == {case["case_id"]}
     requested = [e for e in seen if e.type == REQUESTED]
     assert [e.need.value for e in requested] == ["no_food"], "the housing referral went to the city, not here"
+
+
+async def test_retry_after_slows_the_retry_and_a_delivery_can_be_redelivered_by_hand(team):
+    async with ReceiverServer() as server:
+        slow_down = Receiver(answers=[429, 200], retry_after="2")
+        partner = await team.register("混雑中の団体", server.add("busy", slow_down), ["no_food"])
+        await team.subscribe_to(partner, ["tsunagu.intake.consultation-registered.v1"])
+        await team.consult(["no_food"], partner)
+        await eventually(lambda: asyncio.sleep(0, len(slow_down.received)), until=lambda n: n == 2)
+        delivery = (await eventually(lambda: team.deliveries(partner),
+                                     until=lambda ds: ds and ds[0]["status"] == "delivered"))[0]
+
+        again = await team.call(team.partners, "POST",
+                                f"/v1/partners/{partner['partner_id']}/deliveries/{delivery['delivery_id']}/redelivery",
+                                role="ops")
+        await eventually(lambda: asyncio.sleep(0, len(slow_down.received)), until=lambda n: n == 3)
+
+    first, retried, redelivered = slow_down.received
+    assert retried.at - first.at >= 2, "the receiver's Retry-After (2 s) outweighs the 0.2 s backoff"
+    assert again.status_code == 202
+    assert first.headers["webhook-id"] == retried.headers["webhook-id"] == redelivered.headers["webhook-id"]

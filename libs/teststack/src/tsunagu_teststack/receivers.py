@@ -28,6 +28,7 @@ class Receiver:
 
     answers: list[int] = field(default_factory=lambda: [200])
     hang: float = 0.0
+    retry_after: str | None = None  # sent with every non-2xx answer
     received: list[Received] = field(default_factory=list)
 
     def status_for(self, n: int) -> int:
@@ -73,7 +74,10 @@ class ReceiverServer:
                 except asyncio.CancelledError:
                     return  # the server is shutting down; a hanging receiver never answers
             status = receiver.status_for(n)
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+        headers = [(b"content-length", b"0")]
+        if receiver is not None and receiver.retry_after and status >= 300:
+            headers.append((b"retry-after", receiver.retry_after.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
     async def __aenter__(self) -> "ReceiverServer":

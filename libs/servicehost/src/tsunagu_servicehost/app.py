@@ -19,6 +19,7 @@ from tsunagu_outbox import OutboxRelay
 from tsunagu_servicehost.errors import install_error_handlers
 from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.publishing import publish_record
+from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
 from tsunagu_telemetry import tracer_provider
@@ -105,6 +106,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     app = FastAPI(title=service.title, version=service.version, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_request_tracing(app, provider, service.name)
     app.include_router(health_router(runtime))
     for router in service.http(runtime) if service.http else ():
         app.include_router(router)

@@ -202,3 +202,31 @@ async def test_a_second_instance_joins_the_group_and_shares_the_partitions(
         await publish(producer, kafka_namespace, event)
     await eventually(lambda: query(one, "SELECT count(*) FROM sheets"), until=lambda n: n == 12)
     assert await query(one, "SELECT count(*) FROM referrals") == 48
+
+
+async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_fixed(
+        service_process, producer, kafka_namespace):
+    referral = await service_process("referral")
+    event = a_consultation_event()
+    record = encode(event)
+    # As the dead-letter topic holds it after an earlier version of the service failed on it.
+    await producer.send_and_wait(
+        kafka_namespace + dead_letter_topic("referral").name, record.value, key=record.key,
+        headers=[*record.headers, ("x-dlq-error", b"RuntimeError: a bug since fixed"),
+                 ("x-dlq-topic", (kafka_namespace + INTAKE_CASES.name).encode()), ("x-dlq-attempts", b"5")])
+
+    replay = await asyncio.create_subprocess_exec(
+        *referral_command(referral, "replay-dead-letters"), env=referral.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await replay.communicate()
+
+    assert replay.returncode == 0, output.decode()
+    assert "1 dead letter(s) replayed" in output.decode()
+    assert await eventually(lambda: query(referral, "SELECT count(*) FROM referrals WHERE case_id = $1",
+                                          event.case_id), until=lambda n: n == 4) == 4
+
+
+def referral_command(service, command: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", service.module, command]

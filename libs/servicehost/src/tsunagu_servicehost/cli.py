@@ -23,7 +23,8 @@ def _settings() -> ServiceSettings:
 
 def main(service: Service, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=service.title)
-    parser.add_argument("command", choices=["serve", "migrate", "openapi"])
+    parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters"])
+    parser.add_argument("--limit", type=int, default=None, help="replay-dead-letters: at most this many")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service.name} %(levelname)s %(name)s %(message)s")
 
@@ -33,6 +34,10 @@ def main(service: Service, argv: list[str] | None = None) -> None:
         from tsunagu_servicehost.migrations import upgrade
 
         upgrade(service, _settings().database_url.get_secret_value())
+    elif args.command == "replay-dead-letters":
+        from tsunagu_servicehost.deadletters import replay_command
+
+        replay_command(service, _settings(), args.limit)
     elif args.command == "openapi":
         from tsunagu_servicehost.app import build_app
 

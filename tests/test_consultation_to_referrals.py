@@ -155,3 +155,17 @@ async def test_a_declined_referral_goes_to_the_next_candidate(intake, referral, 
     after = await referrals_of(referral, auth_headers, case_id)
     assert [r["recipient"]["division"] for r in after] == ["living_support", "self_reliance"]
     assert after[1]["status"] == "requested" and after[1]["candidate_rank"] == 2
+
+
+async def test_a_coordinator_adds_a_referral_to_a_chosen_recipient(intake, referral, auth_headers, consultation):
+    case_id = (await register(intake, auth_headers, consultation())).json()["case_id"]
+    await eventually(lambda: referrals_of(referral, auth_headers, case_id), until=lambda r: len(r) == 4)
+    async with httpx.AsyncClient(base_url=referral.url, timeout=20) as client:
+        added = await client.post(f"/v1/cases/{case_id}/referrals", headers=auth_headers("coordinator"),
+                                  json={"need": "housing", "recipient": {"kind": "division", "division": "welfare"}})
+        chosen = await client.post(f"/v1/cases/{case_id}/referrals", headers=auth_headers("coordinator"),
+                                   json={"need": "housing", "recipient": {"kind": "division",
+                                                                          "division": "living_support"}})
+    assert added.status_code == 422, "an unknown division is refused"
+    assert chosen.status_code == 201, chosen.text
+    assert chosen.json()["candidate_rank"] == 2 and chosen.json()["status"] == "requested"

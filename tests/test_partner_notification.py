@@ -219,10 +219,20 @@ async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber
         assert await eventually(state, until=lambda s: s == "accepted") == "accepted"
         notified = await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.referral.accepted.v1")),
                                     until=bool)
+        details = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}"
+        while_ours = await team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"])
+        await team.call(team.referral, "POST", f"/v1/referrals/{referral_id}/reroute",
+                        json={"recipient": {"kind": "division", "division": "living_support"}})
+        await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.referral.rerouted.v1")), until=bool)
+        after_reroute = await eventually(
+            lambda: team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"]),
+            until=lambda r: r.status_code == 403)
 
     assert accepted.status_code == 201
     assert not_ours.status_code == 404 and wrong_token.status_code == 403
     assert notified[0].event["data"]["referral_id"] == referral_id
+    assert while_ours.status_code == 200
+    assert "他の紹介先" in after_reroute.json()["message_ja"], "details only while the referral is with the partner"
 
 
 async def test_a_redelivered_event_is_not_delivered_twice(team, infrastructure, kafka_namespace):
@@ -304,3 +314,45 @@ async def test_retry_after_slows_the_retry_and_a_delivery_can_be_redelivered_by_
     assert retried.at - first.at >= 2, "the receiver's Retry-After (2 s) outweighs the 0.2 s backoff"
     assert again.status_code == 202
     assert first.headers["webhook-id"] == retried.headers["webhook-id"] == redelivered.headers["webhook-id"]
+
+
+async def test_a_referral_that_arrives_before_its_consent_is_held_and_delivered_with_the_consent(
+        team, infrastructure, kafka_namespace):
+    from tsunagu_contracts import REFERRALS, ConsentGranted, ReferralRequested
+
+    async with ReceiverServer() as server:
+        food = Receiver()
+        partner = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        example = ReferralRequested.model_json_schema()["examples"][0]
+        referral = ReferralRequested.model_validate({
+            **example, "case_id": str(uuid7()), "need": "no_food",
+            "recipient": {"kind": "partner", "partner_id": partner["partner_id"]}})
+        consent = ConsentGranted(case_id=referral.case_id, municipality_code="142166",
+                                 occurred_at=referral.occurred_at, consent_id=uuid7(), person_ref=uuid7(),
+                                 recipient={"kind": "partner", "partner_id": partner["partner_id"]},
+                                 purpose="referral", method="written")
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        await producer.start()
+        try:
+            first = encode(referral)
+            await producer.send_and_wait(kafka_namespace + REFERRALS.name, first.value, key=first.key,
+                                         headers=first.headers)
+
+            async def held():
+                conn = await asyncpg.connect(team.partners.database_url)
+                try:
+                    return await conn.fetchval("SELECT count(*) FROM held_events")
+                finally:
+                    await conn.close()
+
+            await eventually(held, until=lambda n: n == 1)
+            assert not food.received, "nothing before the consent"
+            second = encode(consent)
+            await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, second.value, key=second.key,
+                                         headers=second.headers)
+        finally:
+            await producer.stop()
+        delivered = await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)), until=bool)
+
+    assert delivered[0].event["data"]["referral_id"] == str(referral.referral_id)
+    assert await held() == 0

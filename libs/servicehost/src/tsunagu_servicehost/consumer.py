@@ -38,7 +38,8 @@ Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 
 INFRASTRUCTURE_ERRORS = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
                          asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                         asyncpg.exceptions.TooManyConnectionsError)
+                         asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
+                         asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.ConnectionFailureError)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ async def grant_consent(conn: asyncpg.Connection, case_id: UUID, cmd: ConsentReq
                                case_id)
     if case is None:
         raise Refused.not_found("相談", "case")
+    if case["closed_at"] is not None:
+        raise Refused.conflict("終了した相談には同意を記録できません。", "the case is closed")
     consent_id = uuid7()
     await conn.execute(
         "INSERT INTO consents (consent_id, case_id, person_ref, recipient, purpose, method, valid_until, granted_at) "

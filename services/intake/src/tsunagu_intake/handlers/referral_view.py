@@ -23,8 +23,10 @@ async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[Ref
 
 async def on_referral_changed(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e = envelope.data
-    await conn.execute("UPDATE case_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1",
-                       e.referral_id, STATUS[type(e)], e.occurred_at)
+    # A decline is followed by a reroute of the same referral: the referral stays "declined".
+    await conn.execute("UPDATE case_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1 "
+                       "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id, STATUS[type(e)],
+                       e.occurred_at)
 
 
 async def on_referral_overdue(conn: asyncpg.Connection, envelope: Envelope[ReferralOverdue]) -> None:

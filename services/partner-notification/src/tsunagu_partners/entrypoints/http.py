@@ -11,7 +11,8 @@ from cryptography.fernet import MultiFernet
 from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tsunagu_contracts import PartnerDeliveries
+from tsunagu_contracts import PartnerDeliveries, uuid7
+from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
@@ -70,11 +71,15 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
     @router.post("", status_code=201, summary="連携団体を登録する (register a partner; secrets shown once)",
                  dependencies=[Depends(COORDINATOR)])
     async def post_partner(command: RegisterPartner) -> dict:
+        partner_id = uuid7()
+        if command.kafka_topic:
+            # The topic exists before anything may be written for it: the outbox relay publishes in
+            # order and would stop at a record for a topic that does not exist.
+            await ensure_topics(runtime.settings.kafka_bootstrap, [PartnerDeliveries.for_partner(partner_id)],
+                                namespace=runtime.settings.topic_namespace)
         async with runtime.db.acquire() as conn, conn.transaction():
-            created = await register_partner(conn, command, cipher=cipher, now=datetime.now(UTC))
-        if created["kafka_topic"]:
-            topic = PartnerDeliveries.for_partner(UUID(created["partner_id"]))
-            await ensure_topics(runtime.settings.kafka_bootstrap, [topic], namespace=runtime.settings.topic_namespace)
+            created = await register_partner(conn, command, partner_id=partner_id, cipher=cipher,
+                                             now=datetime.now(UTC))
         return created | {"notice_ja": "API トークンと Webhook シークレットは今回だけ表示されます。安全に保管してください。"}
 
     @router.put("/{partner_id}/subscription", summary="購読を設定する (set what the partner receives)",
@@ -100,13 +105,17 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
+            # Only while the partner may still see the case: a withdrawn consent is not undone by hand.
             updated = await conn.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now() "
-                "WHERE delivery_id = $1 AND partner_id = $2 AND status IN ('dead', 'delivered')", delivery_id,
-                partner_id)
+                "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
+                "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
+                "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
+                "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
+                "AND (g.valid_until IS NULL OR g.valid_until >= $3)))",
+                delivery_id, partner_id, japan_date(datetime.now(UTC)))
         if updated == "UPDATE 0":
-            raise Refused.conflict("この配信は再配信できません（配信中、または撤回済み）。",
-                                   "only a delivered or dead delivery can be redelivered")
+            raise Refused.conflict("この配信は再配信できません（配信中、同意の撤回後、または取消済み）。",
+                                   "only a delivered or dead delivery the partner may still see can be redelivered")
         return {"delivery_id": str(delivery_id), "status": "pending"}
 
     @router.post("/{partner_id}/webhook/enable", status_code=204, summary="Webhook を再開する (re-enable after 410)",

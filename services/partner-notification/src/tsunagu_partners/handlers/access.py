@@ -9,6 +9,8 @@ import asyncpg
 
 from tsunagu_servicehost.errors import Refused
 
+ACTIVE = frozenset({"requested", "accepted", "contact_made"})
+
 
 async def referral_for(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, *, today: date,
                        refused_ja: str, refused_en: str) -> tuple[asyncpg.Record, asyncpg.Record]:
@@ -21,6 +23,9 @@ async def referral_for(conn: asyncpg.Connection, partner_id: UUID, referral_id: 
                                    "WHERE referral_id = $1 AND partner_id = $2", referral_id, partner_id)
     if referral is None:
         raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
+    if referral["status"] not in ACTIVE:
+        raise Refused(403, "この紹介は終了しているか、他の紹介先に移っています。",
+                      f"the referral is {referral['status']}: it is no longer with this partner")
     grant = await conn.fetchrow(
         "SELECT basis, purpose FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
         "AND (valid_until IS NULL OR valid_until >= $3) ORDER BY basis = 'consent' DESC LIMIT 1",

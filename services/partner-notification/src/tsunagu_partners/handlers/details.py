@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import uuid7
+from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.handlers.access import referral_for
 
 ITEMS = ("name", "name_kana", "phone", "address", "summary")
@@ -23,7 +24,7 @@ FetchPerson = Callable[[UUID], Awaitable[dict]]
 
 async def provide(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
                   now: datetime) -> dict:
-    referral, grant = await referral_for(conn, partner_id, referral_id, today=now.date(),
+    referral, grant = await referral_for(conn, partner_id, referral_id, today=japan_date(now),
                                          refused_ja="本人の同意がないため、本人情報は提供できません。",
                                          refused_en="no consent or statutory basis for this partner: "
                                                     "nothing is provided")

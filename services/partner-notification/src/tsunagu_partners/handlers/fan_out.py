@@ -6,18 +6,25 @@ A partner may see a case while it holds the person's consent, or a recorded stat
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import asyncpg
 
 from tsunagu_contracts import (
+    ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted, decode, encode,
     ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
     StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
+from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
 from tsunagu_partners.domain.routing import Wants
 from tsunagu_partners.domain.webhooks import cloudevent_body
+
+
+REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
+                   ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
 
 
 async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date) -> list[asyncpg.Record]:
@@ -51,10 +58,37 @@ def addressed_elsewhere(event: Event, partner_id) -> bool:
     return bool(recipients) and all(r.partner_id != partner_id for r in recipients)
 
 
+async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelope: Envelope,
+                                                allowed: set) -> None:
+    """Consent arrives on intake's topic, referrals on referral's: read by separate consumers, a
+    referral addressed to a partner can come first. It is held, and delivered when the consent is."""
+    e = envelope.data
+    for recipient in (getattr(e, "recipient", None), getattr(e, "new_recipient", None)):
+        if recipient is not None and recipient.partner_id is not None and recipient.partner_id not in allowed:
+            record = encode(e, source=envelope.source, event_id=envelope.id)
+            await conn.execute(
+                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id, envelope.id,
+                json.dumps({k: v.decode() for k, v in record.headers}), record.value)
+
+
+async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> None:
+    rows = await conn.fetch("DELETE FROM held_events WHERE case_id = $1 AND partner_id = $2 "
+                            "RETURNING headers, value, held_at", case_id, partner_id)
+    for row in sorted(rows, key=lambda r: r["held_at"]):
+        await fan_out(conn, decode(json.loads(row["headers"]), bytes(row["value"])))
+
+
 async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e: Event = envelope.data
+    if hasattr(e, "referral_id") and type(e) in REFERRAL_STATUS:
+        await conn.execute("UPDATE partner_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1 "
+                           "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id,
+                           REFERRAL_STATUS[type(e)], e.occurred_at)
     case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
-    for partner in await partners_who_may_see(conn, e.case_id, e.occurred_at.date()):
+    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at))
+    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners})
+    for partner in partners:
         if addressed_elsewhere(e, partner["partner_id"]):
             continue
         wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
@@ -85,6 +119,7 @@ async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[Consen
             "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until) "
             "VALUES ($1, $2, $3, $4, 'consent', $5, $6) ON CONFLICT DO NOTHING",
             e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, e.purpose.value, e.valid_until)
+        await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
 async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[StatutoryBasisRecorded]) -> None:
@@ -94,6 +129,7 @@ async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[Statuto
             "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value, e.purpose.value)
+        await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
 async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[ConsentWithdrawn]) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 from cryptography.fernet import MultiFernet
 
-from tsunagu_contracts import PartnerDeliveries, uuid7
+from tsunagu_contracts import PartnerDeliveries
 from tsunagu_partners.domain.commands import RegisterPartner, Subscription
 from tsunagu_servicehost.errors import Refused
 
@@ -23,10 +23,9 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def register_partner(conn: asyncpg.Connection, cmd: RegisterPartner, *, cipher: MultiFernet,
-                           now: datetime) -> dict:
+async def register_partner(conn: asyncpg.Connection, cmd: RegisterPartner, *, partner_id: UUID,
+                           cipher: MultiFernet, now: datetime) -> dict:
     """Returns the partner id, its API token and webhook secret: shown once, stored hashed or encrypted."""
-    partner_id = uuid7()
     api_token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     webhook_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode() if cmd.webhook_url else None
     topic = PartnerDeliveries.for_partner(partner_id).name if cmd.kafka_topic else None

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from tsunagu_contracts import PartnerResponded, uuid7
 from tsunagu_partners.domain.commands import RespondToReferral
+from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.handlers.access import referral_for
 from tsunagu_outbox import append
 from tsunagu_servicehost.errors import Refused
@@ -17,7 +18,7 @@ from tsunagu_servicehost.errors import Refused
 
 async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
                   now: datetime) -> UUID:
-    referral, _ = await referral_for(conn, partner_id, referral_id, today=now.date(),
+    referral, _ = await referral_for(conn, partner_id, referral_id, today=japan_date(now),
                                      refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
                                      refused_en="the person's consent for this partner was withdrawn")
     response_id = uuid7()

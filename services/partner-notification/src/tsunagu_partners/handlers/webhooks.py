@@ -47,6 +47,17 @@ class WebhookSender:
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
+        """Send until cancelled; a database outage (even at start-up) only pauses it."""
+        while True:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("webhook sender interrupted; restarting")
+                await asyncio.sleep(self.policy.poll_s * 4)
+
+    async def _run(self) -> None:
         timeout = httpx.Timeout(self.policy.timeout_s)
         listener = await self.pool.acquire()
         await listener.add_listener(DELIVERIES_CHANNEL, lambda *_: self.wake.set())

@@ -8,11 +8,9 @@ business day after the referral was made.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
-
 import holidays
 
-JST = ZoneInfo("Asia/Tokyo")
+from tsunagu_contracts.japan import JST
 CLOSE_OF_BUSINESS = time(17, 15)
 
 

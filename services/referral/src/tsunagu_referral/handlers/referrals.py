@@ -189,7 +189,12 @@ async def add_referral(conn: asyncpg.Connection, case_id: UUID, need: NeedCatego
         raise Refused.not_found("つなぐシート", "referral sheet")
     if sheet["closed_at"] is not None:
         raise Refused.conflict("この相談は終了しています。", "the case is closed")
-    candidate = (0, recipient) if recipient else await next_candidate(conn, case_id, need)
+    if recipient is not None:
+        ranked = await conn.fetchval("SELECT coalesce(max(candidate_rank), 0) + 1 FROM referrals "
+                                     "WHERE case_id = $1 AND need = $2", case_id, need.value)
+        candidate = (ranked, recipient)
+    else:
+        candidate = await next_candidate(conn, case_id, need)
     if candidate is None:
         raise Refused.conflict("この課題の紹介先候補はすべて依頼済みです。", "every candidate for this need was asked")
     requested = await request(conn, sheet, need, *candidate, Urgency(sheet["urgency"]), now=now, policy=policy)

@@ -37,7 +37,7 @@ def upgrade() -> None:
         chart_version     text,
         cues              text[] NOT NULL DEFAULT '{}',
         confirmed         text[] NOT NULL DEFAULT '{}',
-        notes             bytea,               -- encrypted free text; never leaves intake
+        notes             bytea,               -- encrypted free text; leaves intake only as a recorded provision
         registered_by     text NOT NULL,
         registered_at     timestamptz NOT NULL
     );

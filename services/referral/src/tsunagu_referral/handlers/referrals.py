@@ -133,8 +133,10 @@ async def on_need_identified(conn: asyncpg.Connection, envelope: Envelope[NeedId
 async def act(conn: asyncpg.Connection, referral_id: UUID, action: Action, detail: Detail, *, now: datetime,
               policy: Policy, recipient_must_be: Recipient | None = None) -> asyncpg.Record:
     """Apply one action to a referral; an illegal one raises `Refused` (409) and changes nothing."""
+    # The sheet is locked too: actions on one case, and closing it, happen one after another, so
+    # their events reach the outbox (and Kafka) in the order they were decided.
     row = await conn.fetchrow("SELECT r.*, s.municipality_code, s.closed_at FROM referrals r "
-                              "JOIN sheets s USING (sheet_id) WHERE referral_id = $1 FOR UPDATE OF r", referral_id)
+                              "JOIN sheets s USING (sheet_id) WHERE referral_id = $1 FOR UPDATE OF r, s", referral_id)
     if row is None:
         raise Refused.not_found("紹介", "referral")
     recipient = _recipient(row["recipient"])

@@ -16,6 +16,8 @@ help:
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
+	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
+	@echo "make compose-env   write .env for docker compose"
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'

@@ -229,13 +229,24 @@ class Cluster:
                                  log=ndir / "logs" / "stdout.log")
             self.pidfile(node).write_text(str(pid))
         say(f"starting Kafka {kafka_version()} ({self.nodes} node{'s' if self.nodes > 1 else ''}) on {self.bootstrap}")
-        if not wait_until(lambda: self.answering() or not self.running_nodes(), timeout=120, interval=0.5) \
+        all_up = lambda: len(self.running_nodes()) == self.nodes  # noqa: E731
+        if not wait_until(lambda: self.answering() or not all_up(), timeout=120, interval=0.5) \
                 or not self.answering():
-            logs = [str(self.node_dir(n) / "logs") for n in range(1, self.nodes + 1)]
+            why = "a node exited during start-up" if not all_up() else "it did not answer within two minutes"
+            tails = "\n".join(f"--- node {n}: {self.log_tail(n)}" for n in range(1, self.nodes + 1))
             self.stop()
-            raise StepFailed(f"Kafka did not start within two minutes; see the logs in {', '.join(logs)}")
+            raise StepFailed(f"Kafka did not start: {why}.\n{tails}")
         say(f"Kafka is ready on {self.bootstrap}")
         return True
+
+    def log_tail(self, node: int, lines: int = 15) -> str:
+        """The last lines of a node's logs, for an error message that explains itself."""
+        out = []
+        for name in ("stdout.log", "server.log"):
+            path = self.node_dir(node) / "logs" / name
+            if path.exists():
+                out += [f"[{name}] {line}" for line in path.read_text(errors="replace").splitlines()[-lines:]]
+        return "\n".join(out) or "(no log)"
 
     def stop(self) -> None:
         pids = [pid for n in range(1, self.nodes + 1) if (pid := read_pid(self.pidfile(n)))]

@@ -230,3 +230,27 @@ def referral_command(service, command: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", service.module, command]
+
+
+async def test_a_consultation_that_arrives_after_the_case_closed_reopens_it(
+        service_process, producer, kafka_namespace, auth_headers):
+    referral = await service_process("referral")
+    event = a_consultation_event()
+    await publish(producer, kafka_namespace, event)
+    await eventually(lambda: query(referral, "SELECT count(*) FROM referrals WHERE case_id = $1", event.case_id),
+                     until=lambda n: n == 4)
+    async with httpx.AsyncClient(base_url=referral.url, timeout=10) as client:
+        closed = await client.post(f"/v1/cases/{event.case_id}/closure", json={"reason": "resolved"},
+                                   headers=auth_headers("coordinator"))
+    assert closed.status_code == 204
+
+    # Registered at a counter before intake heard of the closing.
+    again = event.model_copy(update={"consultation_id": uuid7(), "needs": ("no_food",), "primary_need": "no_food",
+                                     "occurred_at": datetime.now(UTC)})
+    await publish(producer, kafka_namespace, again)
+
+    await eventually(lambda: query(referral, "SELECT count(*) FROM referrals WHERE case_id = $1 AND need = "
+                                             "'no_food'", event.case_id), until=lambda n: n == 1)
+    assert await query(referral, "SELECT closed_at FROM sheets WHERE case_id = $1", event.case_id) is None
+    assert await query(referral, "SELECT count(*) FROM outbox WHERE headers->>'ce_type' = "
+                                 "'tsunagu.referral.case-reopened.v1'") == 1

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts.events import (
-    CATALOGUE, CaseClosed, CaseContactOverdue, CheckInMissed, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
+    CATALOGUE, CaseClosed, CaseContactOverdue, CaseReopened, CheckInMissed, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
     ConsultationRegistered, DeliveryFailed, EstateClearanceRequested, Event, HousingSupportOpened,
     NeedIdentified, PartnerResponded, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened, StatutoryBasisRecorded,
@@ -56,7 +56,7 @@ REFERRALS = Topic(
     producers=("referral",),
     consumers=("intake", "housing-support", "partner-notification"),
     events=(ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
-            ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed),
+            ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened),
 )
 TENANCIES = Topic(
     name="tsunagu.housing.tenancies.v1",

@@ -12,14 +12,14 @@ from tsunagu_contracts.events.intake import (
 )
 from tsunagu_contracts.events.partners import DeliveryFailed, PartnerResponded
 from tsunagu_contracts.events.referral import (
-    CaseClosed, CaseContactOverdue, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    CaseClosed, CaseContactOverdue, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened,
 )
 
 CATALOGUE: tuple[type[Event], ...] = (
     ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded,
     ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
-    ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed,
+    ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
     HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed, TenancyEnded,
     EstateClearanceRequested,
     PartnerResponded, DeliveryFailed,
@@ -27,7 +27,7 @@ CATALOGUE: tuple[type[Event], ...] = (
 EVENT_TYPES: dict[str, type[Event]] = {event.type: event for event in CATALOGUE}
 
 __all__ = [
-    "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CheckInMissed", "CheckInRecorded",
+    "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CaseReopened", "CheckInMissed", "CheckInRecorded",
     "ConsentGranted", "ConsentWithdrawn", "ConsultationRegistered", "Contract", "DeliveryFailed",
     "EstateClearanceRequested", "Event", "HousingSupportOpened", "NeedIdentified", "PartnerResponded",
     "Recipient", "ReferralAccepted", "ReferralCompleted", "ReferralContactMade", "ReferralDeclined",

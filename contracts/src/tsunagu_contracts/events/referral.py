@@ -148,3 +148,15 @@ class CaseClosed(Event):
     model_config = ConfigDict(json_schema_extra={"examples": [{**example_base(), "reason": "stable_with_support"}]})
 
     reason: CaseClosureReason
+
+
+class CaseReopened(Event):
+    """A closed case was opened again: the person came back to a counter before every service had
+    heard the case was closed, and nobody is turned away."""
+
+    type: ClassVar[str] = "tsunagu.referral.case-reopened.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "consultation_id": "0192f0c1-7a2e-7cc3-9a41-000000000002"}]})
+
+    consultation_id: UUID = Field(description="The consultation that reopened the case.")

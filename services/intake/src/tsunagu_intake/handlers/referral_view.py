@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from tsunagu_contracts import (
-    CaseClosed, Envelope, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    CaseClosed, CaseReopened, Envelope, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted,
 )
 
@@ -39,9 +39,15 @@ async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed
                        e.case_id, e.occurred_at, e.reason.value)
 
 
+async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
+    await conn.execute("UPDATE cases SET closed_at = NULL, closure_reason = NULL WHERE case_id = $1",
+                       envelope.data.case_id)
+
+
 HANDLERS = {
     ReferralRequested: on_referral_requested,
     **{event: on_referral_changed for event in STATUS},
     ReferralOverdue: on_referral_overdue,
     CaseClosed: on_case_closed,
+    CaseReopened: on_case_reopened,
 }

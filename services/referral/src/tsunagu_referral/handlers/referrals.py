@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import (
-    CaseClosed, ConsultationRegistered, Envelope, NeedIdentified, Recipient, ReferralAccepted, ReferralCompleted,
+    CaseClosed, CaseReopened, ConsultationRegistered, Envelope, NeedIdentified, Recipient, ReferralAccepted, ReferralCompleted,
     ReferralContactMade, ReferralDeclined, ReferralRequested, ReferralRerouted, ReferralSheetOpened, uuid7,
 )
 from tsunagu_contracts.codes import (
@@ -111,8 +111,14 @@ async def on_consultation_registered(conn: asyncpg.Connection, envelope: Envelop
                                           sheet_id=sheet["sheet_id"], person_ref=e.person_ref, needs=e.needs,
                                           primary_need=e.primary_need, urgency=e.urgency))
     else:
-        await conn.execute("UPDATE sheets SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])) "
-                           "WHERE case_id = $1", e.case_id, [n.value for n in e.needs])
+        if sheet["closed_at"] is not None:
+            # Intake registered this before it heard the case was closed: the person is back, so
+            # the case opens again rather than leaving the consultation with nowhere to go.
+            events.append(CaseReopened(case_id=e.case_id, municipality_code=e.municipality_code, occurred_at=now,
+                                       consultation_id=e.consultation_id))
+        sheet = await conn.fetchrow(
+            "UPDATE sheets SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])), closed_at = NULL, "
+            "closure_reason = NULL WHERE case_id = $1 RETURNING *", e.case_id, [n.value for n in e.needs])
     # The most pressing need is asked first.
     ordered = [e.primary_need, *[n for n in e.needs if n != e.primary_need]]
     events += await refer_needs(conn, sheet, ordered, e.urgency, now=now, policy=policy)

@@ -245,8 +245,9 @@ async def test_a_consultation_that_arrives_after_the_case_closed_reopens_it(
     assert closed.status_code == 204
 
     # Registered at a counter before intake heard of the closing.
-    again = event.model_copy(update={"consultation_id": uuid7(), "needs": ("no_food",), "primary_need": "no_food",
-                                     "occurred_at": datetime.now(UTC)})
+    again = ConsultationRegistered.model_validate({
+        **event.model_dump(mode="json"), "consultation_id": str(uuid7()), "needs": ["no_food"],
+        "primary_need": "no_food", "occurred_at": datetime.now(UTC).isoformat()})
     await publish(producer, kafka_namespace, again)
 
     await eventually(lambda: query(referral, "SELECT count(*) FROM referrals WHERE case_id = $1 AND need = "

@@ -37,7 +37,6 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 RUN_DIR = VAR / "run"
 LOG_DIR = VAR / "log"
 SUPERVISOR_PID = RUN_DIR / "stack.pid"
-STARTED_FILE = RUN_DIR / "started.json"
 DEV_TOKENS = VAR / "dev-tokens.json"
 
 
@@ -182,7 +181,6 @@ def run() -> int:
     started: dict[str, bool] = {}
     try:
         started = infra()
-        STARTED_FILE.write_text(json.dumps(started))
         for name in cfg["services"]:
             migrate(name)
         for name, svc in cfg["services"].items():
@@ -219,7 +217,6 @@ def run() -> int:
         say("stopping")
         stop_services()
         stop_infra(started)
-        STARTED_FILE.unlink(missing_ok=True)
         SUPERVISOR_PID.unlink(missing_ok=True)
         kept = [name for name in ("kafka", "postgres") if started.get(name) is False]
         if kept:

@@ -36,7 +36,7 @@ CheckedMunicipalityCode = Annotated[MunicipalityCode, AfterValidator(_check_digi
 class Contract(BaseModel):
     """A model on a shared topic: immutable and closed to fields it does not declare."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Event(Contract):

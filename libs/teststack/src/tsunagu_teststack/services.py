@@ -58,12 +58,6 @@ class ServiceProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to finish anything."""
-        if self.running:
-            self.process.kill()
-            self.process.wait()
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

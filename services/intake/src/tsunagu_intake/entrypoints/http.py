@@ -23,6 +23,7 @@ from tsunagu_intake.handlers.consultations import identify_need, register_consul
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
 from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.rows import jsonable
 
 STAFF = (Role.COUNTER, Role.COORDINATOR)
 
@@ -131,9 +132,9 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             "opened_at": case["opened_at"].isoformat(),
             "closed_at": case["closed_at"].isoformat() if case["closed_at"] else None,
             "needs": [{"code": n, "label_ja": NeedCategory(n).label_ja} for n in needs],
-            "consultations": [_jsonable(dict(c)) for c in consultations],
-            "consents": [_jsonable(dict(c)) | {"recipient": json.loads(c["recipient"])} for c in consents],
-            "referrals": [_jsonable(dict(r)) | {"recipient": json.loads(r["recipient"])} for r in referrals],
+            "consultations": [jsonable(c) for c in consultations],
+            "consents": [jsonable(c) | {"recipient": json.loads(c["recipient"])} for c in consents],
+            "referrals": [jsonable(r) | {"recipient": json.loads(r["recipient"])} for r in referrals],
         }
 
     internal = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -161,8 +162,3 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
         }
 
     return [router, internal]
-
-
-def _jsonable(row: dict) -> dict:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, UUID) else v)
-            for k, v in row.items()}

@@ -20,6 +20,7 @@ from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, issue_token, read_token, require
 from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.rows import jsonable
 from tsunagu_topics import ensure_topics
 
 COORDINATOR = require(Role.COORDINATOR)
@@ -98,8 +99,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                 "SELECT delivery_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
                 "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
                 "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
-        return [{k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
-                 for k, v in dict(r).items()} for r in rows]
+        return [jsonable(r) for r in rows]
 
     @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
@@ -146,8 +146,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
             rows = await conn.fetch("SELECT provision_id, person_ref, case_id, referral_id, items, basis, purpose, "
                                     "provided_at FROM provisions WHERE partner_id = $1 ORDER BY provided_at DESC "
                                     "LIMIT $2", partner_id, limit)
-        return [{k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
-                 for k, v in dict(r).items()} for r in rows]
+        return [jsonable(r) for r in rows]
 
     return [router]
 

@@ -204,6 +204,7 @@ class TenancyEndReason(LabelledCode):
     DIED = "died", "死亡"
     EVICTED = "evicted", "退去（明渡し）"
     CONTRACT_ENDED = "contract_ended", "契約満了"
+    PERSON_WITHDREW = "person_withdrew", "本人の希望で支援を終了"
 
 
 class CheckInResult(LabelledCode):
@@ -214,6 +215,31 @@ class CheckInResult(LabelledCode):
     NEEDS_SUPPORT = "needs_support", "支援が必要"
     EMERGENCY = "emergency", "緊急対応が必要"
     NOT_AT_HOME = "not_at_home", "不在"
+
+
+class CheckInKind(LabelledCode):
+    """What kind of check-in (見守り) a schedule asks for."""
+
+    SAFETY_CONTACT = "safety_contact", "安否確認（電話・センサー等）"
+    VISIT = "visit", "訪問"
+
+
+class CheckInEscalationReason(LabelledCode):
+    """Why a check-in was escalated to the responsible council member at once."""
+
+    NOT_AT_HOME_TWICE = "not_at_home_twice", "2回続けて不在"
+    EMERGENCY = "emergency", "緊急対応が必要"
+
+
+class HousingRole(LabelledCode):
+    """What a housing support council member takes on (居住支援協議会の役割)."""
+
+    HOUSE_HUNTING = "house_hunting", "住まい探し・内見同行"
+    GUARANTOR = "guarantor", "家賃債務保証・緊急連絡先"
+    MOVING = "moving", "引越し・入居準備"
+    CHECK_INS = "check_ins", "見守り・安否確認"
+    LIFE_SUPPORT = "life_support", "入居後の生活支援（伴走支援）"
+    ESTATE_CLEARANCE = "estate_clearance", "残置物処理・遺品整理"
 
 
 class PartnerResponseKind(LabelledCode):

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts.events import (
-    CATALOGUE, CaseClosed, CaseContactOverdue, CaseReopened, CheckInMissed, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
+    CATALOGUE, CaseClosed, CaseContactOverdue, CaseReopened, CheckInEscalated, CheckInMissed, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
     ConsultationRegistered, DeliveryFailed, EstateClearanceRequested, Event, HousingSupportOpened,
     NeedIdentified, PartnerResponded, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened, StatutoryBasisRecorded,
@@ -64,13 +64,13 @@ TENANCIES = Topic(
     producers=("housing-support",),
     consumers=("referral", "partner-notification"),
     events=(HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed,
-            TenancyEnded, EstateClearanceRequested),
+            CheckInEscalated, TenancyEnded, EstateClearanceRequested),
 )
 PARTNER_RESPONSES = Topic(
     name="tsunagu.partners.responses.v1",
     description="Partners' answers to referrals, and deliveries that failed for good.",
     producers=("partner-notification",),
-    consumers=("referral", "housing-support"),
+    consumers=("referral",),
     events=(PartnerResponded, DeliveryFailed),
 )
 EVENT_TOPICS: tuple[Topic, ...] = (INTAKE_CASES, REFERRALS, TENANCIES, PARTNER_RESPONSES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tsunagu_contracts.events.base import Contract, Event, Recipient
 from tsunagu_contracts.events.housing import (
-    CheckInMissed, CheckInRecorded, EstateClearanceRequested, HousingSupportOpened, TenancyEnded,
+    CheckInEscalated, CheckInMissed, CheckInRecorded, EstateClearanceRequested, HousingSupportOpened, TenancyEnded,
     TenancyStageChanged, TenancyStarted,
 )
 from tsunagu_contracts.events.intake import (
@@ -20,14 +20,14 @@ CATALOGUE: tuple[type[Event], ...] = (
     ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded,
     ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
     ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
-    HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed, TenancyEnded,
-    EstateClearanceRequested,
+    HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed, CheckInEscalated,
+    TenancyEnded, EstateClearanceRequested,
     PartnerResponded, DeliveryFailed,
 )
 EVENT_TYPES: dict[str, type[Event]] = {event.type: event for event in CATALOGUE}
 
 __all__ = [
-    "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CaseReopened", "CheckInMissed", "CheckInRecorded",
+    "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CaseReopened", "CheckInEscalated", "CheckInMissed", "CheckInRecorded",
     "ConsentGranted", "ConsentWithdrawn", "ConsultationRegistered", "Contract", "DeliveryFailed",
     "EstateClearanceRequested", "Event", "HousingSupportOpened", "NeedIdentified", "PartnerResponded",
     "Recipient", "ReferralAccepted", "ReferralCompleted", "ReferralContactMade", "ReferralDeclined",

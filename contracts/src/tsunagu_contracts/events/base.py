@@ -53,6 +53,10 @@ class Event(Contract):
     def event_name(cls) -> str:
         return cls.__name__
 
+    def addressees(self) -> tuple["Recipient", ...]:
+        """Who the event is news to. Empty: anyone allowed to see the case; otherwise only these."""
+        return ()
+
 
 class Recipient(Contract):
     """Who a referral or a consent is for: a city division, or a partner organisation by its id."""

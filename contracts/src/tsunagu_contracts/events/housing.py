@@ -8,12 +8,17 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
-from tsunagu_contracts.codes import CheckInResult, TenancyEndReason, TenancyStage
-from tsunagu_contracts.events.base import Event, example_base
+from tsunagu_contracts.codes import (
+    CheckInEscalationReason, CheckInKind, CheckInResult, TenancyEndReason, TenancyStage,
+)
+from tsunagu_contracts.events.base import Event, Recipient, example_base
 
 SUPPORT = "0192f0c1-7a2e-7cc3-9a41-000000100001"
 TENANCY = "0192f0c1-7a2e-7cc3-9a41-000000200001"
 MEMBER = "0192f0c1-7a2e-7cc3-9a41-00000000b002"
+LEAD = {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"}
+RESPONSIBLE = Field(default=None, description=(
+    "Who the responsible member is (a division or a partner): the event is addressed to them."))
 
 
 class HousingEvent(Event):
@@ -31,12 +36,16 @@ class HousingSupportOpened(HousingEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "support_id": SUPPORT, "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa",
         "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "stage": "house_hunting",
-        "responsible_member_id": MEMBER}]})
+        "responsible_member_id": MEMBER, "responsible": LEAD}]})
 
     person_ref: UUID
     referral_id: UUID | None = Field(default=None, description="The housing referral that opened it, if any.")
     stage: TenancyStage
     responsible_member_id: UUID = Field(description="The council member (居住支援法人 or division) in charge.")
+    responsible: Recipient | None = RESPONSIBLE
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.responsible,) if self.responsible else ()
 
 
 class TenancyStageChanged(HousingEvent):
@@ -48,6 +57,7 @@ class TenancyStageChanged(HousingEvent):
 
     from_stage: TenancyStage
     to_stage: TenancyStage
+    end_reason: TenancyEndReason | None = Field(default=None, description="Why the support ended; set when `to_stage` is `ended`.")
 
 
 class TenancyStarted(HousingEvent):
@@ -69,12 +79,14 @@ class CheckInRecorded(HousingEvent):
     type: ClassVar[str] = "tsunagu.housing.check-in-recorded.v1"
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
-        "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300001", "scheduled_for": "2027-01-29", "result": "well"}]})
+        "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300001", "scheduled_for": "2027-01-29", "result": "well",
+        "kind": "visit"}]})
 
     tenancy_id: UUID
     check_in_id: UUID
-    scheduled_for: date
+    scheduled_for: date = Field(description="The day (Japan time) of the check-in.")
     result: CheckInResult
+    kind: CheckInKind | None = Field(default=None, description="A visit or a safety contact.")
 
 
 class CheckInMissed(HousingEvent):
@@ -84,12 +96,38 @@ class CheckInMissed(HousingEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
         "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300002", "scheduled_for": "2027-02-12",
-        "responsible_member_id": MEMBER}]})
+        "responsible_member_id": MEMBER, "responsible": LEAD, "kind": "safety_contact", "missed_occurrences": 1}]})
 
     tenancy_id: UUID
     check_in_id: UUID
-    scheduled_for: date
+    scheduled_for: date = Field(description="The day (Japan time) of the latest occurrence that was missed.")
     responsible_member_id: UUID
+    responsible: Recipient | None = RESPONSIBLE
+    kind: CheckInKind | None = Field(default=None, description="The kind of check-in the schedule asked for.")
+    missed_occurrences: int = Field(default=1, ge=1, description=(
+        "Occurrences of the schedule missed since the last report: more than one after the service was stopped."))
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.responsible,) if self.responsible else ()
+
+
+class CheckInEscalated(HousingEvent):
+    """A check-in found the person absent twice in a row, or in an emergency: the responsible member must act now."""
+
+    type: ClassVar[str] = "tsunagu.housing.check-in-escalated.v1"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
+        "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300003", "reason": "not_at_home_twice",
+        "responsible_member_id": MEMBER, "responsible": LEAD}]})
+
+    tenancy_id: UUID
+    check_in_id: UUID = Field(description="The check-in that caused the escalation.")
+    reason: CheckInEscalationReason
+    responsible_member_id: UUID
+    responsible: Recipient | None = RESPONSIBLE
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.responsible,) if self.responsible else ()
 
 
 class TenancyEnded(HousingEvent):
@@ -114,4 +152,7 @@ class EstateClearanceRequested(HousingEvent):
         "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b003"}]})
 
     tenancy_id: UUID
-    partner_id: UUID
+    partner_id: UUID = Field(description="The partner asked to clear the home; the event is addressed to it.")
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (Recipient.of_partner(self.partner_id),)

@@ -26,6 +26,9 @@ class ReferralEvent(Event):
     referral_id: UUID
     recipient: Recipient
 
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.recipient,)
+
 
 class ReferralSheetOpened(Event):
     """A つなぐシート was opened for a case: the person tells their story once."""
@@ -124,6 +127,9 @@ class ReferralRerouted(ReferralEvent):
     new_referral_id: UUID
     new_recipient: Recipient
     reason: RerouteReason
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.recipient, self.new_recipient)
 
 
 class CaseContactOverdue(Event):

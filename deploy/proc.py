@@ -146,7 +146,8 @@ def dev_secrets() -> dict:
     for name, make in (("auth_secret", lambda: secrets.token_urlsafe(48)),
                        ("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("intake_index_key", lambda: secrets.token_urlsafe(32)),
-                       ("partners_secret_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())):
+                       ("partners_secret_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
+                       ("housing_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())):
         if name not in data:
             data[name] = make()
             changed = True

@@ -68,6 +68,8 @@ def service_env(name: str) -> dict[str, str]:
         env["TSUNAGU_INTAKE_INDEX_KEY"] = secrets["intake_index_key"]
     if name == "partner-notification":
         env["TSUNAGU_PARTNERS_SECRET_KEYS"] = secrets["partners_secret_key"]
+    if name == "housing-support":
+        env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
     if os.environ.get("TSUNAGU_OTLP_ENDPOINT"):
         env["TSUNAGU_OTLP_ENDPOINT"] = os.environ["TSUNAGU_OTLP_ENDPOINT"]
     return env
@@ -258,6 +260,7 @@ def main() -> int:
         print(f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}")
         print(f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}")
         print(f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}")
+        print(f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}")
     elif command == "env" and len(sys.argv) == 3:
         for key, value in service_env(sys.argv[2]).items():
             print(f"export {key}='{value}'")

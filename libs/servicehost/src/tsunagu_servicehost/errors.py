@@ -76,9 +76,11 @@ class Refused(Exception):
     Raised inside the transaction, so nothing the request did is stored or published.
     """
 
-    def __init__(self, status: int, message_ja: str, message_en: str, field: str | None = None):
+    def __init__(self, status: int, message_ja: str, message_en: str, field: str | None = None,
+                 details: dict | None = None):
         super().__init__(message_en)
         self.status, self.message_ja, self.message_en, self.field = status, message_ja, message_en, field
+        self.details = details or {}
 
     @classmethod
     def invalid(cls, field: str, message_ja: str, message_en: str) -> "Refused":
@@ -93,7 +95,7 @@ class Refused(Exception):
         return cls(409, message_ja, message_en)
 
     def body(self) -> dict:
-        body = {"message_ja": self.message_ja, "message_en": self.message_en}
+        body = {"message_ja": self.message_ja, "message_en": self.message_en, **self.details}
         if self.status == 422:
             body["message_ja"] = "入力内容に誤りがあります。何も保存されていません。"
             body["message_en"] = "The request is invalid; nothing was stored."

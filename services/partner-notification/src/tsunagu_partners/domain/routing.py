@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tsunagu_contracts import Event, ReferralSheetOpened
+from tsunagu_contracts import (
+    CheckInEscalated, CheckInMissed, CheckInRecorded, EstateClearanceRequested, Event, HousingSupportOpened,
+    ReferralSheetOpened, TenancyEnded, TenancyStageChanged, TenancyStarted,
+)
+from tsunagu_contracts.codes import ConsentPurpose
+
+_HOUSING = frozenset({ConsentPurpose.HOUSING_SUPPORT})
+_CHECK_INS = frozenset({ConsentPurpose.CHECK_IN, ConsentPurpose.HOUSING_SUPPORT})
+PURPOSES: dict[type[Event], frozenset[ConsentPurpose]] = {
+    HousingSupportOpened: _HOUSING, TenancyStageChanged: _HOUSING, TenancyStarted: _HOUSING, TenancyEnded: _HOUSING,
+    CheckInRecorded: _CHECK_INS, CheckInMissed: _CHECK_INS, CheckInEscalated: _CHECK_INS,
+    EstateClearanceRequested: frozenset({ConsentPurpose.ESTATE_CLEARANCE}),
+}
+"""Events a consent reaches only when given for one of these purposes; a statutory basis reaches all.
+Clearing a dead person's home is not what a consent to find them one was given for."""
 
 
 @dataclass(frozen=True)
@@ -29,3 +43,9 @@ def needs_of(event: Event) -> frozenset[str]:
     if hasattr(event, "needs") and not isinstance(event, ReferralSheetOpened):
         return frozenset(n.value for n in event.needs)
     return frozenset()
+
+
+def permits(event: Event, consented: frozenset[str], *, statutory: bool) -> bool:
+    """Whether a partner's consents (by purpose) or a statutory basis let it hear of this event."""
+    needed = PURPOSES.get(type(event))
+    return statutory or needed is None or bool(needed & consented)

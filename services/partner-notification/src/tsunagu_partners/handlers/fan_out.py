@@ -19,7 +19,7 @@ from tsunagu_contracts import (
 from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
-from tsunagu_partners.domain.routing import Wants
+from tsunagu_partners.domain.routing import Wants, permits
 from tsunagu_partners.domain.webhooks import cloudevent_body
 
 
@@ -27,12 +27,16 @@ REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", R
                    ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
 
 
-async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT DISTINCT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas "
+async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event) -> list[asyncpg.Record]:
+    """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves."""
+    rows = await conn.fetch(
+        "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
+        "array_agg(DISTINCT g.purpose) FILTER (WHERE g.basis = 'consent') AS consented, "
+        "bool_or(g.basis <> 'consent') AS statutory "
         "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
-        "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2)",
-        case_id, today)
+        "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
+        "GROUP BY p.partner_id, s.partner_id", case_id, today)
+    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"])]
 
 
 async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope) -> None:
@@ -53,8 +57,9 @@ async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: E
 
 
 def addressed_elsewhere(event: Event, partner_id) -> bool:
-    """A referral is news only to the partner it is addressed to (or rerouted to), never to others."""
-    recipients = [r for r in (getattr(event, "recipient", None), getattr(event, "new_recipient", None)) if r]
+    """An addressed event (a referral, a missed check-in, an estate clearance) is news only to the
+    partner it is addressed to, never to others."""
+    recipients = event.addressees()
     return bool(recipients) and all(r.partner_id != partner_id for r in recipients)
 
 
@@ -63,8 +68,8 @@ async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelop
     """Consent arrives on intake's topic, referrals on referral's: read by separate consumers, a
     referral addressed to a partner can come first. It is held, and delivered when the consent is."""
     e = envelope.data
-    for recipient in (getattr(e, "recipient", None), getattr(e, "new_recipient", None)):
-        if recipient is not None and recipient.partner_id is not None and recipient.partner_id not in allowed:
+    for recipient in e.addressees():
+        if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
             await conn.execute(
                 "INSERT INTO held_events (case_id, partner_id, event_id, headers, value) VALUES ($1, $2, $3, $4, $5) "
@@ -86,7 +91,7 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
                            "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id,
                            REFERRAL_STATUS[type(e)], e.occurred_at)
     case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
-    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at))
+    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e)
     await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners})
     for partner in partners:
         if addressed_elsewhere(e, partner["partner_id"]):

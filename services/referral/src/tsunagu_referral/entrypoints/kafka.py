@@ -1,10 +1,14 @@
-"""What referral consumes: intake's consultations and needs, and partners' answers."""
+"""What referral consumes: intake's consultations and needs, partners' answers, housing progress."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from tsunagu_contracts import INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, NeedIdentified, PartnerResponded
+from tsunagu_contracts import (
+    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, HousingSupportOpened,
+    NeedIdentified, PartnerResponded, TenancyStageChanged,
+)
+from tsunagu_referral.handlers import housing
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import Policy, on_consultation_registered, on_need_identified
 from tsunagu_servicehost import Runtime
@@ -18,4 +22,9 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
     }).subscribe()
     EventConsumer(runtime, PARTNER_RESPONSES, {
         PartnerResponded: partial(on_partner_responded, policy=policy),
+    }).subscribe()
+    EventConsumer(runtime, TENANCIES, {
+        HousingSupportOpened: partial(housing.on_support_opened, policy=policy),
+        TenancyStageChanged: partial(housing.on_stage_changed, policy=policy),
+        CheckInRecorded: partial(housing.on_check_in_recorded, policy=policy),
     }).subscribe()

@@ -1,20 +1,13 @@
 """Every request body in each service's OpenAPI document carries a complete example that its own
 validation accepts, so the document can be tried as it is."""
 
-import importlib
-
 import pytest
 from fastapi.routing import APIRoute
 
-from tsunagu_servicehost import ServiceSettings, build_app
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_teststack.services import service_app as app_of
 
 SERVICES = stack_config()["services"]
-
-
-def app_of(name: str):
-    service = importlib.import_module(f"{SERVICES[name]['module']}.bootstrap").build_service()
-    return build_app(service, ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused"))
 
 
 @pytest.mark.parametrize("name", list(SERVICES))

@@ -100,3 +100,13 @@ class ServiceProcess:
             except TimeoutError:
                 self.process.kill()
                 await asyncio.to_thread(self.process.wait)
+
+
+def service_app(name: str):
+    """A service's application built as `serve` builds it, without connecting to anything."""
+    import importlib
+
+    from tsunagu_servicehost import ServiceSettings, build_app
+
+    service = importlib.import_module(f"{stack_config()['services'][name]['module']}.bootstrap").build_service()
+    return build_app(service, ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused"))

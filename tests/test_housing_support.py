@@ -201,7 +201,11 @@ async def test_a_partner_member_sees_only_the_supports_it_is_on(council):
         partner = await council.housing_partner(server.add("sumairu", Receiver()))
         case = await council.consult(["housing"])
         sid = (await council.support_of(case["case_id"]))["support_id"]
-        as_partner = {"Authorization": f"Bearer {council.token('partner', partner_id=partner['partner_id'])}"}
+        session = await council.ok(council.partners, "POST", f"/v1/partners/{partner['partner_id']}/session",
+                                   headers={"Authorization": f"Bearer {partner['api_token']}"})
+        as_partner = {"Authorization": f"Bearer {session['access_token']}"}
+        staff_cannot = await council.call(council.partners, "POST", f"/v1/partners/{partner['partner_id']}/session",
+                                          "coordinator")
         before = await council.call(council.housing, "GET", f"/v1/supports/{sid}", headers=as_partner)
         await council.ok(council.housing, "POST", f"/v1/supports/{sid}/tasks", status=201,
                          json={"member_id": partner["member_id"], "kind": "check_ins"})
@@ -210,6 +214,7 @@ async def test_a_partner_member_sees_only_the_supports_it_is_on(council):
         may_not_open = await council.call(council.housing, "POST", "/v1/supports", headers=as_partner,
                                           json={"case_id": case["case_id"]})
 
+    assert staff_cannot.status_code == 403, "only the partner's own API token opens a session"
     assert before.status_code == 404
     assert after.status_code == 200 and after.json()["tasks"][0]["kind"] == "check_ins"
     assert [s["support_id"] for s in listed.json()["items"]] == [sid]

@@ -25,6 +25,7 @@ from tsunagu_topics import ensure_topics
 
 COORDINATOR = require(Role.COORDINATOR)
 _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
+SESSION_SECONDS = 3600
 
 
 def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> list[APIRouter]:
@@ -123,6 +124,16 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
     async def enable(partner_id: UUID) -> None:
         async with runtime.db.acquire() as conn:
             await conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)
+
+    @router.post("/{partner_id}/session",
+                 summary="他のサービス用のトークンを得る (exchange the API token for a 1-hour token other services accept)",
+                 dependencies=[Depends(partner_or())])
+    async def session(partner_id: UUID) -> dict:
+        """Housing support and the other services know partners by a signed token naming the partner;
+        only the partner's own API token obtains one, for an hour."""
+        token = issue_token(runtime.settings.auth_secret.get_secret_value(), f"partner:{partner_id}", Role.PARTNER,
+                            partner_id=partner_id, ttl_seconds=SESSION_SECONDS)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": SESSION_SECONDS}
 
     @router.post("/{partner_id}/referrals/{referral_id}/responses", status_code=201,
                  summary="紹介に回答する (a partner answers a referral addressed to it)",

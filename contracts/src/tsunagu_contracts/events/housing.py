@@ -17,8 +17,6 @@ SUPPORT = "0192f0c1-7a2e-7cc3-9a41-000000100001"
 TENANCY = "0192f0c1-7a2e-7cc3-9a41-000000200001"
 MEMBER = "0192f0c1-7a2e-7cc3-9a41-00000000b002"
 LEAD = {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"}
-RESPONSIBLE = Field(default=None, description=(
-    "Who the responsible member is (a division or a partner): the event is addressed to them."))
 
 
 class HousingEvent(Event):
@@ -29,7 +27,18 @@ class HousingEvent(Event):
     support_id: UUID
 
 
-class HousingSupportOpened(HousingEvent):
+class ForResponsibleMember(HousingEvent):
+    """A housing event addressed to the support's responsible council member."""
+
+    responsible_member_id: UUID = Field(description="The council member (居住支援法人 or division) in charge.")
+    responsible: Recipient | None = Field(default=None, description=(
+        "Who the responsible member is (a division or a partner): the event is addressed to them."))
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (self.responsible,) if self.responsible else ()
+
+
+class HousingSupportOpened(ForResponsibleMember):
     """Housing support began for a case; a council member is responsible for it."""
 
     type: ClassVar[str] = "tsunagu.housing.support-opened.v1"
@@ -41,11 +50,6 @@ class HousingSupportOpened(HousingEvent):
     person_ref: UUID
     referral_id: UUID | None = Field(default=None, description="The housing referral that opened it, if any.")
     stage: TenancyStage
-    responsible_member_id: UUID = Field(description="The council member (居住支援法人 or division) in charge.")
-    responsible: Recipient | None = RESPONSIBLE
-
-    def addressees(self) -> tuple[Recipient, ...]:
-        return (self.responsible,) if self.responsible else ()
 
 
 class TenancyStageChanged(HousingEvent):
@@ -89,7 +93,7 @@ class CheckInRecorded(HousingEvent):
     kind: CheckInKind | None = Field(default=None, description="A visit or a safety contact.")
 
 
-class CheckInMissed(HousingEvent):
+class CheckInMissed(ForResponsibleMember):
     """A scheduled check-in did not happen; the responsible council member must act."""
 
     type: ClassVar[str] = "tsunagu.housing.check-in-missed.v1"
@@ -101,17 +105,12 @@ class CheckInMissed(HousingEvent):
     tenancy_id: UUID
     check_in_id: UUID
     scheduled_for: date = Field(description="The day (Japan time) of the latest occurrence that was missed.")
-    responsible_member_id: UUID
-    responsible: Recipient | None = RESPONSIBLE
     kind: CheckInKind | None = Field(default=None, description="The kind of check-in the schedule asked for.")
     missed_occurrences: int = Field(default=1, ge=1, description=(
         "Occurrences of the schedule missed since the last report: more than one after the service was stopped."))
 
-    def addressees(self) -> tuple[Recipient, ...]:
-        return (self.responsible,) if self.responsible else ()
 
-
-class CheckInEscalated(HousingEvent):
+class CheckInEscalated(ForResponsibleMember):
     """A check-in found the person absent twice in a row, or in an emergency: the responsible member must act now."""
 
     type: ClassVar[str] = "tsunagu.housing.check-in-escalated.v1"
@@ -123,11 +122,6 @@ class CheckInEscalated(HousingEvent):
     tenancy_id: UUID
     check_in_id: UUID = Field(description="The check-in that caused the escalation.")
     reason: CheckInEscalationReason
-    responsible_member_id: UUID
-    responsible: Recipient | None = RESPONSIBLE
-
-    def addressees(self) -> tuple[Recipient, ...]:
-        return (self.responsible,) if self.responsible else ()
 
 
 class TenancyEnded(HousingEvent):

@@ -1,0 +1,122 @@
+"""Held referrals on a real PostgreSQL database.
+
+The handlers run as the consumers run them: each in its own transaction on its own connection.
+Where two consumers race, the test interleaves them on purpose (one transaction left open while
+the other starts) instead of hoping the timing comes out badly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from datetime import date, datetime
+from uuid import UUID
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet, MultiFernet
+
+from tsunagu_contracts import (
+    ConsentGranted, Envelope, ReferralRequested, StatutoryBasisRecorded, uuid7,
+)
+from tsunagu_contracts.japan import JST
+from tsunagu_partners.domain.commands import RegisterPartner
+from tsunagu_partners.handlers.fan_out import on_basis_recorded, on_consent_granted, on_referral_requested
+from tsunagu_partners.handlers.registry import register_partner
+from tsunagu_teststack import ServiceProcess
+
+pytestmark = pytest.mark.stack
+
+MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
+REQUESTED = "tsunagu.referral.requested.v1"
+CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+
+
+@pytest.fixture
+async def database(infrastructure, scratch_database, tmp_path) -> str:
+    """A scratch database with partner-notification's own migrations applied."""
+    await ServiceProcess("partner-notification", kafka_bootstrap=infrastructure.kafka_bootstrap,
+                         database_url=scratch_database, log_dir=tmp_path).migrate()
+    return scratch_database
+
+
+async def a_partner(conn: asyncpg.Connection, webhook_url: str = "http://127.0.0.1:9/unused") -> dict:
+    return await register_partner(conn, RegisterPartner(
+        name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
+        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
+        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+
+
+def referral(case_id: UUID, partner_id, at: datetime = MORNING) -> Envelope[ReferralRequested]:
+    example = ReferralRequested.model_json_schema()["examples"][0]
+    event = ReferralRequested.model_validate({
+        **example, "case_id": str(case_id), "referral_id": str(uuid7()), "need": "no_food",
+        "occurred_at": at.isoformat(), "recipient": {"kind": "partner", "partner_id": str(partner_id)}})
+    return Envelope(data=event, id=uuid7(), source="/tsunagu/referral")
+
+
+def consent(case_id: UUID, partner_id, *, valid_until: date | None = None,
+            at: datetime = MORNING) -> Envelope[ConsentGranted]:
+    return Envelope(data=ConsentGranted(
+        case_id=case_id, municipality_code="142166", occurred_at=at, consent_id=uuid7(), person_ref=uuid7(),
+        recipient={"kind": "partner", "partner_id": partner_id}, purpose="referral", method="written",
+        valid_until=valid_until), id=uuid7(), source="/tsunagu/intake")
+
+
+def basis(case_id: UUID, partner_id) -> Envelope[StatutoryBasisRecorded]:
+    return Envelope(data=StatutoryBasisRecorded(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=uuid7(), person_ref=uuid7(),
+        basis="support_conference_sra_9", recipient={"kind": "partner", "partner_id": partner_id},
+        purpose="referral", decided_on=MORNING.date()), id=uuid7(), source="/tsunagu/intake")
+
+
+async def blocked_or_done(task: asyncio.Task, conn: asyncpg.Connection, watcher: asyncpg.Connection) -> None:
+    """Wait until the second transaction has either finished its work or is waiting for a lock."""
+    pid = conn.get_server_pid()
+    for _ in range(1000):
+        if task.done():
+            return
+        if await watcher.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second transaction neither finished nor waited for a lock")
+
+
+async def interleaved(first: tuple, second: tuple, watcher: asyncpg.Connection) -> None:
+    """First runs its handler and stays open; second starts; first commits; then second commits."""
+    (conn_1, handler_1, envelope_1), (conn_2, handler_2, envelope_2) = first, second
+    tx_1, tx_2 = conn_1.transaction(), conn_2.transaction()
+    await tx_1.start()
+    await handler_1(conn_1, envelope_1)
+    await tx_2.start()
+    task = asyncio.create_task(handler_2(conn_2, envelope_2))
+    await blocked_or_done(task, conn_2, watcher)
+    await tx_1.commit()
+    await task
+    await tx_2.commit()
+
+
+async def test_a_referral_racing_its_consent_is_never_left_held(database):
+    referrals, grants, watcher = [await asyncpg.connect(database) for _ in range(3)]
+    try:
+        partner = UUID((await a_partner(watcher))["partner_id"])
+        cases = [uuid7() for _ in range(24)]
+        for i, case_id in enumerate(cases):
+            grant = (on_consent_granted, consent(case_id, partner)) if i % 4 < 2 else \
+                (on_basis_recorded, basis(case_id, partner))
+            referral_side = (referrals, on_referral_requested, referral(case_id, partner))
+            grant_side = (grants, *grant)
+            if i % 2 == 0:  # the referral is held first, the permission arrives while it is uncommitted
+                await interleaved(referral_side, grant_side, watcher)
+            else:  # the permission is written first, the referral reads while it is uncommitted
+                await interleaved(grant_side, referral_side, watcher)
+
+        held = await watcher.fetchval("SELECT count(*) FROM held_events")
+        delivered = await watcher.fetch("SELECT case_id FROM deliveries WHERE event_type = $1", REQUESTED)
+    finally:
+        for conn in (referrals, grants, watcher):
+            await conn.close()
+
+    assert held == 0, f"{held} of {len(cases)} referrals stayed held"
+    assert sorted(r["case_id"] for r in delivered) == sorted(cases), "every referral is queued for the partner"

@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
+from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
     ConsentGranted, Envelope, ReferralRequested, StatutoryBasisRecorded, uuid7,
@@ -24,6 +25,7 @@ from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.fan_out import on_basis_recorded, on_consent_granted, on_referral_requested
 from tsunagu_partners.handlers.registry import register_partner
+from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_teststack import ServiceProcess
 
 pytestmark = pytest.mark.stack
@@ -69,6 +71,11 @@ def basis(case_id: UUID, partner_id) -> Envelope[StatutoryBasisRecorded]:
         case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=uuid7(), person_ref=uuid7(),
         basis="support_conference_sra_9", recipient={"kind": "partner", "partner_id": partner_id},
         purpose="referral", decided_on=MORNING.date()), id=uuid7(), source="/tsunagu/intake")
+
+
+async def in_transaction(conn: asyncpg.Connection, handler, envelope) -> None:
+    async with conn.transaction():
+        await handler(conn, envelope)
 
 
 async def blocked_or_done(task: asyncio.Task, conn: asyncpg.Connection, watcher: asyncpg.Connection) -> None:
@@ -120,3 +127,33 @@ async def test_a_referral_racing_its_consent_is_never_left_held(database):
 
     assert held == 0, f"{held} of {len(cases)} referrals stayed held"
     assert sorted(r["case_id"] for r in delivered) == sorted(cases), "every referral is queued for the partner"
+
+
+async def test_the_sweep_releases_held_events_whose_permission_exists_and_only_those(database):
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    registry = CollectorRegistry()
+    try:
+        async with pool.acquire() as conn:
+            partner = UUID((await a_partner(conn))["partner_id"])
+            allowed_case, other_case = uuid7(), uuid7()
+            for case_id in (allowed_case, other_case):
+                await in_transaction(conn, on_referral_requested, referral(case_id, partner))
+            # A permission that arrived without releasing what was held (the sweep's reason to be).
+            await conn.execute("INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
+                               "VALUES ($1, $2, $3, $4, 'consent', 'referral')", uuid7(), allowed_case, partner,
+                               uuid7())
+
+        released = await HeldSweeper(pool, registry).sweep()
+
+        async with pool.acquire() as conn:
+            held = [r["case_id"] for r in await conn.fetch("SELECT case_id FROM held_events")]
+            queued = [r["case_id"] for r in await conn.fetch("SELECT case_id FROM deliveries WHERE event_type = $1",
+                                                             REQUESTED)]
+    finally:
+        await pool.close()
+
+    assert released == 1
+    assert queued == [allowed_case], "the released referral is queued for the partner"
+    assert held == [other_case], "without a permission it stays held"
+    assert registry.get_sample_value("tsunagu_partners_held_events") == 1
+    assert registry.get_sample_value("tsunagu_partners_held_events_released_total") == 1

@@ -1,4 +1,4 @@
-"""The lock that keeps events held for a partner from being left behind.
+"""Events held until the partner they are addressed to may see them: the lock and the sweep.
 
 Consent arrives on intake's topic, referrals on referral's: separate consumers read them at the
 same time, so a referral addressed to a partner can come before the consent that lets the partner
@@ -23,6 +23,9 @@ one of these locks and never waits for a second while holding the first. It is t
 handler's writes (only the consumer's applied-event row, unique to the event, comes first), so it
 is never awaited while holding a row lock another case-locked transaction could need. Taking it
 again in the same transaction (a handler, then the fan-out it calls) only nests.
+
+The sweep is the safety net DESIGN asks of anything parked: a periodic task (`sweep.HeldSweeper`)
+releases held rows whose permission exists (`releasable`), each case under the same lock.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -53,6 +57,10 @@ async def lock_case(conn: asyncpg.Connection, case_id: UUID) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
 
 
+async def try_lock_case(conn: asyncpg.Connection, case_id: UUID) -> bool:
+    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
+
+
 def case_locked(handler: H) -> H:
     """The handler takes its event's case lock before anything else it does (the rule above)."""
     @functools.wraps(handler)
@@ -62,4 +70,21 @@ def case_locked(handler: H) -> H:
     return locked  # type: ignore[return-value]
 
 
-__all__ = ["case_locked", "lock_case"]
+async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[asyncpg.Record]:
+    """(case, partner) pairs with held events and a permission valid today: what the sweep releases.
+
+    Read without locks: the sweep takes each case's lock before releasing, and the release checks
+    the permission again, so a pair that changed in between is only looked at for nothing.
+    """
+    return await conn.fetch(
+        "SELECT DISTINCT h.case_id, h.partner_id FROM held_events h WHERE EXISTS (SELECT 1 FROM permissions g "
+        "WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id AND g.revoked_at IS NULL "
+        "AND (g.valid_until IS NULL OR g.valid_until >= $1)) LIMIT $2", today, limit)
+
+
+async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:
+    return await conn.fetchval("SELECT count(*) FROM held_events WHERE ($1::uuid IS NULL OR case_id = $1) "
+                               "AND ($2::uuid IS NULL OR partner_id = $2)", case_id, partner_id)
+
+
+__all__ = ["case_locked", "held_count", "lock_case", "releasable", "try_lock_case"]

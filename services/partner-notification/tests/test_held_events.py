@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -19,11 +19,13 @@ from cryptography.fernet import Fernet, MultiFernet
 from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
-    ConsentGranted, Envelope, ReferralRequested, StatutoryBasisRecorded, uuid7,
+    ConsentGranted, ConsentWithdrawn, Envelope, ReferralRequested, StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
-from tsunagu_partners.handlers.fan_out import on_basis_recorded, on_consent_granted, on_referral_requested
+from tsunagu_partners.handlers.fan_out import (
+    on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
+)
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_teststack import ServiceProcess
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.stack
 
 MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
 REQUESTED = "tsunagu.referral.requested.v1"
+WITHDRAWN = "tsunagu.intake.consent-withdrawn.v1"
 CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
 
 
@@ -71,6 +74,13 @@ def basis(case_id: UUID, partner_id) -> Envelope[StatutoryBasisRecorded]:
         case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=uuid7(), person_ref=uuid7(),
         basis="support_conference_sra_9", recipient={"kind": "partner", "partner_id": partner_id},
         purpose="referral", decided_on=MORNING.date()), id=uuid7(), source="/tsunagu/intake")
+
+
+def withdrawal(granted: Envelope[ConsentGranted], at: datetime) -> Envelope[ConsentWithdrawn]:
+    g = granted.data
+    return Envelope(data=ConsentWithdrawn(
+        case_id=g.case_id, municipality_code="142166", occurred_at=at, consent_id=g.consent_id,
+        person_ref=g.person_ref, recipient=g.recipient, purpose=g.purpose), id=uuid7(), source="/tsunagu/intake")
 
 
 async def in_transaction(conn: asyncpg.Connection, handler, envelope) -> None:
@@ -157,3 +167,25 @@ async def test_the_sweep_releases_held_events_whose_permission_exists_and_only_t
     assert held == [other_case], "without a permission it stays held"
     assert registry.get_sample_value("tsunagu_partners_held_events") == 1
     assert registry.get_sample_value("tsunagu_partners_held_events_released_total") == 1
+
+
+async def test_withdrawing_the_last_valid_consent_withdraws_pending_deliveries_despite_an_expired_one(database):
+    conn = await asyncpg.connect(database)
+    try:
+        partner = UUID((await a_partner(conn))["partner_id"])
+        case_id = uuid7()
+        expired = consent(case_id, partner, valid_until=date(2026, 11, 1), at=MORNING - timedelta(days=60))
+        current = consent(case_id, partner, valid_until=date(2027, 11, 26))
+        for granted in (expired, current):
+            await in_transaction(conn, on_consent_granted, granted)
+        await in_transaction(conn, on_referral_requested, referral(case_id, partner))
+        queued = await conn.fetchval("SELECT status FROM deliveries WHERE event_type = $1", REQUESTED)
+
+        await in_transaction(conn, on_consent_withdrawn, withdrawal(current, MORNING + timedelta(hours=1)))
+        after = dict(await conn.fetch("SELECT event_type, status FROM deliveries"))
+    finally:
+        await conn.close()
+
+    assert queued == "pending"
+    assert after[REQUESTED] == "withdrawn", "the expired consent no longer lets the partner see the case"
+    assert after[WITHDRAWN] == "pending", "the partner is still told of the withdrawal"

@@ -154,8 +154,8 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
     if partner is not None:
         await deliver(conn, partner, envelope)
     still_allowed = await conn.fetchval(
-        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL",
-        e.case_id, e.recipient.partner_id)
+        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
+        "AND (valid_until IS NULL OR valid_until >= $3)", e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
     if not still_allowed:
         # Deliveries not yet made are withdrawn with the consent.
         await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "

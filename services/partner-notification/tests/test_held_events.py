@@ -1,4 +1,4 @@
-"""Held referrals on a real PostgreSQL database.
+"""Held referrals, consent validity and the sender's last look, on a real PostgreSQL database.
 
 The handlers run as the consumers run them: each in its own transaction on its own connection.
 Where two consumers race, the test interleaves them on purpose (one transaction left open while
@@ -24,11 +24,14 @@ from tsunagu_contracts import (
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.fan_out import (
-    on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
+    deliver, on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
 )
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
 from tsunagu_teststack import ServiceProcess
+from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
 
@@ -189,3 +192,41 @@ async def test_withdrawing_the_last_valid_consent_withdraws_pending_deliveries_d
     assert queued == "pending"
     assert after[REQUESTED] == "withdrawn", "the expired consent no longer lets the partner see the case"
     assert after[WITHDRAWN] == "pending", "the partner is still told of the withdrawal"
+
+
+@pytest.mark.parametrize("lost_by", ["revoked", "expired"])
+async def test_the_sender_does_not_send_what_the_partner_may_no_longer_see(database, lost_by):
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    async with ReceiverServer() as server:
+        receiver = Receiver()
+        try:
+            async with pool.acquire() as conn:
+                partner = await a_partner(conn, server.add("partner", receiver))
+                partner_id, case_id = UUID(partner["partner_id"]), uuid7()
+                granted = consent(case_id, partner_id, valid_until=date(2099, 1, 1))
+                await in_transaction(conn, on_consent_granted, granted)
+                await in_transaction(conn, on_referral_requested, referral(case_id, partner_id))
+                # The permission ends without reaching the queued delivery: a withdrawal that missed
+                # it, or a consent that runs out while the delivery waits for its retry.
+                await conn.execute("UPDATE permissions SET revoked_at = now() WHERE $1" if lost_by == "revoked"
+                                   else "UPDATE permissions SET valid_until = current_date - 7 WHERE $1", True)
+                # A withdrawal notice, always sent: once it arrives, the sender has looked at both.
+                row = await conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners")
+                async with conn.transaction():
+                    await deliver(conn, row, withdrawal(granted, datetime.now(JST)))
+
+            sender = WebhookSender(pool, CIPHER, DeliveryPolicy(poll_s=0.05, timeout_s=5))
+            running = asyncio.create_task(sender.run())
+            try:
+                await eventually(lambda: asyncio.sleep(0, receiver.of_type(WITHDRAWN)), until=bool)
+                states = await eventually(lambda: pool.fetch("SELECT event_type, status FROM deliveries"),
+                                          until=lambda rows: all(r["status"] not in ("pending", "sending")
+                                                                 for r in rows))
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+        finally:
+            await pool.close()
+
+    assert [r.event["type"] for r in receiver.received] == [WITHDRAWN], "only the withdrawal notice is sent"
+    assert dict(states) == {REQUESTED: "withdrawn", WITHDRAWN: "delivered"}

@@ -70,7 +70,8 @@ class WebhookSender:
     async def _run(self) -> None:
         timeout = httpx.Timeout(self.policy.timeout_s)
         listener = await self.pool.acquire()
-        await listener.add_listener(DELIVERIES_CHANNEL, lambda *_: self.wake.set())
+        wake = lambda *_: self.wake.set()  # noqa: E731
+        await listener.add_listener(DELIVERIES_CHANNEL, wake)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             try:
                 while True:
@@ -95,7 +96,10 @@ class WebhookSender:
             finally:
                 for task in self.tasks:
                     task.cancel()
-                await self.pool.release(listener)
+                try:
+                    await listener.remove_listener(DELIVERIES_CHANNEL, wake)  # pooled: give it back clean
+                finally:
+                    await self.pool.release(listener)
 
     async def claim(self) -> list[asyncpg.Record]:
         """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.

@@ -148,27 +148,29 @@ async def test_the_sweep_releases_held_events_whose_permission_exists_and_only_t
     try:
         async with pool.acquire() as conn:
             partner = UUID((await a_partner(conn))["partner_id"])
-            allowed_case, other_case = uuid7(), uuid7()
-            for case_id in (allowed_case, other_case):
+            allowed, expired, without = uuid7(), uuid7(), uuid7()
+            for case_id in (allowed, expired, without):
                 await in_transaction(conn, on_referral_requested, referral(case_id, partner))
-            # A permission that arrived without releasing what was held (the sweep's reason to be).
-            await conn.execute("INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
-                               "VALUES ($1, $2, $3, $4, 'consent', 'referral')", uuid7(), allowed_case, partner,
-                               uuid7())
+            # Permissions that arrived without releasing what was held (the sweep's reason to be).
+            for case_id, valid_until in ((allowed, None), (expired, MORNING.date())):
+                await conn.execute(
+                    "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until) "
+                    "VALUES ($1, $2, $3, $4, 'consent', 'referral', $5)", uuid7(), case_id, partner, uuid7(),
+                    valid_until)
 
-        released = await HeldSweeper(pool, registry).sweep()
+        released = await HeldSweeper(pool, registry).sweep(today=MORNING.date() + timedelta(days=2))
 
         async with pool.acquire() as conn:
-            held = [r["case_id"] for r in await conn.fetch("SELECT case_id FROM held_events")]
+            held = {r["case_id"] for r in await conn.fetch("SELECT case_id FROM held_events")}
             queued = [r["case_id"] for r in await conn.fetch("SELECT case_id FROM deliveries WHERE event_type = $1",
                                                              REQUESTED)]
     finally:
         await pool.close()
 
     assert released == 1
-    assert queued == [allowed_case], "the released referral is queued for the partner"
-    assert held == [other_case], "without a permission it stays held"
-    assert registry.get_sample_value("tsunagu_partners_held_events") == 1
+    assert queued == [allowed], "the released referral is queued for the partner"
+    assert held == {expired, without}, "with no permission valid today it stays held"
+    assert registry.get_sample_value("tsunagu_partners_held_events") == 2
     assert registry.get_sample_value("tsunagu_partners_held_events_released_total") == 1
 
 

@@ -71,15 +71,21 @@ def case_locked(handler: H) -> H:
 
 
 async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[asyncpg.Record]:
-    """(case, partner) pairs with held events and a permission valid today: what the sweep releases.
+    """(case, partner) pairs the sweep releases, longest held first.
 
-    Read without locks: the sweep takes each case's lock before releasing, and the release checks
-    the permission again, so a pair that changed in between is only looked at for nothing.
+    The test is the fan-out's own (a subscribed partner, a permission valid on the event's Japan
+    date) and also valid today, so that what is released is delivered and sent, not held again.
+    Should the fan-out still hold an event again, its new `held_at` puts it at the back: the batch
+    never gets stuck on the same pairs. Read without locks: the sweep takes each case's lock before
+    releasing, and the release decides again.
     """
     return await conn.fetch(
-        "SELECT DISTINCT h.case_id, h.partner_id FROM held_events h WHERE EXISTS (SELECT 1 FROM permissions g "
-        "WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id AND g.revoked_at IS NULL "
-        "AND (g.valid_until IS NULL OR g.valid_until >= $1)) LIMIT $2", today, limit)
+        "SELECT h.case_id, h.partner_id FROM held_events h "
+        "WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.partner_id = h.partner_id) "
+        "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
+        "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
+        "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date))) "
+        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
 
 
 async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:

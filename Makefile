@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners
+.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -17,6 +17,7 @@ help:
 	@echo "make stop   stop everything 'make run' started"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
+	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make compose-env   write .env for docker compose"
 
 $(UV):
@@ -79,3 +80,8 @@ bench: deps
 bench-partners: deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/partner_deliveries.py $(BENCH_ARGS)
+
+# Referrals that race their consent, at a steady 40 consultations/s: posted, delivered, held, lost.
+bench-held: deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/held_referrals.py $(BENCH_ARGS)

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_partners.entrypoints import http, kafka
+from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
 from tsunagu_servicehost import Runtime, Service
 
@@ -25,6 +26,7 @@ class PartnerSettings(BaseSettings):
     timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook request may take.")
     per_partner_in_flight: int = Field(default=4, ge=1)
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
+    held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
 
 
 def cipher_from(settings: PartnerSettings) -> MultiFernet:
@@ -53,13 +55,16 @@ def build_service() -> Service:
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, cipher_from(settings), policy).run()
 
+    async def held_events(runtime: Runtime) -> None:
+        await HeldSweeper(runtime.db, runtime.registry, interval_s=settings.held_sweep_s).run()
+
     return Service(
         name="partner-notification",
         title="Tsunagu 連携団体通知 (partner notification)",
         migrations=MIGRATIONS,
         http=routers,
         subscribe=kafka.subscribe,
-        on_start=(webhooks,),
+        on_start=(webhooks, held_events),
         checks=(check_settings,),
     )
 

@@ -21,6 +21,7 @@ from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
 from tsunagu_partners.domain.routing import Wants, permits
 from tsunagu_partners.domain.webhooks import cloudevent_body
+from tsunagu_partners.handlers.held import case_locked
 
 
 REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
@@ -77,13 +78,17 @@ async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelop
                 json.dumps({k: v.decode() for k, v in record.headers}), record.value)
 
 
-async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> None:
+async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
+    """Fan out again what was held for the partner; returns how many events were taken out."""
+    # Under the case's lock (held.py): no held row of the case is uncommitted in another transaction.
     rows = await conn.fetch("DELETE FROM held_events WHERE case_id = $1 AND partner_id = $2 "
                             "RETURNING headers, value, held_at", case_id, partner_id)
     for row in sorted(rows, key=lambda r: r["held_at"]):
         await fan_out(conn, decode(json.loads(row["headers"]), bytes(row["value"])))
+    return len(rows)
 
 
+@case_locked
 async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e: Event = envelope.data
     if hasattr(e, "referral_id") and type(e) in REFERRAL_STATUS:
@@ -102,6 +107,7 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
             await deliver(conn, partner, envelope)
 
 
+@case_locked
 async def on_consultation(conn: asyncpg.Connection, envelope: Envelope[ConsultationRegistered]) -> None:
     e = envelope.data
     await conn.execute(
@@ -111,12 +117,14 @@ async def on_consultation(conn: asyncpg.Connection, envelope: Envelope[Consultat
     await fan_out(conn, envelope)
 
 
+@case_locked
 async def on_need(conn: asyncpg.Connection, envelope: Envelope[NeedIdentified]) -> None:
     await conn.execute("UPDATE case_needs SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])) "
                        "WHERE case_id = $1", envelope.data.case_id, [envelope.data.need.value])
     await fan_out(conn, envelope)
 
 
+@case_locked
 async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[ConsentGranted]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
@@ -127,6 +135,7 @@ async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[Consen
         await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
+@case_locked
 async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[StatutoryBasisRecorded]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
@@ -137,6 +146,7 @@ async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[Statuto
         await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
+@case_locked
 async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[ConsentWithdrawn]) -> None:
     """Stop at once, and tell the partner: the withdrawal is the last thing it hears of the case."""
     e = envelope.data
@@ -149,8 +159,8 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
     if partner is not None:
         await deliver(conn, partner, envelope)
     still_allowed = await conn.fetchval(
-        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL",
-        e.case_id, e.recipient.partner_id)
+        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
+        "AND (valid_until IS NULL OR valid_until >= $3)", e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
     if not still_allowed:
         # Deliveries not yet made are withdrawn with the consent.
         await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
@@ -158,6 +168,7 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
                            e.case_id, e.recipient.partner_id, envelope.id)
 
 
+@case_locked
 async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[ReferralRequested]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:

@@ -18,14 +18,24 @@ import asyncpg
 import httpx
 from cryptography.fernet import MultiFernet
 
-from tsunagu_contracts import DeliveryFailed
+from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
+from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
 from tsunagu_partners.domain.webhooks import backoff, outcome, retry_after_seconds, signed_headers
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
 DELIVERIES_CHANNEL = "tsunagu_deliveries"
+
+# A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2: the
+# withdrawal notice's type, which is always sent): a delivery queued before a withdrawal or the end
+# of a consent's validity is not sent after it.
+MAY_STILL_SEE = (
+    "(d.event_type = $2 OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
+    "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1)))")
+DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
+       "OR (d.status = 'sending' AND d.lease_until < now()))")
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ class WebhookSender:
     async def _run(self) -> None:
         timeout = httpx.Timeout(self.policy.timeout_s)
         listener = await self.pool.acquire()
-        await listener.add_listener(DELIVERIES_CHANNEL, lambda *_: self.wake.set())
+        wake = lambda *_: self.wake.set()  # noqa: E731
+        await listener.add_listener(DELIVERIES_CHANNEL, wake)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             try:
                 while True:
@@ -85,35 +96,48 @@ class WebhookSender:
             finally:
                 for task in self.tasks:
                     task.cancel()
-                await self.pool.release(listener)
+                try:
+                    await listener.remove_listener(DELIVERIES_CHANNEL, wake)  # pooled: give it back clean
+                finally:
+                    await self.pool.release(listener)
 
     async def claim(self) -> list[asyncpg.Record]:
-        """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process."""
+        """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.
+
+        Due deliveries the partner may no longer see are marked 'withdrawn' instead.
+        """
         room = self.policy.in_flight - sum(self.in_flight.values())
         if room <= 0:
             return []
         partners = [p for p, n in self.in_flight.items() if n > 0]
         lease = self.policy.timeout_s * 2 + 5
+        today = japan_date(datetime.now(UTC))
         async with self.pool.acquire() as conn:
+            withdrawn = await conn.execute(
+                f"UPDATE deliveries d SET status = 'withdrawn' WHERE {DUE} AND NOT {MAY_STILL_SEE}",
+                today, ConsentWithdrawn.type)
+            if withdrawn != "UPDATE 0":
+                log.info("%s deliveries withdrawn before sending: their partner may no longer see the case",
+                         withdrawn.split()[-1])
             # Chosen without locks (a window function cannot lock), then claimed by an UPDATE that
-            # checks again that each is still due, so two senders never claim the same delivery.
+            # checks again that each is still due and allowed, so two senders never claim the same
+            # delivery and a permission that ended meanwhile is seen.
             return await conn.fetch(
-                "WITH busy (partner_id, n) AS (SELECT * FROM unnest($1::uuid[], $2::int[])), "
+                "WITH busy (partner_id, n) AS (SELECT * FROM unnest($3::uuid[], $4::int[])), "
                 "due AS (SELECT x.delivery_id, row_number() OVER (PARTITION BY x.partner_id "
                 "        ORDER BY x.next_attempt_at) + coalesce(b.n, 0) AS slot "
                 "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
                 "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
                 "         OR (x.status = 'sending' AND x.lease_until < now())) "
                 "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL), "
-                "chosen AS (SELECT delivery_id FROM due WHERE slot <= $3 ORDER BY slot LIMIT $4) "
+                "chosen AS (SELECT delivery_id FROM due WHERE slot <= $5 ORDER BY slot LIMIT $6) "
                 "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-                "lease_until = now() + make_interval(secs => $5) FROM partners p, chosen c "
-                "WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id "
-                "  AND ((d.status = 'pending' AND d.next_attempt_at <= now()) "
-                "       OR (d.status = 'sending' AND d.lease_until < now())) "
+                "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
+                f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
                 "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.body, d.attempts, "
                 "p.webhook_url, p.webhook_secret",
-                partners, [self.in_flight[p] for p in partners], self.policy.per_partner, min(room, 100), lease)
+                today, ConsentWithdrawn.type, partners, [self.in_flight[p] for p in partners],
+                self.policy.per_partner, min(room, 100), lease)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         status, retry_after, error = None, None, None

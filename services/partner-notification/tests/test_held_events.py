@@ -19,12 +19,13 @@ from cryptography.fernet import Fernet, MultiFernet
 from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
-    ConsentGranted, ConsentWithdrawn, Envelope, ReferralRequested, StatutoryBasisRecorded, uuid7,
+    ConsentGranted, ConsentWithdrawn, Envelope, EstateClearanceRequested, ReferralRequested, StatutoryBasisRecorded,
+    uuid7,
 )
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.fan_out import (
-    deliver, on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
+    deliver, fan_out, on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
 )
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
@@ -64,11 +65,11 @@ def referral(case_id: UUID, partner_id, at: datetime = MORNING) -> Envelope[Refe
     return Envelope(data=event, id=uuid7(), source="/tsunagu/referral")
 
 
-def consent(case_id: UUID, partner_id, *, valid_until: date | None = None,
-            at: datetime = MORNING) -> Envelope[ConsentGranted]:
+def consent(case_id: UUID, partner_id, *, valid_until: date | None = None, at: datetime = MORNING,
+            purpose: str = "referral") -> Envelope[ConsentGranted]:
     return Envelope(data=ConsentGranted(
         case_id=case_id, municipality_code="142166", occurred_at=at, consent_id=uuid7(), person_ref=uuid7(),
-        recipient={"kind": "partner", "partner_id": partner_id}, purpose="referral", method="written",
+        recipient={"kind": "partner", "partner_id": partner_id}, purpose=purpose, method="written",
         valid_until=valid_until), id=uuid7(), source="/tsunagu/intake")
 
 
@@ -172,6 +173,33 @@ async def test_the_sweep_releases_held_events_whose_permission_exists_and_only_t
     assert held == {expired, without}, "with no permission valid today it stays held"
     assert registry.get_sample_value("tsunagu_partners_held_events") == 2
     assert registry.get_sample_value("tsunagu_partners_held_events_released_total") == 1
+
+
+async def test_an_estate_clearance_is_held_until_the_consent_given_for_it_not_one_for_another_purpose(database):
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            partner = UUID((await a_partner(conn))["partner_id"])
+            case_id = uuid7()
+            await in_transaction(conn, on_consent_granted, consent(case_id, partner, purpose="housing_support"))
+            example = EstateClearanceRequested.model_json_schema()["examples"][0]
+            clearance = Envelope(data=EstateClearanceRequested.model_validate({
+                **example, "case_id": str(case_id), "partner_id": str(partner), "occurred_at": MORNING.isoformat()}),
+                id=uuid7(), source="/tsunagu/housing-support")
+            await in_transaction(conn, fan_out, clearance)
+            held_at = await conn.fetchval("SELECT held_at FROM held_events")
+            swept_under_other_purpose = await HeldSweeper(pool, CollectorRegistry()).sweep(today=MORNING.date())
+            held_before, still_held_at = await conn.fetchrow("SELECT count(*), max(held_at) FROM held_events")
+            await in_transaction(conn, on_consent_granted, consent(case_id, partner, purpose="estate_clearance"))
+            queued = await conn.fetchval("SELECT count(*) FROM deliveries WHERE event_type = $1",
+                                         EstateClearanceRequested.type)
+            held_after = await conn.fetchval("SELECT count(*) FROM held_events")
+    finally:
+        await pool.close()
+
+    assert (held_before, swept_under_other_purpose) == (1, 0), "a consent to find a home is not one to clear it"
+    assert still_held_at == held_at, "the sweep leaves it alone rather than releasing it only to hold it again"
+    assert (queued, held_after) == (1, 0)
 
 
 async def test_withdrawing_the_last_valid_consent_withdraws_pending_deliveries_despite_an_expired_one(database):

@@ -49,3 +49,9 @@ def permits(event: Event, consented: frozenset[str], *, statutory: bool) -> bool
     """Whether a partner's consents (by purpose) or a statutory basis let it hear of this event."""
     needed = PURPOSES.get(type(event))
     return statutory or needed is None or bool(needed & consented)
+
+
+def purpose_pairs() -> tuple[list[str], list[str]]:
+    """PURPOSES as two parallel lists (event type, purpose), for a query to unnest."""
+    pairs = [(event.type, purpose.value) for event, purposes in PURPOSES.items() for purpose in sorted(purposes)]
+    return [t for t, _ in pairs], [p for _, p in pairs]

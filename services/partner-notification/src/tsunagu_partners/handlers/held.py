@@ -40,6 +40,7 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import Envelope
+from tsunagu_partners.domain.routing import purpose_pairs
 
 # Two 32-bit keys: that key space is apart from the single 64-bit keys (the outbox relay's lock).
 LOCK_CLASS = 0x68656C64  # "held"
@@ -84,8 +85,11 @@ async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[
         "WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.partner_id = h.partner_id) "
         "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
         "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
-        "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date))) "
-        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
+        "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date)) "
+        # A consent reaches purpose-bound events (routing.PURPOSES) only when given for their purpose.
+        "  AND (g.basis <> 'consent' OR NOT (h.headers->>'ce_type' = ANY($3::text[])) "
+        "       OR (h.headers->>'ce_type', g.purpose) IN (SELECT * FROM unnest($3::text[], $4::text[])))) "
+        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit, *purpose_pairs())
 
 
 async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:

@@ -2,8 +2,12 @@
 
 Concurrency rules, stated once here and beside each statement that needs one:
 
-- A support's row lock (`support(..., lock=True)`, FOR UPDATE) serialises everything that changes
-  one support: stage moves, lead changes, tasks, schedules and check-ins. Take it first.
+- A support's row lock (`support(..., lock=True)`) serialises everything that changes one support:
+  stage moves, lead changes, tasks, schedules and check-ins. Take it first. It is FOR NO KEY UPDATE,
+  not FOR UPDATE: rows that refer to the support (a check-in the timer writes) take a key-share
+  lock on it for their foreign key, and FOR UPDATE would make the timer wait for a recording that
+  waits for the timer's rule lock (a deadlock the concurrency test found). The same holds for
+  members.
 - Check-in rules are locked after their support by recordings and schedule changes; the missed
   check-in timer locks rules alone with SKIP LOCKED and never waits for a support, so the two
   cannot deadlock, and a rule a recording holds is simply checked on the timer's next round.
@@ -15,7 +19,6 @@ Concurrency rules, stated once here and beside each statement that needs one:
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
@@ -29,6 +32,9 @@ from tsunagu_housing.domain.members import Member
 from tsunagu_housing.domain.model import Case, DueRule, ScheduledRule, Support, Tenancy
 from tsunagu_housing.domain.schedule import CheckInRule
 from tsunagu_outbox import append
+
+LOCK = " FOR NO KEY UPDATE"
+"""A support's row lock: excludes other changes to it, admits the key-share locks of rows referring to it."""
 
 
 def _member(row: asyncpg.Record) -> Member:
@@ -87,7 +93,7 @@ class Repository:
     async def members_taking_on(self, role: HousingRole) -> list[Member]:
         # Locked in id order: openings that run at once see each other's choice (rule at the top).
         rows = await self.conn.fetch(
-            "SELECT * FROM members WHERE $1 = ANY(takes_on) ORDER BY member_id FOR UPDATE", role.value)
+            "SELECT * FROM members WHERE $1 = ANY(takes_on) ORDER BY member_id FOR NO KEY UPDATE", role.value)
         return [_member(r) for r in rows]
 
     async def open_supports_by_lead(self) -> dict[UUID, int]:
@@ -123,13 +129,13 @@ class Repository:
 
     async def open_support_of_case(self, case_id: UUID, *, lock: bool = False) -> Support | None:
         row = await self.conn.fetchrow(
-            f"SELECT * FROM supports WHERE case_id = $1 AND stage <> 'ended'{' FOR UPDATE' if lock else ''}", case_id)
+            f"SELECT * FROM supports WHERE case_id = $1 AND stage <> 'ended'{LOCK if lock else ''}", case_id)
         return _support(row) if row else None
 
     async def support(self, support_id: UUID, *, lock: bool = False) -> Support | None:
         # lock=True: the support's row lock serialises every change to it (rule at the top).
         row = await self.conn.fetchrow(
-            f"SELECT * FROM supports WHERE support_id = $1{' FOR UPDATE' if lock else ''}", support_id)
+            f"SELECT * FROM supports WHERE support_id = $1{LOCK if lock else ''}", support_id)
         return _support(row) if row else None
 
     async def link_referral(self, support_id: UUID, referral_id: UUID) -> None:
@@ -269,7 +275,3 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
         uow = UnitOfWork(conn)
         yield uow
         await uow.flush()
-
-
-def jsonb(value) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -41,17 +41,16 @@ async def on_referral_requested(uow, e: ReferralRequested) -> None:
     """A referral for the housing need opens a support, once per case however often it is asked."""
     if e.need is not NeedCategory.HOUSING:
         return
-    open_now = await uow.repo.open_support_of_case(e.case_id, lock=True)
-    if open_now is not None:
-        # Asked again (declined and rerouted, or added by hand): the support under way takes it on.
-        if open_now.referral_id != e.referral_id:
-            await uow.repo.link_referral(open_now.support_id, e.referral_id)
-        return
     case = await uow.repo.case(e.case_id)
     if case is None:
         raise CaseUnknown(f"case {e.case_id} has no referral sheet here")
-    await open_support(uow, case, referral_id=e.referral_id, referred_at=e.occurred_at, lead=None,
-                       by=REFERRAL, now=e.occurred_at)
+    opened = await open_support(uow, case, referral_id=e.referral_id, referred_at=e.occurred_at, lead=None,
+                                by=REFERRAL, now=e.occurred_at)
+    if opened is None:
+        # Asked again (declined and rerouted, added by hand, or opened by hand meanwhile): the
+        # support under way takes the newer referral on.
+        under_way = await uow.repo.open_support_of_case(e.case_id, lock=True)
+        await uow.repo.link_referral(under_way.support_id, e.referral_id)
 
 
 async def open_by_hand(uow, cmd: OpenSupport, *, by: Actor, now: datetime) -> Support:

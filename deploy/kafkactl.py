@@ -226,7 +226,7 @@ class Cluster:
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
             pid = spawn_detached([*self.java(lib, node, heap), "kafka.Kafka", str(ndir / "server.properties")],
-                                 log=ndir / "logs" / "stdout.log")
+                                 log=ndir / "logs" / "stdout.log").pid
             self.pidfile(node).write_text(str(pid))
         say(f"starting Kafka {kafka_version()} ({self.nodes} node{'s' if self.nodes > 1 else ''}) on {self.bootstrap}")
         all_up = lambda: len(self.running_nodes()) == self.nodes  # noqa: E731

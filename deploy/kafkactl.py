@@ -87,6 +87,35 @@ def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     return len(raw) == 8 and struct.unpack(">ii", raw)[1] == 7
 
 
+def is_trace_line(line: str) -> bool:
+    """A line of a Java stack trace after its first: a frame, `... 12 more`, a cause or a suppressed one."""
+    stripped = line.lstrip()
+    if stripped.startswith(("Caused by: ", "Suppressed: ")):
+        return True
+    return stripped != line and stripped.startswith(("at ", "... "))
+
+
+def log_excerpt(lines: list[str], keep: int) -> list[str]:
+    """The last `keep` lines, and, when they cut the last stack trace short, its head before them.
+
+    The tail of a trace only names frames; the head says what happened: the log record that
+    reported it, the exception's type and message, where it was thrown, and each `Caused by:`.
+    """
+    tail = max(0, len(lines) - keep)
+    frames = [i for i, line in enumerate(lines) if is_trace_line(line)]
+    if not frames:
+        return lines[tail:]
+    first = frames[-1]
+    while first > 0 and is_trace_line(lines[first - 1]):
+        first -= 1
+    exception_line = first - 1
+    if exception_line < 0 or exception_line >= tail:
+        return lines[tail:]
+    head_end = min(first + 3, tail)
+    causes = [line for line in lines[head_end:tail] if line.lstrip().startswith("Caused by: ")]
+    return [*lines[max(0, exception_line - 1):head_end], *causes, "\t...", *lines[tail:]]
+
+
 class Cluster:
     """A named local cluster: its nodes' ports, directories and configuration."""
 
@@ -133,6 +162,12 @@ class Cluster:
             "share.coordinator.state.topic.replication.factor": str(replicas),
             "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
+            # The log cleaner allocates this buffer at start-up as one array on the heap. Kafka's default,
+            # 128 MiB, needs 129 free 1 MiB G1 regions in a row, more than half of the 256 MiB heap the
+            # tests give a node: with 18 MiB in use after two full GCs, G1 still did not always find
+            # them (its parallel compaction leaves live regions where its workers put them) and the node
+            # died with OutOfMemoryError in LogCleaner.startup. 16 MiB dedupes ~600,000 keys per pass.
+            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             # Topics come from the contracts' registry; a typo must not create one silently.
             "auto.create.topics.enable": "false",
         }
@@ -226,7 +261,7 @@ class Cluster:
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
             pid = spawn_detached([*self.java(lib, node, heap), "kafka.Kafka", str(ndir / "server.properties")],
-                                 log=ndir / "logs" / "stdout.log")
+                                 log=ndir / "logs" / "stdout.log").pid
             self.pidfile(node).write_text(str(pid))
         say(f"starting Kafka {kafka_version()} ({self.nodes} node{'s' if self.nodes > 1 else ''}) on {self.bootstrap}")
         all_up = lambda: len(self.running_nodes()) == self.nodes  # noqa: E731
@@ -245,7 +280,8 @@ class Cluster:
         for name in ("stdout.log", "server.log"):
             path = self.node_dir(node) / "logs" / name
             if path.exists():
-                out += [f"[{name}] {line}" for line in path.read_text(errors="replace").splitlines()[-lines:]]
+                text = path.read_text(errors="replace").splitlines()
+                out += [f"[{name}] {line}" for line in log_excerpt(text, lines)]
         return "\n".join(out) or "(no log)"
 
     def stop(self) -> None:

@@ -102,8 +102,12 @@ def terminate(*pids: int, timeout: float = 30.0) -> None:
     wait_until(lambda: not any(pid_alive(p) for p in pids), 5, 0.1)
 
 
-def spawn_detached(argv: list[str], log: Path, env: dict | None = None, user: str | None = None) -> int:
-    """Start a long-running process in its own session, its output appended to `log`."""
+def spawn_detached(argv: list[str], log: Path, env: dict | None = None,
+                   user: str | None = None) -> subprocess.Popen:
+    """Start a long-running process in its own session, its output appended to `log`.
+
+    Its own session keeps Ctrl-C in the terminal away from it: the supervisor decides when it stops.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -115,7 +119,7 @@ def spawn_detached(argv: list[str], log: Path, env: dict | None = None, user: st
             env=env,
             user=user,
         )
-    return proc.pid
+    return proc
 
 
 def run(argv: list[str], *, what: str, user: str | None = None, input: str | None = None,

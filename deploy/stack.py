@@ -3,7 +3,7 @@
 
     stack.py infra    start (or reuse) Kafka and PostgreSQL and create the topics
     stack.py run      infra, migrations, the four services; waits until every /readyz is 200,
-                      then supervises them until Ctrl-C or `stack.py stop`
+                      then supervises them (restarting one that exits) until Ctrl-C or `stack.py stop`
     stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
@@ -23,15 +23,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kafkactl  # noqa: E402
 import pgctl  # noqa: E402
 from proc import (  # noqa: E402
-    REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, spawn_detached,
-    stack, terminate, wait_until,
+    REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
+    wait_until,
 )
+from supervisor import Supervised, describe_exit, supervise  # noqa: E402
 
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 RUN_DIR = VAR / "run"
@@ -157,6 +159,33 @@ def print_summary() -> None:
         say(line)
 
 
+def service_process(name: str) -> Supervised:
+    return Supervised(name, [venv_python(), "-m", stack()["services"][name]["module"], "serve"],
+                      env={**os.environ, **service_env(name)}, log=LOG_DIR / f"{name}.log",
+                      pidfile=RUN_DIR / f"{name}.pid")
+
+
+def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], bool]) -> None:
+    """Every /readyz answers 200 within 90 s. A service that exits during start-up is not restarted:
+    that is a configuration problem, and its log says which."""
+    ports = {name: svc["port"] for name, svc in stack()["services"].items()}
+    pending = set(services)
+    deadline = time.monotonic() + 90
+    while pending and not stopping():
+        for name in sorted(pending):
+            code = services[name].exit_code()
+            if code is not None:
+                raise StepFailed(f"the {name} service exited during start-up with {describe_exit(code)}; "
+                                 f"see {services[name].log}")
+            if ready(ports[name])[0]:
+                say(f"{name}: ready")
+                pending.discard(name)
+        if time.monotonic() > deadline:
+            details = "; ".join(f"{n}: {ready(ports[n])[1][:200]}" for n in sorted(pending))
+            raise StepFailed(f"not ready within 90 s: {details}")
+        time.sleep(0.3)
+
+
 def run() -> int:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     other = read_pid(SUPERVISOR_PID)
@@ -185,33 +214,15 @@ def run() -> int:
         started = infra()
         for name in cfg["services"]:
             migrate(name)
-        for name, svc in cfg["services"].items():
-            pid = spawn_detached([venv_python(), "-m", svc["module"], "serve"], log=LOG_DIR / f"{name}.log",
-                                 env={**os.environ, **service_env(name)})
-            (RUN_DIR / f"{name}.pid").write_text(str(pid))
-            say(f"{name}: started (pid {pid}) on port {svc['port']}")
-        pending = dict(cfg["services"])
-        deadline = time.monotonic() + 90
-        while pending and not stopping:
-            for name, svc in list(pending.items()):
-                if not read_pid(RUN_DIR / f"{name}.pid"):
-                    raise StepFailed(f"the {name} service exited during start-up; see {LOG_DIR / (name + '.log')}")
-                ok, _ = ready(svc["port"])
-                if ok:
-                    say(f"{name}: ready")
-                    del pending[name]
-            if time.monotonic() > deadline:
-                details = "; ".join(f"{n}: {ready(s['port'])[1][:200]}" for n, s in pending.items())
-                raise StepFailed(f"not ready within 90 s: {details}")
-            time.sleep(0.3)
+        services = {name: service_process(name) for name in cfg["services"]}
+        for name, service in services.items():
+            service.start(time.monotonic())
+            say(f"{name}: started (pid {service.process.pid}) on port {cfg['services'][name]['port']}")
+        wait_until_ready(services, lambda: stopping)
         if not stopping:
             write_dev_tokens()
             print_summary()
-        while not stopping:
-            for name in cfg["services"]:
-                if not read_pid(RUN_DIR / f"{name}.pid"):
-                    raise StepFailed(f"the {name} service stopped unexpectedly; see {LOG_DIR / (name + '.log')}")
-            time.sleep(1)
+        supervise(services.values(), lambda: stopping)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

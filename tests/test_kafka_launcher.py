@@ -14,6 +14,9 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from tsunagu_teststack.infrastructure import repo_root
 
+sys.path.insert(0, str(repo_root() / "deploy"))
+import kafkactl as launcher  # noqa: E402 - the module; `kafkactl()` below runs its command
+
 KAFKACTL = [sys.executable, str(repo_root() / "deploy" / "kafkactl.py")]
 
 
@@ -96,3 +99,45 @@ async def test_a_scram_cluster_admits_known_users_and_enforces_acls(cluster):
     with pytest.raises(KafkaError):
         await intruder.start()
     await intruder.close()
+
+
+def a_node_log_with_a_fatal_trace() -> str:
+    frames = [f"\tat org.apache.kafka.example.Frame{n}.call(Frame{n}.java:{n})" for n in range(40)]
+    return "\n".join([
+        "[2026-11-29 05:13:38,916] INFO Starting log cleanup with a period of 300000 ms. (kafka.log.LogManager)",
+        "[2026-11-29 05:13:38,921] ERROR Encountered fatal fault: Error starting LogManager (org.apache.kafka.server.fault"
+        ".ProcessTerminatingFaultHandler)",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "\tat java.base/java.nio.HeapByteBuffer.<init>(HeapByteBuffer.java:64)",
+        *frames,
+        "\tat org.apache.kafka.storage.internals.log.LogCleaner.startup(LogCleaner.java:207)",
+        "\tat java.base/java.lang.Thread.run(Thread.java:840)",
+        "[2026-11-29 05:13:39,160] INFO [BrokerServer id=1] Transition from STARTING to SHUTTING_DOWN (kafka.server.BrokerServer)",
+    ])
+
+
+def test_the_launchers_error_keeps_what_the_exception_was_not_only_the_end_of_its_trace(tmp_path):
+    cluster = launcher.Cluster("unit", 1, 19092, 19192, [])
+    cluster.root = tmp_path
+    (tmp_path / "node-1" / "logs").mkdir(parents=True)
+    (tmp_path / "node-1" / "logs" / "server.log").write_text(a_node_log_with_a_fatal_trace())
+
+    excerpt = cluster.log_tail(1)
+
+    assert "[server.log] java.lang.OutOfMemoryError: Java heap space" in excerpt
+    assert "ERROR Encountered fatal fault" in excerpt
+    assert "LogCleaner.startup(LogCleaner.java:207)" in excerpt, "the end of the trace is kept too"
+    assert excerpt.endswith("Transition from STARTING to SHUTTING_DOWN (kafka.server.BrokerServer)")
+    assert "Frame5.call" not in excerpt, "the middle of the trace is left out"
+
+
+def test_a_short_log_is_shown_whole():
+    lines = ["[t] INFO one", "java.lang.IllegalStateException: broken", "\tat a.B.c(B.java:1)", "[t] INFO two"]
+    assert launcher.log_excerpt(lines, 15) == lines
+
+
+def test_a_nodes_log_cleaner_buffer_fits_the_smallest_heap_a_test_gives_it_in_one_piece():
+    properties = dict(line.split("=", 1) for line in launcher.Cluster("unit", 3, 19092, 19192, []).properties(1)
+                      .splitlines())
+    smallest_heap = 256 * 1024 * 1024  # `--heap 256m` in this file's clusters
+    assert int(properties["log.cleaner.dedupe.buffer.size"]) <= smallest_heap // 8

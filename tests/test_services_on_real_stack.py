@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_teststack.services import free_port
 
 SERVICES = list(stack_config()["services"])
 
@@ -41,6 +42,33 @@ async def test_a_service_whose_database_is_unreachable_is_not_ready_and_says_why
     assert body["checks"]["database"].startswith("unreachable: ")
     assert "secret-password" not in readiness.text
     assert health.status_code == 200, "the process itself is alive; only readiness fails"
+
+async def test_a_write_while_the_database_is_unreachable_is_answered_503_with_retry_after_and_why(
+        service_process, auth_headers, consultation):
+    nothing_listens = f"postgresql://nobody:secret-password@127.0.0.1:{free_port()}/nothing"
+    running = await service_process("intake", database_url=nothing_listens, migrate=False)
+    async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+        response = await client.post("/v1/consultations", json=consultation(), headers=auth_headers("counter"))
+
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
+    body = response.json()
+    assert "一時的に利用できません" in body["message_ja"] and "何も保存されていません" in body["message_ja"]
+    assert "temporarily unavailable" in body["message_en"] and "nothing was stored" in body["message_en"]
+    assert "secret-password" not in response.text
+
+
+async def test_a_service_given_several_bootstrap_servers_is_ready_while_one_of_them_is_down(
+        service_process, infrastructure):
+    # The real broker, and a loopback port where nothing listens, written as people write lists.
+    servers = f"{infrastructure.kafka_bootstrap}, 127.0.0.1:{free_port()}"
+    running = await service_process("housing-support", extra_env={"TSUNAGU_KAFKA_BOOTSTRAP": servers})
+    async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+        readiness = await _eventually_ready(client)
+
+    assert readiness.status_code == 200, readiness.text
+    assert readiness.json()["checks"]["kafka"] == "ok"
+
 
 async def _eventually_ready(client: httpx.AsyncClient) -> httpx.Response:
     # The broker connects in the background of start-up; give it a bounded number of tries.

@@ -1,8 +1,8 @@
-"""The service host refuses to start without its settings, and names what is missing."""
+"""The service host reads its settings from the environment and refuses to start without them, naming what is wrong."""
 
 import pytest
 
-from tsunagu_servicehost import Service, main
+from tsunagu_servicehost import Service, ServiceSettings, main
 from tsunagu_servicehost.migrations import _async_url
 
 
@@ -25,3 +25,22 @@ def test_the_openapi_command_needs_no_infrastructure(capsys, tmp_path):
 @pytest.mark.parametrize("url", ["postgresql://u:p@h:5432/d", "postgres://u:p@h:5432/d"])
 def test_migrations_use_the_asyncpg_driver(url):
     assert _async_url(url) == "postgresql+asyncpg://u:p@h:5432/d"
+
+
+def test_a_comma_separated_kafka_bootstrap_list_is_one_server_per_entry(monkeypatch):
+    monkeypatch.setenv("TSUNAGU_KAFKA_BOOTSTRAP", "host1:9092, host2:9093,host3:9094")
+    settings = ServiceSettings(http_port=8001, database_url="postgresql://u:p@h/d")
+    assert settings.kafka_bootstrap == ["host1:9092", "host2:9093", "host3:9094"]
+
+
+def test_a_kafka_bootstrap_list_with_an_empty_entry_stops_the_service_with_the_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("TSUNAGU_KAFKA_BOOTSTRAP", "host1:9092,,host3:9094")
+    monkeypatch.setenv("TSUNAGU_HTTP_PORT", "8001")
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", "postgresql://u:secret-password@h/d")
+
+    with pytest.raises(SystemExit) as exit_:
+        main(Service(name="example", title="例", migrations=tmp_path), ["migrate"])
+
+    message = str(exit_.value.code)
+    assert "TSUNAGU_KAFKA_BOOTSTRAP" in message and "none of them empty" in message
+    assert "secret-password" not in message

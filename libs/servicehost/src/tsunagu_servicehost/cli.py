@@ -17,8 +17,10 @@ def _settings() -> ServiceSettings:
     try:
         return ServiceSettings()
     except ValidationError as exc:
-        missing = ", ".join(f"TSUNAGU_{'_'.join(map(str, e['loc'])).upper()}" for e in exc.errors())
-        sys.exit(f"[tsunagu] error: settings missing or invalid: {missing}")
+        # Each variable and what is wrong with it; pydantic's messages leave the value out, so no password is printed.
+        problems = "; ".join(f"TSUNAGU_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        sys.exit(f"[tsunagu] error: settings missing or invalid: {problems}")
 
 
 def main(service: Service, argv: list[str] | None = None) -> None:

@@ -27,6 +27,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from tsunagu_contracts import DecodeError, Envelope, Event, KafkaRecord, Topic, dead_letter_topic, decode
+from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS
 from tsunagu_servicehost.publishing import publish_record
 
 if TYPE_CHECKING:
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tsunagu.consumer")
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
-
-INFRASTRUCTURE_ERRORS = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
-                         asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                         asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
-                         asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.ConnectionFailureError)
 
 
 @dataclass(frozen=True)

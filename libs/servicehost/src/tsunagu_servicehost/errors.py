@@ -1,10 +1,27 @@
-"""422 answers with field-level messages in Japanese and English."""
+"""Error answers in Japanese and English: 422 with field-level messages, the domain's refusals,
+and 503 while the database cannot be reached."""
 
 from __future__ import annotations
 
+import logging
+
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+log = logging.getLogger("tsunagu.servicehost")
+
+INFRASTRUCTURE_ERRORS = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
+                         asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                         asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
+                         asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.ConnectionFailureError)
+"""The database or the network to it is unavailable; nothing is wrong with the request or the event.
+
+A consumer keeps the record and tries it again; an HTTP request is answered 503 with Retry-After.
+"""
+
+RETRY_AFTER_S = 5
 
 _JA = {
     "missing": "必須項目です。",
@@ -68,6 +85,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content=exc.body())
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Each write is one transaction, and the server rolls back one whose connection failed before it
+        # committed: nothing was stored, and the person may send the same request again.
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: no ids in the log
+        log.warning("%s %s answered 503: the database is unavailable (%s)", request.method, route,
+                    type(exc).__name__)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}, content={
+            "message_ja": "データベースが一時的に利用できません。何も保存されていません。"
+                          "しばらくしてから、もう一度お試しください。",
+            "message_en": "The database is temporarily unavailable; nothing was stored. Please try again shortly.",
+        })
+
+    for error in INFRASTRUCTURE_ERRORS:
+        app.add_exception_handler(error, unavailable)
 
 
 class Refused(Exception):

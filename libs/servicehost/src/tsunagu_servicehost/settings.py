@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tsunagu_topics import bootstrap_servers
 
 
 class ServiceSettings(BaseSettings):
@@ -11,7 +15,9 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     http_port: int = Field(ge=1, le=65535, description="Port of the service's HTTP API.")
-    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects for lists.
+    kafka_bootstrap: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1:9092"], description="Kafka bootstrap servers, comma-separated host:port entries.")
     database_url: SecretStr = Field(description="postgresql:// URL of the service's own database and role.")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
@@ -21,3 +27,8 @@ class ServiceSettings(BaseSettings):
         "share one broker without seeing each other's records."))
     failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
     auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")
+
+    @field_validator("kafka_bootstrap", mode="before")
+    @classmethod
+    def _split_bootstrap(cls, value: str | list[str]) -> list[str]:
+        return bootstrap_servers(value)

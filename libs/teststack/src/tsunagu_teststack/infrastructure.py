@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tsunagu_topics import bootstrap_servers
+
 log = logging.getLogger("tsunagu.teststack")
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -23,6 +25,7 @@ POSTGRES_IMAGE = "postgres:15"
 @dataclass(frozen=True)
 class Infrastructure:
     kafka_bootstrap: str
+    """host:port[,host:port...], as TSUNAGU_KAFKA_BOOTSTRAP takes it."""
     postgres_admin_dsn: str
     """A role that may create databases and roles: tests make their own scratch databases."""
     backend: Literal["environment", "testcontainers", "native"]
@@ -48,7 +51,8 @@ def from_environment() -> Infrastructure | None:
         return None
     if not (kafka and postgres):
         raise RuntimeError("set both TSUNAGU_TEST_KAFKA_BOOTSTRAP and TSUNAGU_TEST_POSTGRES_DSN, or neither")
-    return Infrastructure(kafka, postgres, "environment")
+    # Checked here, so a malformed list fails the session with its reason instead of each client alike.
+    return Infrastructure(",".join(bootstrap_servers(kafka)), postgres, "environment")
 
 
 def _free_port() -> int:

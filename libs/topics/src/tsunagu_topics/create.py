@@ -9,12 +9,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from tsunagu_contracts import TOPICS, Topic
+from tsunagu_topics.bootstrap import bootstrap_servers
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS, namespace: str = "",
+async def ensure_topics(bootstrap: str | Iterable[str], topics: Iterable[Topic] = TOPICS, namespace: str = "",
                         **client_options) -> list[str]:
     """Returns the names of the topics it created. `namespace` prefixes every name (tests)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap), **client_options)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -50,9 +51,13 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Create the contracts' Kafka topics.")
-    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--bootstrap", required=True, help="host:port[,host:port...]")
     args = parser.parse_args()
-    created = asyncio.run(ensure_topics(args.bootstrap))
+    try:
+        servers = bootstrap_servers(args.bootstrap)
+    except ValueError as exc:
+        parser.error(str(exc))
+    created = asyncio.run(ensure_topics(servers))
     print(f"[tsunagu] topics: {len(TOPICS)} in the registry, {len(created)} created")
 
 
@@ -60,12 +65,12 @@ if __name__ == "__main__":
     main()
 
 
-async def delete_namespace(bootstrap: str, namespace: str) -> None:
+async def delete_namespace(bootstrap: str | Iterable[str], namespace: str) -> None:
     """Remove every topic of a namespace (tests clean up after themselves). Their empty consumer
     groups expire with the broker's offsets retention; aiokafka's admin client cannot delete groups."""
     if not namespace:
         raise ValueError("refusing to delete topics without a namespace")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(bootstrap))
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(namespace)]

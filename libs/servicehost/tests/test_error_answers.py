@@ -1,0 +1,45 @@
+"""While the database cannot be reached, a request is answered 503 with Retry-After, never a bare 500."""
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tsunagu_servicehost.errors import install_error_handlers
+
+UNAVAILABLE = {
+    "connection refused": ConnectionRefusedError(111, "Connect call failed"),
+    "pool timeout": TimeoutError(),
+    "connection lost mid-transaction": asyncpg.exceptions.ConnectionDoesNotExistError(
+        "connection was closed in the middle of operation"),
+    "server shutting down": asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+}
+
+
+async def post_to_a_route_that_raises(error: Exception) -> httpx.Response:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/things")
+    async def store() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        return await client.post("/things")
+
+
+@pytest.mark.parametrize("error", UNAVAILABLE.values(), ids=UNAVAILABLE.keys())
+async def test_an_unreachable_database_is_answered_503_with_retry_after_in_japanese_and_english(error):
+    response = await post_to_a_route_that_raises(error)
+
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    body = response.json()
+    assert "一時的に利用できません" in body["message_ja"] and "何も保存されていません" in body["message_ja"]
+    assert "temporarily unavailable" in body["message_en"] and "nothing was stored" in body["message_en"]
+
+
+async def test_a_bug_is_still_a_500_not_an_outage():
+    response = await post_to_a_route_that_raises(KeyError("oops"))
+    assert response.status_code == 500

@@ -140,6 +140,8 @@ def provision(bin_: Path, root: Path) -> None:
         lines.append(f"ALTER ROLE \"{name}\" {attrs} PASSWORD :'pw';")
 
     role(admin, "LOGIN CREATEDB CREATEROLE")
+    # Dropping a scratch database WITH (FORCE) ends the sessions still in it, whoever's they are.
+    lines.append(f'GRANT pg_signal_backend TO "{admin}";')
     for service in cfg["services"].values():
         db = service["database"]
         role(db, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")

@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held
+.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held bench-housing
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -18,6 +18,7 @@ help:
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
+	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
 	@echo "make compose-env   write .env for docker compose"
 
 $(UV):
@@ -85,3 +86,8 @@ bench-partners: deps
 bench-held: deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/held_referrals.py $(BENCH_ARGS)
+
+# Supports opened from housing referrals at a steady rate, and missed check-ins to the lead partner.
+bench-housing: deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/housing_support.py $(BENCH_ARGS)

@@ -14,11 +14,19 @@ from tsunagu_servicehost import Runtime
 log = logging.getLogger("tsunagu.housing.timers")
 
 
+BATCH = 200
+
+
 async def run_timers(runtime: Runtime, *, interval: float) -> None:
     while True:
         try:
-            async with unit_of_work(runtime.db) as uow:
-                missed = await report_missed(uow, now=datetime.now(UTC))
+            missed = 0
+            while True:  # a full batch may leave more behind: drain before sleeping
+                async with unit_of_work(runtime.db) as uow:
+                    batch = await report_missed(uow, now=datetime.now(UTC), limit=BATCH)
+                missed += batch
+                if batch < BATCH:
+                    break
             if missed:
                 log.info("timers: %d check-in(s) missed", missed)
         except asyncio.CancelledError:

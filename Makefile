@@ -9,7 +9,7 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held bench-housing
+.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
@@ -62,6 +62,13 @@ test: deps
 	@if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
 		$(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+# The fault matrix alone (it is part of `make test` too): services, a broker and PostgreSQL killed
+# under load, then everything reconciled; figures in var/test-output/fault-matrix.txt.
+test-faults: deps
+	@if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
+		$(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/pytest -m faults -s tests/faults $(PYTEST_ARGS)
 
 clean: stop
 	$(PYTHON) deploy/kafkactl.py reset

@@ -168,6 +168,10 @@ class Cluster:
             # them (its parallel compaction leaves live regions where its workers put them) and the node
             # died with OutOfMemoryError in LogCleaner.startup. 16 MiB dedupes ~600,000 keys per pass.
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            # A broker that died is fenced, and its partitions led elsewhere, after this long without a
+            # heartbeat (Kafka's default is 9 s, which is how long the whole loop stalled).
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
             # Topics come from the contracts' registry; a typo must not create one silently.
             "auto.create.topics.enable": "false",
         }
@@ -273,6 +277,18 @@ class Cluster:
             raise StepFailed(f"Kafka did not start: {why}.\n{tails}")
         say(f"Kafka is ready on {self.bootstrap}")
         return True
+
+    def restart_node(self, node: int, heap: str) -> None:
+        """Start one node of a formatted cluster again (after it died), and wait until it answers."""
+        if read_pid(self.pidfile(node)):
+            return
+        ndir = self.node_dir(node)
+        pid = spawn_detached([*self.java(fetch(), node, heap), "kafka.Kafka", str(ndir / "server.properties")],
+                             log=ndir / "logs" / "stdout.log").pid
+        self.pidfile(node).write_text(str(pid))
+        if not wait_until(lambda: kafka_answers(self.host, self.client_port(node)) or not read_pid(self.pidfile(node)),
+                          timeout=120, interval=0.5) or not read_pid(self.pidfile(node)):
+            raise StepFailed(f"Kafka node {node} did not start again:\n{self.log_tail(node)}")
 
     def log_tail(self, node: int, lines: int = 15) -> str:
         """The last lines of a node's logs, for an error message that explains itself."""

@@ -92,6 +92,12 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
+    async def kill(self) -> None:
+        """SIGKILL: the process dies at whatever it was doing, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait)
+
     async def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

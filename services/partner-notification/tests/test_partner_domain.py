@@ -4,11 +4,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from tsunagu_contracts import ReferralRequested, ReferralSheetOpened, Envelope, uuid7
+from tsunagu_partners.bootstrap import PartnerSettings
 from tsunagu_partners.domain.routing import Wants
 from tsunagu_partners.domain.webhooks import backoff, cloudevent_body, outcome, retry_after_seconds, signed_headers
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -33,6 +36,14 @@ def test_backoff_doubles_with_jitter_and_stops_at_the_ceiling():
     for attempt, base in ((1, 5), (2, 10), (3, 20)):
         assert base / 2 <= backoff(attempt, 5, 3600) <= base
     assert backoff(30, 5, 3600) <= 3600
+
+
+def test_a_lease_that_does_not_outlast_a_sends_deadline_is_refused():
+    with pytest.raises(ValidationError, match="must outlast a send's deadline"):
+        PartnerSettings(timeout_s=30, lease_s=30)
+    with pytest.raises(ValueError, match="must outlast"):
+        DeliveryPolicy(timeout_s=10, lease_s=11)
+    assert PartnerSettings().lease_s > PartnerSettings().timeout_s
 
 
 def test_a_signed_body_verifies_with_the_standard_webhooks_library():

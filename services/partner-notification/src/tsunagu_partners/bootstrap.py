@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_partners.entrypoints import http, kafka
 from tsunagu_partners.handlers.sweep import HeldSweeper
-from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender, check_lease
 from tsunagu_servicehost import Runtime, Service
 
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"
@@ -23,10 +23,17 @@ class PartnerSettings(BaseSettings):
     max_attempts: int = Field(default=8, ge=1, le=30)
     first_retry_s: float = Field(default=5.0, gt=0)
     max_retry_s: float = Field(default=3600.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook request may take.")
+    timeout_s: float = Field(default=10.0, gt=0, description="The deadline of one whole webhook request.")
+    lease_s: float = Field(default=30.0, gt=0, description="How long a claimed delivery stays one sender's; "
+                           "longer than timeout_s, so a slow send is never sent again while it runs.")
     per_partner_in_flight: int = Field(default=4, ge=1)
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
     held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
+
+    @model_validator(mode="after")
+    def _a_send_ends_before_its_lease(self) -> "PartnerSettings":
+        check_lease(self.timeout_s, self.lease_s)
+        return self
 
 
 def cipher_from(settings: PartnerSettings) -> MultiFernet:
@@ -46,7 +53,7 @@ def check_settings() -> None:
 def build_service() -> Service:
     settings = PartnerSettings()
     policy = DeliveryPolicy(max_attempts=settings.max_attempts, first_retry_s=settings.first_retry_s,
-                            max_retry_s=settings.max_retry_s, timeout_s=settings.timeout_s,
+                            max_retry_s=settings.max_retry_s, timeout_s=settings.timeout_s, lease_s=settings.lease_s,
                             per_partner=settings.per_partner_in_flight)
 
     def routers(runtime: Runtime):

@@ -3,6 +3,10 @@
 Deliveries are claimed from the database with a lease (a process that dies mid-send leaves them to
 be claimed again when the lease ends). Each is sent in its own task; at most `per_partner` are in
 flight for one partner, so a slow or hanging receiver only ever waits on itself.
+
+A send has one deadline for all of it (connecting, sending, the answer), shorter than the lease:
+a receiver that answers a byte at a time defeats any per-read timeout, and were the send still
+running when the lease ended, the delivery would be claimed and sent again alongside it.
 """
 
 from __future__ import annotations
@@ -38,15 +42,30 @@ DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
        "OR (d.status = 'sending' AND d.lease_until < now()))")
 
 
+LEASE_MARGIN_S = 2.0
+"""How much longer than a send's deadline its lease lasts at least: time to record the outcome."""
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     max_attempts: int = 8
     first_retry_s: float = 5.0
     max_retry_s: float = 3600.0
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # the deadline of one whole send
+    lease_s: float = 30.0  # how long a claimed delivery stays this sender's
+    answer_cap: int = 4096  # bytes of a receiver's answer read (and thrown away), at most
     per_partner: int = 4
     in_flight: int = 64
     poll_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_lease(self.timeout_s, self.lease_s)
+
+
+def check_lease(timeout_s: float, lease_s: float) -> None:
+    if lease_s < timeout_s + LEASE_MARGIN_S:
+        raise ValueError(f"the lease ({lease_s:g} s) must outlast a send's deadline ({timeout_s:g} s) by "
+                         f"{LEASE_MARGIN_S:g} s or more, or a slow send is claimed and sent again while it runs")
 
 
 class WebhookSender:
@@ -68,6 +87,7 @@ class WebhookSender:
                 await asyncio.sleep(self.policy.poll_s * 4)
 
     async def _run(self) -> None:
+        # Per-operation timeouts, within the deadline `send` sets on the whole request.
         timeout = httpx.Timeout(self.policy.timeout_s)
         listener = await self.pool.acquire()
         wake = lambda *_: self.wake.set()  # noqa: E731
@@ -110,7 +130,7 @@ class WebhookSender:
         if room <= 0:
             return []
         partners = [p for p, n in self.in_flight.items() if n > 0]
-        lease = self.policy.timeout_s * 2 + 5
+        lease = self.policy.lease_s
         today = japan_date(datetime.now(UTC))
         async with self.pool.acquire() as conn:
             withdrawn = await conn.execute(
@@ -146,9 +166,11 @@ class WebhookSender:
             headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
                                      row["body"], now)
             try:
-                response = await client.post(row["webhook_url"], content=row["body"].encode(), headers=headers)
-                status = response.status_code
-                retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
+                async with asyncio.timeout(self.policy.timeout_s):
+                    status, retry_after_header = await self.post(client, row["webhook_url"], row["body"], headers)
+                retry_after = retry_after_seconds(retry_after_header, now)
+            except TimeoutError:
+                error = "TimeoutError"  # the deadline passed: whatever the answer began with, it is a failure
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             await self.record(row, status, retry_after, error)
@@ -157,6 +179,18 @@ class WebhookSender:
         finally:
             self.in_flight[row["partner_id"]] -= 1
             self.wake.set()
+
+    async def post(self, client: httpx.AsyncClient, url: str, body: str,
+                   headers: dict[str, str]) -> tuple[int, str | None]:
+        """The answer's status and `Retry-After`. Its body means nothing here: up to `answer_cap`
+        bytes are read and thrown away, so nothing a receiver sends can fill memory."""
+        async with client.stream("POST", url, content=body.encode(), headers=headers) as response:
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= self.policy.answer_cap:
+                    break  # the rest is left unread; the connection is closed, not reused
+            return response.status_code, response.headers.get("retry-after")
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
                      error: str | None) -> None:

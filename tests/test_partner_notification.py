@@ -65,8 +65,7 @@ class TeamZama:
 
 @pytest.fixture
 async def team(service_process, auth_headers):
-    fast = {"TSUNAGU_PARTNERS_FIRST_RETRY_S": "0.2", "TSUNAGU_PARTNERS_MAX_ATTEMPTS": "3",
-            "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
+    fast = {"TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2, 0.2]", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}  # 3 attempts
     intake = await service_process("intake")
     referral, partners = await asyncio.gather(
         service_process("referral"),

@@ -61,7 +61,7 @@ async def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline_and_n
     # whole request ends it. The send must end, and be recorded, before its lease lets it be claimed
     # again.
     dripping = Receiver(drip=0.1, drip_for=12)
-    policy = DeliveryPolicy(poll_s=0.05, timeout_s=1, lease_s=3, max_attempts=2, first_retry_s=0.5)
+    policy = DeliveryPolicy(poll_s=0.05, timeout_s=1, lease_s=3, retry_schedule=(0.5,))  # two attempts
     pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
     try:
         async with ReceiverServer() as server:

@@ -26,7 +26,9 @@ from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
-from tsunagu_partners.domain.webhooks import backoff, outcome, retry_after_seconds, signed_headers
+from tsunagu_partners.domain.webhooks import (
+    RETRY_SCHEDULE_S, outcome, retry_after_seconds, retry_delay, signed_headers,
+)
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
@@ -48,9 +50,7 @@ LEASE_MARGIN_S = 2.0
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    max_attempts: int = 8
-    first_retry_s: float = 5.0
-    max_retry_s: float = 3600.0
+    retry_schedule: tuple[float, ...] = RETRY_SCHEDULE_S  # the wait after each failed attempt
     timeout_s: float = 10.0  # the deadline of one whole send
     lease_s: float = 30.0  # how long a claimed delivery stays this sender's
     answer_cap: int = 4096  # bytes of a receiver's answer read (and thrown away), at most
@@ -60,6 +60,12 @@ class DeliveryPolicy:
 
     def __post_init__(self) -> None:
         check_lease(self.timeout_s, self.lease_s)
+        if not self.retry_schedule or min(self.retry_schedule) <= 0:
+            raise ValueError("the retry schedule needs at least one wait, each longer than 0 s")
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
 
 
 def check_lease(timeout_s: float, lease_s: float) -> None:
@@ -204,11 +210,10 @@ class WebhookSender:
             if result == "gone":
                 await conn.execute("UPDATE partners SET webhook_disabled_at = now() WHERE partner_id = $1",
                                    row["partner_id"])
-            if result == "gone" or row["attempts"] >= self.policy.max_attempts:
+            delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
+            if delay is None:
                 await self.dead_letter(conn, row, status, error)
                 return
-            delay = max(backoff(row["attempts"], self.policy.first_retry_s, self.policy.max_retry_s),
-                        min(retry_after or 0.0, self.policy.max_retry_s))
             await conn.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, last_status = $3, last_error = $4 "
                 "WHERE delivery_id = $1 AND status = 'sending'",

@@ -7,11 +7,13 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from tsunagu_contracts import Envelope, ReferralRequested, ReferralSheetOpened, uuid7
+from tsunagu_contracts import (
+    ConsultationRegistered, Envelope, Recipient, ReferralRequested, ReferralRerouted, ReferralSheetOpened, uuid7,
+)
 from tsunagu_partners.bootstrap import PartnerSettings
 from tsunagu_partners.domain.routing import Wants
 from tsunagu_partners.domain.webhooks import (
-    RETRY_SCHEDULE_S, cloudevent_body, outcome, retry_after_seconds, retry_delay, signed_headers,
+    RETRY_SCHEDULE_S, cloudevent_body, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy
 
@@ -69,6 +71,23 @@ def test_a_lease_that_does_not_outlast_a_sends_deadline_is_refused():
     with pytest.raises(ValueError, match="must outlast"):
         DeliveryPolicy(timeout_s=10, lease_s=11)
     assert PartnerSettings().lease_s > PartnerSettings().timeout_s
+
+
+def test_a_dead_letter_names_the_referral_only_when_the_event_asked_this_partner_to_take_it():
+    ours, theirs = uuid7(), uuid7()
+    requested = example(ReferralRequested).model_copy(update={"recipient": Recipient.of_partner(ours)})
+    rerouted = example(ReferralRerouted)
+
+    def body(event) -> str:
+        return cloudevent_body(Envelope(data=event, id=uuid7(), source="/tsunagu/referral"))
+
+    assert referral_asked_of(body(requested), ours) == requested.referral_id
+    assert referral_asked_of(body(requested), theirs) is None
+    to_us = rerouted.model_copy(update={"new_recipient": Recipient.of_partner(ours)})
+    assert referral_asked_of(body(to_us), ours) == to_us.new_referral_id
+    away_from_us = rerouted.model_copy(update={"recipient": Recipient.of_partner(ours)})
+    assert referral_asked_of(body(away_from_us), ours) is None, "told it lost a referral: nothing to move"
+    assert referral_asked_of(body(example(ConsultationRegistered)), ours) is None
 
 
 def test_a_signed_body_verifies_with_the_standard_webhooks_library():

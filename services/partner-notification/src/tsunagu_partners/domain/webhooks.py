@@ -13,10 +13,11 @@ import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from uuid import UUID
 
 from standardwebhooks.webhooks import Webhook
 
-from tsunagu_contracts import Envelope
+from tsunagu_contracts import Envelope, ReferralRequested, ReferralRerouted
 
 
 def cloudevent_body(envelope: Envelope) -> str:
@@ -74,6 +75,20 @@ def retry_delay(attempt: int, schedule: Sequence[float], retry_after: float | No
     if retry_after:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
     return delay
+
+
+def referral_asked_of(body: str, partner_id: UUID) -> UUID | None:
+    """The referral an undelivered event asked this partner to take, if it was one: a request to it,
+    or a referral rerouted to it. The referral service moves such a referral on (DeliveryFailed)."""
+    event = json.loads(body)
+    data = event["data"]
+    if event["type"] == ReferralRequested.type:
+        recipient, referral_id = data["recipient"], data["referral_id"]
+    elif event["type"] == ReferralRerouted.type:
+        recipient, referral_id = data["new_recipient"], data["new_referral_id"]
+    else:
+        return None
+    return UUID(referral_id) if recipient.get("partner_id") == str(partner_id) else None
 
 
 def outcome(status: int | None) -> str:

@@ -27,7 +27,7 @@ from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
 from tsunagu_partners.domain.webhooks import (
-    RETRY_SCHEDULE_S, outcome, retry_after_seconds, retry_delay, signed_headers,
+    RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
 from tsunagu_partners.handlers.registry import webhook_secret
 
@@ -160,7 +160,7 @@ class WebhookSender:
                 "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
                 "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
                 f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
-                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.body, d.attempts, "
+                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
                 "p.webhook_url, p.webhook_secret",
                 today, ConsentWithdrawn.type, partners, [self.in_flight[p] for p in partners],
                 self.policy.per_partner, min(room, 100), lease)
@@ -230,6 +230,7 @@ class WebhookSender:
         await append(conn, DeliveryFailed(
             case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=datetime.now(UTC),
             delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
-            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status))
+            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status,
+            event_type=row["event_type"], referral_id=referral_asked_of(row["body"], row["partner_id"])))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)

@@ -65,8 +65,7 @@ class TeamZama:
 
 @pytest.fixture
 async def team(service_process, auth_headers):
-    fast = {"TSUNAGU_PARTNERS_FIRST_RETRY_S": "0.2", "TSUNAGU_PARTNERS_MAX_ATTEMPTS": "3",
-            "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
+    fast = {"TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2, 0.2]", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}  # 3 attempts
     intake = await service_process("intake")
     referral, partners = await asyncio.gather(
         service_process("referral"),
@@ -145,6 +144,61 @@ async def test_failing_receivers_are_retried_or_dead_lettered_and_never_hold_up_
     assert disabled, "410 disables the endpoint"
     assert failures == dead == len(down) + sum(d["status"] == "dead" for d in gone), \
         "every dead letter is reported as DeliveryFailed"
+
+
+async def test_a_partner_that_cannot_be_reached_is_shown_unreachable_and_the_need_goes_to_the_next_candidate(team):
+    with socket_closed() as dead_url:
+        partner = await team.register("届かない団体", dead_url, ["no_food"])
+        await team.route("no_food", partner)  # the only candidate: the coordinator comes next
+        case = await team.consult(["no_food"], partner)
+
+        async def referrals():
+            response = await team.call(team.referral, "GET", f"/v1/cases/{case['case_id']}/referrals")
+            return response.json()["referrals"] if response.status_code == 200 else []
+
+        await eventually(referrals, until=lambda rs: len(rs) >= 2)
+        # Everything sent to the partner fails, the notice that the referral left it too; each
+        # failure reaches referral, and only the referral's own moves the need.
+        await eventually(lambda: team.deliveries(partner), until=lambda ds: all(d["status"] == "dead" for d in ds)
+                         and "tsunagu.referral.rerouted.v1" in {d["event_type"] for d in ds})
+        await eventually(lambda: failures_not_yet_applied(team), until=lambda missing: missing == 0)
+        on_the_case = await referrals()
+        queue = await team.call(team.referral, "GET", "/v1/referrals")
+        await mark_overdue(team, on_the_case[1]["referral_id"])  # as the timer does after 3 business days
+        queue_with_overdue = await team.call(team.referral, "GET", "/v1/referrals")
+
+    asked, next_one = on_the_case
+    assert asked["recipient"] == {"kind": "partner", "partner_id": partner["partner_id"]}
+    assert asked["status"] == "unreachable" and asked["status_label_ja"]
+    assert next_one["recipient"] == {"kind": "division", "division": "self_reliance"}, "the coordinator's fallback"
+    assert next_one["status"] == "requested" and next_one["need"] == "no_food"
+    assert len(on_the_case) == 2, "only the undelivered referral moved the need, and only once"
+    assert [r["referral_id"] for r in queue.json()][0] == asked["referral_id"]
+    assert [(r["referral_id"], r["overdue"]) for r in queue_with_overdue.json()] == [
+        (asked["referral_id"], False), (next_one["referral_id"], True)], "unreachable first, then overdue"
+
+
+async def failures_not_yet_applied(team) -> int:
+    """DeliveryFailed events partner-notification wrote that referral has not applied yet."""
+    partners = await asyncpg.connect(team.partners.database_url)
+    referral = await asyncpg.connect(team.referral.database_url)
+    try:
+        failed = await partners.fetch("SELECT event_id FROM outbox WHERE headers->>'ce_type' = "
+                                      "'tsunagu.partners.delivery-failed.v1'")
+        applied = await referral.fetchval("SELECT count(*) FROM applied_events WHERE event_id = ANY($1::uuid[])",
+                                          [r["event_id"] for r in failed])
+    finally:
+        await partners.close()
+        await referral.close()
+    return len(failed) - applied
+
+
+async def mark_overdue(team, referral_id: str) -> None:
+    conn = await asyncpg.connect(team.referral.database_url)
+    try:
+        await conn.execute("UPDATE referrals SET overdue_at = now() WHERE referral_id = $1", uuid.UUID(referral_id))
+    finally:
+        await conn.close()
 
 
 class socket_closed:

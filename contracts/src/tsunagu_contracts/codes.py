@@ -161,6 +161,7 @@ class RerouteReason(LabelledCode):
     OVERDUE = "overdue", "期限内に受理されなかったため"
     STAFF_DECISION = "staff_decision", "職員の判断"
     CONSENT_WITHDRAWN = "consent_withdrawn", "同意が撤回されたため"
+    PARTNER_UNREACHABLE = "partner_unreachable", "連携団体に通知が届かなかったため"
 
 
 class ContactMethod(LabelledCode):

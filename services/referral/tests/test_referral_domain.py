@@ -20,6 +20,7 @@ JST = ZoneInfo("Asia/Tokyo")
     (Status.CONTACT_MADE, Action.CONTACT, Status.CONTACT_MADE),
     (Status.CONTACT_MADE, Action.COMPLETE, Status.COMPLETED),
     (Status.ACCEPTED, Action.REROUTE, Status.REROUTED),
+    (Status.REQUESTED, Action.MARK_UNREACHABLE, Status.UNREACHABLE),
 ])
 def test_a_referral_moves_along_the_legal_transitions(status, action, after):
     assert next_status(status, action) is after
@@ -28,6 +29,8 @@ def test_a_referral_moves_along_the_legal_transitions(status, action, after):
 @pytest.mark.parametrize(("status", "action"), [
     (Status.REQUESTED, Action.COMPLETE), (Status.REQUESTED, Action.CONTACT), (Status.ACCEPTED, Action.ACCEPT),
     (Status.DECLINED, Action.ACCEPT), (Status.COMPLETED, Action.CONTACT), (Status.REROUTED, Action.ACCEPT),
+    (Status.ACCEPTED, Action.MARK_UNREACHABLE), (Status.UNREACHABLE, Action.ACCEPT),
+    (Status.UNREACHABLE, Action.MARK_UNREACHABLE),
 ])
 def test_any_other_move_is_illegal(status, action):
     with pytest.raises(IllegalTransition):
@@ -35,7 +38,7 @@ def test_any_other_move_is_illegal(status, action):
 
 
 def test_finished_referrals_are_not_active():
-    assert not any(s.active for s in (Status.DECLINED, Status.COMPLETED, Status.REROUTED))
+    assert not any(s.active for s in (Status.DECLINED, Status.COMPLETED, Status.REROUTED, Status.UNREACHABLE))
 
 
 def test_weekends_national_holidays_and_the_year_end_closure_are_not_business_days():

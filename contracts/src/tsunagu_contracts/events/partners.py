@@ -52,14 +52,21 @@ class PartnerResponded(Event):
 
 
 class DeliveryFailed(Event):
-    """An event could not be delivered to a partner after the last retry; it is in the dead letters."""
+    """An event could not be delivered to a partner after the last retry; it is in the dead letters.
+
+    When the event asked the partner to take a referral, `referral_id` names it: the referral
+    service then knows the partner never heard of it, and moves the need on.
+    """
 
     type: ClassVar[str] = "tsunagu.partners.delivery-failed.v1"
     producer: ClassVar[str] = "partner-notification"
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "delivery_id": "0192f0c1-7a2e-7cc3-9a41-000000500001", "partner_id": PARTNER,
         "event_id": "0192f0c1-7a2e-7cc3-9a41-000000600001", "channel": "webhook", "attempts": 8,
-        "last_status": 503}]})
+        "last_status": 503}, {
+        **example_base(), "delivery_id": "0192f0c1-7a2e-7cc3-9a41-000000500002", "partner_id": PARTNER,
+        "event_id": "0192f0c1-7a2e-7cc3-9a41-000000600002", "channel": "webhook", "attempts": 8,
+        "event_type": "tsunagu.referral.requested.v1", "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001"}]})
 
     delivery_id: UUID
     partner_id: UUID
@@ -67,3 +74,8 @@ class DeliveryFailed(Event):
     channel: DeliveryChannel
     attempts: int = Field(ge=1)
     last_status: int | None = Field(default=None, ge=100, le=599, description="Last HTTP status, if any answer came.")
+    event_type: str | None = Field(default=None, pattern=r"^tsunagu\.[a-z-]+\.[a-z-]+\.v\d+$",
+                                   description="`ce_type` of the event that was not delivered.")
+    referral_id: UUID | None = Field(default=None, description=(
+        "Set when the event asked this partner to take a referral (a ReferralRequested to it, or a "
+        "ReferralRerouted whose new recipient it is): that referral, which the partner never heard of."))

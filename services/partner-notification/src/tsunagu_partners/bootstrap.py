@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated
 
 from cryptography.fernet import Fernet, MultiFernet
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
 from tsunagu_partners.handlers.sweep import HeldSweeper
-from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender, check_lease
 from tsunagu_servicehost import Runtime, Service
 
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"
@@ -20,13 +23,29 @@ class PartnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TSUNAGU_PARTNERS_", extra="ignore")
 
     secret_keys: SecretStr = Field(default=SecretStr(""), description="Fernet keys for webhook secrets, newest first.")
-    max_attempts: int = Field(default=8, ge=1, le=30)
-    first_retry_s: float = Field(default=5.0, gt=0)
-    max_retry_s: float = Field(default=3600.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook request may take.")
+    retry_schedule_s: list[Annotated[float, Field(gt=0)]] = Field(
+        default=list(RETRY_SCHEDULE_S), min_length=1, max_length=30,
+        description="The wait after each failed attempt, in seconds (a JSON list); attempts = waits + 1.")
+    retry_scale: float = Field(default=1.0, gt=0, le=1, description="Shrinks every wait, for tests and drills.")
+    timeout_s: float = Field(default=10.0, gt=0, description="The deadline of one whole webhook request.")
+    lease_s: float = Field(default=30.0, gt=0, description="How long a claimed delivery stays one sender's; "
+                           "longer than timeout_s, so a slow send is never sent again while it runs.")
     per_partner_in_flight: int = Field(default=4, ge=1)
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
     held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
+
+    @model_validator(mode="after")
+    def _a_send_ends_before_its_lease(self) -> "PartnerSettings":
+        check_lease(self.timeout_s, self.lease_s)
+        return self
+
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(retry_schedule=tuple(w * self.retry_scale for w in self.retry_schedule_s),
+                              timeout_s=self.timeout_s, lease_s=self.lease_s, per_partner=self.per_partner_in_flight)
+
+
+RETIRED = {"TSUNAGU_PARTNERS_MAX_ATTEMPTS", "TSUNAGU_PARTNERS_FIRST_RETRY_S", "TSUNAGU_PARTNERS_MAX_RETRY_S"}
+"""Settings of the old doubling backoff: refused rather than silently ignored."""
 
 
 def cipher_from(settings: PartnerSettings) -> MultiFernet:
@@ -37,6 +56,10 @@ def cipher_from(settings: PartnerSettings) -> MultiFernet:
 
 
 def check_settings() -> None:
+    retired = sorted(RETIRED & set(os.environ))
+    if retired:
+        raise SystemExit(f"[tsunagu] error: {', '.join(retired)} no longer apply: the retry schedule is "
+                         "TSUNAGU_PARTNERS_RETRY_SCHEDULE_S (a JSON list of waits) and TSUNAGU_PARTNERS_RETRY_SCALE")
     try:
         cipher_from(PartnerSettings())
     except ValueError as exc:
@@ -45,9 +68,7 @@ def check_settings() -> None:
 
 def build_service() -> Service:
     settings = PartnerSettings()
-    policy = DeliveryPolicy(max_attempts=settings.max_attempts, first_retry_s=settings.first_retry_s,
-                            max_retry_s=settings.max_retry_s, timeout_s=settings.timeout_s,
-                            per_partner=settings.per_partner_in_flight)
+    policy = settings.delivery_policy()
 
     def routers(runtime: Runtime):
         return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url)

@@ -1,20 +1,23 @@
 """Standard Webhooks 1.0 delivery rules: the body, the signature headers, and the retry schedule.
 
 2xx is success; 410 disables the endpoint; anything else, a timeout or a refused connection is
-retried with exponential backoff and jitter, slowed by `Retry-After` when the receiver sends one,
-until the last attempt, after which the delivery is a dead letter.
+retried on a schedule that spans more than a day (a small partner's server may be down overnight,
+and a referral must still reach it), with jitter, slowed by `Retry-After` when the receiver sends
+one, until the last attempt, after which the delivery is a dead letter.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from uuid import UUID
 
 from standardwebhooks.webhooks import Webhook
 
-from tsunagu_contracts import Envelope
+from tsunagu_contracts import Envelope, ReferralRequested, ReferralRerouted
 
 
 def cloudevent_body(envelope: Envelope) -> str:
@@ -48,10 +51,44 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
         return None
 
 
-def backoff(attempt: int, first: float, ceiling: float) -> float:
-    """Exponential with full jitter on the upper half: attempt 1 waits ~first, then doubles."""
-    base = min(ceiling, first * 2 ** (attempt - 1))
-    return base / 2 + random.uniform(0, base / 2)
+RETRY_SCHEDULE_S: tuple[float, ...] = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+"""The wait after each failed attempt, as in the Standard Webhooks reference sender (Svix): the first
+attempt at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h: eight attempts over about 28 hours."""
+
+JITTER = 0.2
+"""Each wait is drawn within ±20% of its step, so deliveries that failed together do not return together."""
+
+RETRY_AFTER_CAP_S = 10 * 3600
+"""A receiver's `Retry-After` is honoured up to the schedule's longest step: one asking for a week
+would otherwise hold a referral for a week."""
+
+
+def retry_delay(attempt: int, schedule: Sequence[float], retry_after: float | None = None) -> float | None:
+    """Seconds to wait after failed attempt `attempt` (1 for the first); None when the schedule is spent.
+
+    A receiver's `Retry-After` (in real seconds, whatever the schedule) lengthens the wait, never
+    shortens it.
+    """
+    if attempt > len(schedule):
+        return None
+    delay = schedule[attempt - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
+    return delay
+
+
+def referral_asked_of(body: str, partner_id: UUID) -> UUID | None:
+    """The referral an undelivered event asked this partner to take, if it was one: a request to it,
+    or a referral rerouted to it. The referral service moves such a referral on (DeliveryFailed)."""
+    event = json.loads(body)
+    data = event["data"]
+    if event["type"] == ReferralRequested.type:
+        recipient, referral_id = data["recipient"], data["referral_id"]
+    elif event["type"] == ReferralRerouted.type:
+        recipient, referral_id = data["new_recipient"], data["new_referral_id"]
+    else:
+        return None
+    return UUID(referral_id) if recipient.get("partner_id") == str(partner_id) else None
 
 
 def outcome(status: int | None) -> str:

@@ -3,6 +3,10 @@
 Deliveries are claimed from the database with a lease (a process that dies mid-send leaves them to
 be claimed again when the lease ends). Each is sent in its own task; at most `per_partner` are in
 flight for one partner, so a slow or hanging receiver only ever waits on itself.
+
+A send has one deadline for all of it (connecting, sending, the answer), shorter than the lease:
+a receiver that answers a byte at a time defeats any per-read timeout, and were the send still
+running when the lease ended, the delivery would be claimed and sent again alongside it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
-from tsunagu_partners.domain.webhooks import backoff, outcome, retry_after_seconds, signed_headers
+from tsunagu_partners.domain.webhooks import (
+    RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
+)
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
@@ -38,15 +44,34 @@ DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
        "OR (d.status = 'sending' AND d.lease_until < now()))")
 
 
+LEASE_MARGIN_S = 2.0
+"""How much longer than a send's deadline its lease lasts at least: time to record the outcome."""
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    max_attempts: int = 8
-    first_retry_s: float = 5.0
-    max_retry_s: float = 3600.0
-    timeout_s: float = 10.0
+    retry_schedule: tuple[float, ...] = RETRY_SCHEDULE_S  # the wait after each failed attempt
+    timeout_s: float = 10.0  # the deadline of one whole send
+    lease_s: float = 30.0  # how long a claimed delivery stays this sender's
+    answer_cap: int = 4096  # bytes of a receiver's answer read (and thrown away), at most
     per_partner: int = 4
     in_flight: int = 64
     poll_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_lease(self.timeout_s, self.lease_s)
+        if not self.retry_schedule or min(self.retry_schedule) <= 0:
+            raise ValueError("the retry schedule needs at least one wait, each longer than 0 s")
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
+
+
+def check_lease(timeout_s: float, lease_s: float) -> None:
+    if lease_s < timeout_s + LEASE_MARGIN_S:
+        raise ValueError(f"the lease ({lease_s:g} s) must outlast a send's deadline ({timeout_s:g} s) by "
+                         f"{LEASE_MARGIN_S:g} s or more, or a slow send is claimed and sent again while it runs")
 
 
 class WebhookSender:
@@ -68,6 +93,7 @@ class WebhookSender:
                 await asyncio.sleep(self.policy.poll_s * 4)
 
     async def _run(self) -> None:
+        # Per-operation timeouts, within the deadline `send` sets on the whole request.
         timeout = httpx.Timeout(self.policy.timeout_s)
         listener = await self.pool.acquire()
         wake = lambda *_: self.wake.set()  # noqa: E731
@@ -110,7 +136,7 @@ class WebhookSender:
         if room <= 0:
             return []
         partners = [p for p, n in self.in_flight.items() if n > 0]
-        lease = self.policy.timeout_s * 2 + 5
+        lease = self.policy.lease_s
         today = japan_date(datetime.now(UTC))
         async with self.pool.acquire() as conn:
             withdrawn = await conn.execute(
@@ -134,7 +160,7 @@ class WebhookSender:
                 "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
                 "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
                 f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
-                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.body, d.attempts, "
+                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
                 "p.webhook_url, p.webhook_secret",
                 today, ConsentWithdrawn.type, partners, [self.in_flight[p] for p in partners],
                 self.policy.per_partner, min(room, 100), lease)
@@ -146,9 +172,11 @@ class WebhookSender:
             headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
                                      row["body"], now)
             try:
-                response = await client.post(row["webhook_url"], content=row["body"].encode(), headers=headers)
-                status = response.status_code
-                retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
+                async with asyncio.timeout(self.policy.timeout_s):
+                    status, retry_after_header = await self.post(client, row["webhook_url"], row["body"], headers)
+                retry_after = retry_after_seconds(retry_after_header, now)
+            except TimeoutError:
+                error = "TimeoutError"  # the deadline passed: whatever the answer began with, it is a failure
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             await self.record(row, status, retry_after, error)
@@ -157,6 +185,18 @@ class WebhookSender:
         finally:
             self.in_flight[row["partner_id"]] -= 1
             self.wake.set()
+
+    async def post(self, client: httpx.AsyncClient, url: str, body: str,
+                   headers: dict[str, str]) -> tuple[int, str | None]:
+        """The answer's status and `Retry-After`. Its body means nothing here: up to `answer_cap`
+        bytes are read and thrown away, so nothing a receiver sends can fill memory."""
+        async with client.stream("POST", url, content=body.encode(), headers=headers) as response:
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= self.policy.answer_cap:
+                    break  # the rest is left unread; the connection is closed, not reused
+            return response.status_code, response.headers.get("retry-after")
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
                      error: str | None) -> None:
@@ -170,11 +210,10 @@ class WebhookSender:
             if result == "gone":
                 await conn.execute("UPDATE partners SET webhook_disabled_at = now() WHERE partner_id = $1",
                                    row["partner_id"])
-            if result == "gone" or row["attempts"] >= self.policy.max_attempts:
+            delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
+            if delay is None:
                 await self.dead_letter(conn, row, status, error)
                 return
-            delay = max(backoff(row["attempts"], self.policy.first_retry_s, self.policy.max_retry_s),
-                        min(retry_after or 0.0, self.policy.max_retry_s))
             await conn.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, last_status = $3, last_error = $4 "
                 "WHERE delivery_id = $1 AND status = 'sending'",
@@ -191,6 +230,7 @@ class WebhookSender:
         await append(conn, DeliveryFailed(
             case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=datetime.now(UTC),
             delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
-            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status))
+            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status,
+            event_type=row["event_type"], referral_id=referral_asked_of(row["body"], row["partner_id"])))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)

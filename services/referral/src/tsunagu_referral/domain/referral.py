@@ -3,6 +3,7 @@
     requested ──accept──▶ accepted ──contact──▶ contact_made ──complete──▶ completed
         │                    │  └────────────complete──────────────────────▲
         ├──decline──▶ declined (then the next candidate is asked)
+        ├──mark_unreachable──▶ unreachable (the request never reached the partner; the next is asked)
         └──reroute──▶ rerouted   (also from accepted and contact_made)
 
 Any other move is illegal and changes nothing.
@@ -20,11 +21,13 @@ class Status(StrEnum):
     CONTACT_MADE = "contact_made"
     COMPLETED = "completed"
     REROUTED = "rerouted"
+    UNREACHABLE = "unreachable"
 
     @property
     def label_ja(self) -> str:
         return {"requested": "依頼中", "accepted": "受理", "declined": "辞退", "contact_made": "本人と接触",
-                "completed": "終了", "rerouted": "つなぎ直し"}[self.value]
+                "completed": "終了", "rerouted": "つなぎ直し",
+                "unreachable": "通知不達（連携団体に届かず）"}[self.value]
 
     @property
     def active(self) -> bool:
@@ -37,6 +40,7 @@ class Action(StrEnum):
     CONTACT = "contact"
     COMPLETE = "complete"
     REROUTE = "reroute"
+    MARK_UNREACHABLE = "mark_unreachable"
 
 
 ACTIVE = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.CONTACT_MADE})
@@ -45,6 +49,7 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     (Status.REQUESTED, Action.ACCEPT): Status.ACCEPTED,
     (Status.REQUESTED, Action.DECLINE): Status.DECLINED,
     (Status.REQUESTED, Action.REROUTE): Status.REROUTED,
+    (Status.REQUESTED, Action.MARK_UNREACHABLE): Status.UNREACHABLE,
     (Status.ACCEPTED, Action.CONTACT): Status.CONTACT_MADE,
     (Status.ACCEPTED, Action.COMPLETE): Status.COMPLETED,
     (Status.ACCEPTED, Action.REROUTE): Status.REROUTED,

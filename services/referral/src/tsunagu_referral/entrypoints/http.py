@@ -104,14 +104,17 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
                 "last_contact_at": sheet["last_contact_at"].isoformat() if sheet["last_contact_at"] else None,
                 "referrals": [view(r) for r in rows]}
 
-    @router.get("/referrals", summary="紹介の一覧（期限超過が先頭） (referrals, overdue first)",
+    @router.get("/referrals",
+                summary="紹介の一覧（通知不達、次に期限超過が先頭） (referrals, unreachable then overdue first)",
                 dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def referrals(status: Annotated[Status | None, Query()] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         async with runtime.db.acquire() as conn:
+            # The same order as the referrals_queue index (0003).
             rows = await conn.fetch(
                 "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) "
-                "ORDER BY (overdue_at IS NOT NULL) DESC, accept_by, requested_at LIMIT $2",
+                "ORDER BY (status = 'unreachable') DESC, (overdue_at IS NOT NULL) DESC, accept_by, requested_at "
+                "LIMIT $2",
                 status.value if status else None, limit)
         return [view(r) for r in rows]
 

@@ -173,7 +173,7 @@ async def act(conn: asyncpg.Connection, referral_id: UUID, action: Action, detai
         "WHERE referral_id = $1", referral_id, status.value, detail.reason and detail.reason.value,
         detail.method and detail.method.value, detail.outcome and detail.outcome.value, now)
 
-    if action in (Action.DECLINE, Action.REROUTE):
+    if action in (Action.DECLINE, Action.REROUTE, Action.MARK_UNREACHABLE):
         sheet = await _sheet(conn, row["case_id"])
         need = NeedCategory(row["need"])
         if action is Action.REROUTE:
@@ -181,7 +181,7 @@ async def act(conn: asyncpg.Connection, referral_id: UUID, action: Action, detai
             why = RerouteReason.STAFF_DECISION
         else:
             candidate = await next_candidate(conn, row["case_id"], need)
-            why = RerouteReason.DECLINED
+            why = RerouteReason.DECLINED if action is Action.DECLINE else RerouteReason.PARTNER_UNREACHABLE
         if candidate:
             requested = await request(conn, sheet, need, *candidate, Urgency(row["urgency"]), now=now, policy=policy)
             events += [ReferralRerouted(**base, new_referral_id=requested.referral_id,

@@ -1,0 +1,108 @@
+"""The webhook sender against receivers that misbehave, on a real PostgreSQL database and real
+loopback HTTP: one send never outlives the lease that lets it be claimed again."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet, MultiFernet
+
+from tsunagu_contracts import ConsentGranted, Envelope, ReferralRequested, uuid7
+from tsunagu_contracts.japan import JST
+from tsunagu_partners.domain.commands import RegisterPartner
+from tsunagu_partners.handlers.fan_out import on_consent_granted, on_referral_requested
+from tsunagu_partners.handlers.registry import register_partner
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
+from tsunagu_teststack import ServiceProcess
+from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.waiting import eventually
+
+pytestmark = pytest.mark.stack
+
+MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
+CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+
+
+@pytest.fixture
+async def database(infrastructure, scratch_database, tmp_path) -> str:
+    """A scratch database with partner-notification's own migrations applied."""
+    await ServiceProcess("partner-notification", kafka_bootstrap=infrastructure.kafka_bootstrap,
+                         database_url=scratch_database, log_dir=tmp_path).migrate()
+    return scratch_database
+
+
+async def a_referral_queued_for(conn: asyncpg.Connection, webhook_url: str) -> None:
+    """A partner with the person's consent, and a referral to it waiting in its deliveries."""
+    partner = await register_partner(conn, RegisterPartner(
+        name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
+        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
+        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    partner_id, case_id = UUID(partner["partner_id"]), uuid7()
+    consent = ConsentGranted(case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=uuid7(),
+                             person_ref=uuid7(), recipient={"kind": "partner", "partner_id": partner_id},
+                             purpose="referral", method="written")
+    example = ReferralRequested.model_json_schema()["examples"][0]
+    referral = ReferralRequested.model_validate({
+        **example, "case_id": str(case_id), "need": "no_food", "occurred_at": MORNING.isoformat(),
+        "recipient": {"kind": "partner", "partner_id": str(partner_id)}})
+    for handler, event in ((on_consent_granted, consent), (on_referral_requested, referral)):
+        async with conn.transaction():
+            await handler(conn, Envelope(data=event, id=uuid7(), source="/tsunagu/test"))
+
+
+async def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline_and_never_sent_twice_at_once(database):
+    # One byte every 0.1 s for 12 s: no read ever waits a whole second, so only a deadline on the
+    # whole request ends it. The send must end, and be recorded, before its lease lets it be claimed
+    # again.
+    dripping = Receiver(drip=0.1, drip_for=12)
+    policy = DeliveryPolicy(poll_s=0.05, timeout_s=1, lease_s=3, retry_schedule=(0.5,))  # two attempts
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    try:
+        async with ReceiverServer() as server:
+            async with pool.acquire() as conn:
+                await a_referral_queued_for(conn, server.add("dripping", dripping))
+            sender = asyncio.create_task(WebhookSender(pool, CIPHER, policy).run())
+            try:
+                delivery = await eventually(
+                    lambda: pool.fetchrow("SELECT status, attempts, last_error FROM deliveries"),
+                    until=lambda d: d["status"] not in ("pending", "sending"))
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+    finally:
+        await pool.close()
+
+    assert dripping.most_open == 1, "never two attempts at once"
+    assert delivery["status"] == "dead" and delivery["last_error"] == "TimeoutError", dict(delivery)
+    assert len(dripping.received) == delivery["attempts"] == 2, "each attempt is one request, each claim one attempt"
+
+
+async def test_only_the_start_of_an_answer_is_read_so_a_long_one_is_not_waited_for(database):
+    # The status came first; what follows is the receiver's business. Past `answer_cap` bytes the
+    # sender stops reading, long before this receiver would finish (60 s).
+    long_answer = Receiver(drip=0.1, drip_for=60)
+    policy = DeliveryPolicy(poll_s=0.05, timeout_s=5, lease_s=10, answer_cap=5)
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    try:
+        async with ReceiverServer() as server:
+            async with pool.acquire() as conn:
+                await a_referral_queued_for(conn, server.add("long", long_answer))
+            sender = asyncio.create_task(WebhookSender(pool, CIPHER, policy).run())
+            try:
+                delivery = await eventually(
+                    lambda: pool.fetchrow("SELECT status, attempts, last_status FROM deliveries"),
+                    until=lambda d: d["status"] not in ("pending", "sending"))
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+    finally:
+        await pool.close()
+
+    assert dict(delivery) == {"status": "delivered", "attempts": 1, "last_status": 200}
+    assert len(long_answer.received) == 1

@@ -87,7 +87,7 @@ class Loop:
             extra = {"TSUNAGU_TOPIC_NAMESPACE": self.namespace, **env.get(name.replace("-", "_"), {})}
             if name == "partner-notification":
                 extra |= {"TSUNAGU_PARTNERS_INTAKE_URL": self.services["intake"].url,
-                          "TSUNAGU_PARTNERS_FIRST_RETRY_S": "0.5", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
+                          "TSUNAGU_PARTNERS_RETRY_SCALE": "0.001", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
             service = ServiceProcess(name, kafka_bootstrap=self.kafka, database_url=await self.databases.create(name),
                                      log_dir=self.log_dir, extra_env=extra)
             await service.migrate()

@@ -4,7 +4,8 @@ The FastStream subscriber only decodes and calls a plain async handler. Each han
 database transaction that first records the event id in `applied_events`; a redelivered event
 finds its id there and changes nothing. The offset is committed after that transaction.
 
-- A record that cannot be decoded goes straight to the service's dead-letter topic.
+- A record that cannot be decoded, whatever its bytes, goes straight to the service's dead-letter
+  topic, as it was read.
 - A handler that raises is retried with exponential backoff and jitter, then dead-lettered; the
   partition moves on.
 - When the database or the broker itself is unreachable, nothing is dead-lettered: the record is
@@ -14,6 +15,7 @@ finds its id there and changes nothing. The offset is committed after that trans
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -26,11 +28,12 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
-from tsunagu_contracts import DecodeError, Envelope, Event, KafkaRecord, Topic, dead_letter_topic, decode
+from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
 from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS
-from tsunagu_servicehost.publishing import publish_record
 
 if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
+
     from tsunagu_servicehost.app import Runtime
 
 log = logging.getLogger("tsunagu.consumer")
@@ -54,6 +57,20 @@ async def raw_value(message: Any) -> bytes:
     return message.body
 
 
+async def readable_headers(record: "ConsumerRecord", parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
+    """FastStream's parser decodes every header value as UTF-8 before any handler runs; a record it
+    cannot decode is neither acknowledged nor sought back, so the next commit silently passes it
+    over. FastStream (logging, tracing) reads a copy with such bytes replaced; the handler decodes
+    the record as it arrived, and refuses it into the dead letters."""
+    try:
+        return await parse(record)
+    except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
+        headers = [(k, b"" if v is None else v.decode(errors="replace").encode()) for k, v in record.headers]
+        message = await parse(dataclasses.replace(record, headers=headers))
+        message.raw_message = record
+        return message
+
+
 class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
@@ -72,6 +89,7 @@ class EventConsumer:
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=readable_headers,
             # The value is decoded by the contracts, never by FastStream: a record that is not
             # JSON must reach `decode` and the dead letters, not fail before the handler.
             decoder=raw_value,
@@ -80,8 +98,8 @@ class EventConsumer:
     async def on_message(self, message: KafkaMessage) -> None:
         raw = message.raw_message
         try:
-            envelope = decode(raw.headers, message.body)
-        except DecodeError as exc:
+            envelope = decode(raw.headers, raw.value)
+        except Exception as exc:  # noqa: BLE001 - decoding touches nothing but the record: its fault, whatever it raises
             await self.dead_letter(raw, exc, attempts=1)
             return
         handler = self.handlers.get(type(envelope.data))
@@ -129,7 +147,7 @@ class EventConsumer:
     async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
         # The error names a type and a field, never the record's content.
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
-        headers = [(k, v) for k, v in (raw.headers or [])] + [
+        headers = list(raw.headers or []) + [
             ("x-dlq-error", reason.encode()),
             ("x-dlq-attempts", str(attempts).encode()),
             ("x-dlq-topic", raw.topic.encode()),
@@ -137,8 +155,7 @@ class EventConsumer:
             ("x-dlq-offset", str(raw.offset).encode()),
             ("x-dlq-consumer", self.name.encode()),
         ]
-        await publish_record(self.runtime.broker, self.dead_letters,
-                             KafkaRecord(key=raw.key or b"", value=raw.value or b"", headers=headers))
+        await self.runtime.dead_letters.write(self.dead_letters, raw.key, raw.value, headers)
         self.count("dead_lettered")
         log.warning("%s: record %s[%s]@%s dead-lettered after %d attempt(s): %s", self.name, raw.topic,
                     raw.partition, raw.offset, attempts, reason)

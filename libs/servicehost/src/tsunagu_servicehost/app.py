@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from fastapi import FastAPI
@@ -42,6 +42,8 @@ class Runtime:
     consumed: Counter | None = None
     """Events consumed, by topic and outcome: applied, duplicate (already applied), skipped, dead_lettered."""
     dead_letters: DeadLetterWriter | None = None
+    paused_consumers: dict[str, str] = field(default_factory=dict)
+    """Topic → why its consumer is paused (the database cannot apply records); /readyz reports them."""
 
     def topic(self, name: str) -> str:
         """The name a registry topic has on this deployment's broker."""

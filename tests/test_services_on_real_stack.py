@@ -21,7 +21,7 @@ async def test_each_service_is_ready_and_serves_health_metrics_and_openapi(servi
         openapi = await client.get("/openapi.json")
 
     assert readiness.status_code == 200, readiness.text
-    assert readiness.json() == {"status": "ready", "checks": {"kafka": "ok", "database": "ok"}}
+    assert readiness.json() == {"status": "ready", "checks": {"kafka": "ok", "database": "ok", "consumers": "ok"}}
     assert health.json() == {"status": "ok", "service": service}
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "faststream_published_messages_total" in metrics.text

@@ -86,6 +86,8 @@ def record_with(**changes):
     ({"ce_subject": str(uuid.uuid4())}, InvalidAttribute, "ce_subject"),
     ({"content-type": "text/plain"}, InvalidAttribute, "content-type"),
     ({"value": b"{not json"}, InvalidData, "data"),
+    ({"value": encode(an_event()).value.decode().encode("utf-16")}, InvalidData, "data"),
+    ({"value": b"[" * 100_000}, InvalidData, "data"),
     ({"ce_type": "tsunagu.referral.accepted.v1", "ce_dataschema": None}, InvalidData, "data.referral_id"),
     ({"ce_dataschema": "urn:tsunagu:contracts:schema:other.v1"}, InvalidAttribute, "ce_dataschema"),
 ])

@@ -5,7 +5,8 @@ case id, so records about one case stay in order. The W3C `traceparent` (and `tr
 beside them. Encoding and decoding live here and nowhere else.
 
 Decoding never returns a half-filled model: a record whose headers or value do not match its
-declared type raises a `DecodeError` naming the header or the data field at fault.
+declared type raises a `DecodeError` naming the header or the data field at fault, and no other
+exception, whatever bytes the record holds (a consumer dead-letters it on that promise).
 """
 
 from __future__ import annotations
@@ -119,14 +120,25 @@ def encode(event: Event, *, source: str | None = None, event_id: UUID | None = N
     )
 
 
+def _is_attribute(name: str) -> bool:
+    return name.startswith("ce_") or name == "content-type"
+
+
 def _text_headers(headers: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]) -> dict[str, str]:
+    """The headers decoding reads, as text. CloudEvents attributes must be UTF-8; a trace header that
+    is not is dropped (tracing is best effort); other headers are not this binding's business."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     out: dict[str, str] = {}
     for key, value in pairs:
         name = key.lower()
+        if value is None or not (_is_attribute(name) or name in TRACE_HEADERS):
+            continue  # a Kafka header may be null: an attribute without a value is absent
         try:
             out[name] = value.decode() if isinstance(value, bytes | bytearray) else str(value)
         except UnicodeDecodeError:
+            if name in TRACE_HEADERS:
+                out.pop(name, None)
+                continue
             raise InvalidAttribute(name, "header value is not UTF-8") from None
     return out
 
@@ -163,9 +175,12 @@ def decode(headers: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]
         raise InvalidAttribute("ce_dataschema", f"does not match {event_type.type}")
 
     try:
-        raw = json.loads(value)
+        # JSON between systems is UTF-8 (RFC 8259); json.loads alone would also guess UTF-16 and -32.
+        raw = json.loads(value.decode() if isinstance(value, bytes | bytearray) else value)
     except (TypeError, ValueError) as exc:
         raise InvalidData("data", f"record value is not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidData("data", "record value is nested too deeply") from None
     try:
         # Fields added later inside this version are ignored, so older consumers keep working;
         # producers build events with unknown fields refused.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from fastapi import FastAPI
@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxRelay
+from tsunagu_servicehost.deadletters import DeadLetterWriter
 from tsunagu_servicehost.errors import install_error_handlers
 from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.publishing import publish_record
@@ -40,6 +41,9 @@ class Runtime:
     relay: OutboxRelay | None = None
     consumed: Counter | None = None
     """Events consumed, by topic and outcome: applied, duplicate (already applied), skipped, dead_lettered."""
+    dead_letters: DeadLetterWriter | None = None
+    paused_consumers: dict[str, str] = field(default_factory=dict)
+    """Topic → why its consumer is paused (the database cannot apply records); /readyz reports them."""
 
     def topic(self, name: str) -> str:
         """The name a registry topic has on this deployment's broker."""
@@ -76,6 +80,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by topic and outcome",
                                ["topic", "outcome"], registry=registry)
+    runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
     if service.subscribe:
         service.subscribe(runtime)
 
@@ -85,6 +90,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
         runtime.pool = await asyncpg.create_pool(
             settings.database_url.get_secret_value(), min_size=0, max_size=settings.database_pool_size,
             timeout=settings.readiness_timeout_s, command_timeout=30)
+        await runtime.dead_letters.start()
         await runtime.broker.start()
         runtime.relay = OutboxRelay(
             runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record))
@@ -99,6 +105,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.broker.stop()
+            await runtime.dead_letters.stop()  # after the consumers, which may be writing one
             await runtime.pool.close()
             provider.shutdown()
             log.info("%s stopped", service.name)

@@ -4,16 +4,23 @@ The FastStream subscriber only decodes and calls a plain async handler. Each han
 database transaction that first records the event id in `applied_events`; a redelivered event
 finds its id there and changes nothing. The offset is committed after that transaction.
 
-- A record that cannot be decoded goes straight to the service's dead-letter topic.
-- A handler that raises is retried with exponential backoff and jitter, then dead-lettered; the
-  partition moves on.
-- When the database or the broker itself is unreachable, nothing is dead-lettered: the record is
-  not acknowledged, the consumer seeks back and tries again after a pause.
+Whose fault is a failure? The answer decides what happens to the record:
+
+- The record's: it cannot be decoded (whatever its bytes), or its handler fails for a reason of
+  its own (a bug, a constraint violation, a bad value, a statement too slow for its timeout). An
+  undecodable record goes straight to the service's dead-letter topic; a failing one is retried
+  with exponential backoff and jitter, then dead-lettered. The partition moves on.
+- The database's (errors.database_unavailable, anything that stops a transaction from starting or
+  the event id from being recorded, a timeout while the database does not answer): no record is
+  at fault, so none is dead-lettered. The consumer pauses, longer each time up to a cap, without
+  committing; the record is delivered again after each pause and applied once the database
+  answers. While paused, the service's /readyz answers 503 with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -23,15 +30,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaMessage
 
-from tsunagu_contracts import DecodeError, Envelope, Event, KafkaRecord, Topic, dead_letter_topic, decode
-from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS
-from tsunagu_servicehost.publishing import publish_record
+from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
+from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS, database_unavailable
+from tsunagu_servicehost.health import check_database
 
 if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
+
     from tsunagu_servicehost.app import Runtime
+
+__all__ = ["INFRASTRUCTURE_ERRORS", "DatabaseUnavailable", "EventConsumer", "Handler", "RetryPolicy"]
 
 log = logging.getLogger("tsunagu.consumer")
 
@@ -40,18 +53,37 @@ Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Retries of a record whose handler failed for a reason of its own."""
+
     attempts: int = 5
     first_delay: float = 0.2
     max_delay: float = 5.0
-    infrastructure_pause: float = 2.0
 
     def delay(self, attempt: int) -> float:
         base = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
         return base / 2 + random.uniform(0, base / 2)
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot apply any record now; the record in hand is not at fault."""
+
+
 async def raw_value(message: Any) -> bytes:
     return message.body
+
+
+async def readable_headers(record: "ConsumerRecord", parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
+    """FastStream's parser decodes every header value as UTF-8 before any handler runs; a record it
+    cannot decode is neither acknowledged nor sought back, so the next commit silently passes it
+    over. FastStream (logging, tracing) reads a copy with such bytes replaced; the handler decodes
+    the record as it arrived, and refuses it into the dead letters."""
+    try:
+        return await parse(record)
+    except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
+        headers = [(k, b"" if v is None else v.decode(errors="replace").encode()) for k, v in record.headers]
+        message = await parse(dataclasses.replace(record, headers=headers))
+        message.raw_message = record
+        return message
 
 
 class EventConsumer:
@@ -65,6 +97,8 @@ class EventConsumer:
         self.retry = retry
         self.name = runtime.service.name
         self.dead_letters = runtime.topic(dead_letter_topic(self.name).name)
+        self.pauses = 0
+        """Consecutive pauses for an unavailable database; 0 while it answers."""
 
     def subscribe(self) -> None:
         self.runtime.broker.subscriber(
@@ -72,6 +106,8 @@ class EventConsumer:
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=readable_headers,
+            listener=_ForgetPauseWhenRevoked(self),
             # The value is decoded by the contracts, never by FastStream: a record that is not
             # JSON must reach `decode` and the dead letters, not fail before the handler.
             decoder=raw_value,
@@ -80,8 +116,8 @@ class EventConsumer:
     async def on_message(self, message: KafkaMessage) -> None:
         raw = message.raw_message
         try:
-            envelope = decode(raw.headers, message.body)
-        except DecodeError as exc:
+            envelope = decode(raw.headers, raw.value)
+        except Exception as exc:  # noqa: BLE001 - decoding reads the record alone: whatever it raises, its fault
             await self.dead_letter(raw, exc, attempts=1)
             return
         handler = self.handlers.get(type(envelope.data))
@@ -97,39 +133,90 @@ class EventConsumer:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 applied = await self.apply_once(envelope, handler)
-                self.count("applied" if applied else "duplicate")
-                if self.runtime.settings.failpoint == "after-commit-before-ack":
-                    # Fault injection for the crash tests: die between the database commit and the
-                    # offset commit, the window exactly-once effects must survive.
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return
-            except INFRASTRUCTURE_ERRORS:
-                log.warning("%s: infrastructure unavailable applying %s; will retry the record",
-                            self.name, envelope.type)
-                await asyncio.sleep(self.retry.infrastructure_pause)
-                raise
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            except Exception as exc:  # noqa: BLE001 - sorted below: the database's fault or the record's
+                if reason := await self.unavailable(exc):
+                    await self.pause(envelope, reason)
+                    # Sought back: the record is delivered again, and nothing after it is committed.
+                    raise NackMessage() from exc
+                self.resume()
                 if attempt == self.retry.attempts:
                     await self.dead_letter(raw, exc, attempts=attempt)
                     return
                 log.info("%s: %s failed (attempt %d): %s", self.name, envelope.type, attempt, type(exc).__name__)
                 await asyncio.sleep(self.retry.delay(attempt))
+                continue
+            self.resume()
+            self.count("applied" if applied else "duplicate")
+            if self.runtime.settings.failpoint == "after-commit-before-ack":
+                # Fault injection for the crash tests: die between the database commit and the
+                # offset commit, the window exactly-once effects must survive.
+                os.kill(os.getpid(), signal.SIGKILL)
+            return
 
     async def apply_once(self, envelope: Envelope, handler: Handler) -> bool:
         """Run the handler in one transaction with the applied-event record; False if already applied."""
-        async with self.runtime.db.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                self.name, envelope.id)
-            if status == "INSERT 0 0":
-                return False
-            await handler(conn, envelope)
+        pool = self.runtime.db
+        try:
+            conn = await pool.acquire()
+        except Exception as exc:  # noqa: BLE001 - no statement has run: whatever stops it is the database's
+            raise DatabaseUnavailable(_reason(exc)) from exc
+        try:
+            async with conn.transaction():
+                try:
+                    status = await conn.execute(
+                        "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        self.name, envelope.id)
+                except Exception as exc:  # noqa: BLE001 - the same statement for every record: never its fault
+                    raise DatabaseUnavailable(_reason(exc)) from exc
+                if status == "INSERT 0 0":
+                    return False
+                await handler(conn, envelope)
+        finally:
+            await pool.release(conn)
         return True
+
+    async def unavailable(self, exc: Exception) -> str | None:
+        """Why the database cannot apply any record now, or None when the failure is the record's."""
+        if isinstance(exc, DatabaseUnavailable):
+            return str(exc)
+        if database_unavailable(exc):
+            return _reason(exc)
+        if isinstance(exc, TimeoutError):
+            # No answer in time: a database that is gone, or a statement too slow for the record.
+            # A database that answers now leaves the record at fault.
+            health = await check_database(self.runtime)
+            return None if health == "ok" else f"statement timed out; database {health}"
+        return None
+
+    def pause_length(self, pauses: int) -> float:
+        """The `pauses`-th pause in a row: doubling from the first, up to the cap."""
+        settings = self.runtime.settings
+        # The exponent is bounded: an outage of a night counts thousands of pauses, and 2.0 ** 1024 overflows.
+        return min(settings.consumer_pause_max_s, settings.consumer_pause_first_s * 2 ** min(pauses - 1, 64))
+
+    async def pause(self, envelope: Envelope, reason: str) -> None:
+        self.pauses += 1
+        pause = self.pause_length(self.pauses)
+        self.runtime.paused_consumers[self.runtime.topic(self.topic.name)] = reason
+        log.warning("%s: database unavailable applying %s (%s); pausing %.1fs, pause %d, nothing dead-lettered",
+                    self.name, envelope.type, reason, pause, self.pauses)
+        await asyncio.sleep(pause)
+
+    def resume(self) -> None:
+        """The database answered: no more pauses, and /readyz no longer names this consumer."""
+        if self.pauses:
+            log.warning("%s: the database answers again after %d pause(s); consuming %s", self.name,
+                        self.pauses, self.topic.name)
+        self.forget_pause()
+
+    def forget_pause(self) -> None:
+        self.pauses = 0
+        self.runtime.paused_consumers.pop(self.runtime.topic(self.topic.name), None)
 
     async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
         # The error names a type and a field, never the record's content.
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
-        headers = [(k, v) for k, v in (raw.headers or [])] + [
+        reason = _reason(error, limit=500)
+        headers = list(raw.headers or []) + [
             ("x-dlq-error", reason.encode()),
             ("x-dlq-attempts", str(attempts).encode()),
             ("x-dlq-topic", raw.topic.encode()),
@@ -137,8 +224,27 @@ class EventConsumer:
             ("x-dlq-offset", str(raw.offset).encode()),
             ("x-dlq-consumer", self.name.encode()),
         ]
-        await publish_record(self.runtime.broker, self.dead_letters,
-                             KafkaRecord(key=raw.key or b"", value=raw.value or b"", headers=headers))
+        await self.runtime.dead_letters.write(self.dead_letters, raw.key, raw.value, headers)
         self.count("dead_lettered")
         log.warning("%s: record %s[%s]@%s dead-lettered after %d attempt(s): %s", self.name, raw.topic,
                     raw.partition, raw.offset, attempts, reason)
+
+
+class _ForgetPauseWhenRevoked(ConsumerRebalanceListener):
+    """The record a paused consumer holds is no longer its own once its partitions are revoked (another
+    instance takes them over): no record will come back to clear the flag, so it is cleared here, and
+    set again if the record returns and still cannot be applied."""
+
+    def __init__(self, consumer: EventConsumer):
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.consumer.forget_pause()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
+
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:limit]

@@ -1,4 +1,5 @@
-"""Replaying a service's dead letters onto the topics they came from, once the cause is fixed.
+"""Dead letters: writing a record to its service's dead-letter topic exactly as it was read, and
+replaying them onto the topics they came from, once the cause is fixed.
 
 `python -m <service> replay-dead-letters` reads the service's dead-letter topic with a consumer
 group of its own, puts each record back on its original topic (same key, value and CloudEvents
@@ -17,6 +18,35 @@ from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
 
 DLQ_PREFIX = "x-dlq-"
+
+
+class DeadLetterWriter:
+    """Writes dead letters with their original key, value and header bytes.
+
+    Not through the FastStream broker: its publisher takes header values as text, and a record is
+    often dead-lettered precisely because a header is not UTF-8. The original `traceparent` travels
+    on unchanged, so the dead letter stays in its case's trace.
+    """
+
+    def __init__(self, bootstrap: list[str], client_id: str):
+        self.bootstrap, self.client_id = bootstrap, client_id
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                         enable_idempotence=True)
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def write(self, topic: str, key: bytes | None, value: bytes | None,
+                    headers: list[tuple[str, bytes | None]]) -> None:
+        if self.producer is None:
+            raise RuntimeError("the dead-letter writer is started with the application")
+        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
 
 
 async def replay(service: Service, settings: ServiceSettings, *, limit: int | None = None) -> int:

@@ -12,14 +12,38 @@ from fastapi.responses import JSONResponse
 
 log = logging.getLogger("tsunagu.servicehost")
 
-INFRASTRUCTURE_ERRORS = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
-                         asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                         asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
-                         asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.ConnectionFailureError)
-"""The database or the network to it is unavailable; nothing is wrong with the request or the event.
+_pg = asyncpg.exceptions
 
-A consumer keeps the record and tries it again; an HTTP request is answered 503 with Retry-After.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,                                     # refused, reset, unreachable: the way to the database
+    _pg.PostgresConnectionError,                 # SQLSTATE 08: the connection failed or was lost mid-statement
+    _pg.InvalidAuthorizationSpecificationError,  # 28: the database refuses the service's login
+    _pg.InsufficientResourcesError,              # 53: disk full, out of memory, too many connections
+    _pg.AdminShutdownError,                      # 57P01: the server is shutting down
+    _pg.CrashShutdownError,                      # 57P02: a server process crashed
+    _pg.CannotConnectNowError,                   # 57P03: starting up or in recovery
+    _pg.DatabaseDroppedError,                    # 57P04
+    _pg.IdleSessionTimeoutError,                 # 57P05: the server closed an idle session
+    _pg.ReadOnlySQLTransactionError,             # 25006: a standby, or a database switched to read-only
+    _pg.PostgresSystemError,                     # 58: I/O errors outside PostgreSQL
+)
+"""The database, or the way to it, cannot do any work now; nothing is wrong with the request or the event.
+
+Everything else is the work's own fault: a constraint violation, a bad value, a query cancelled by
+its statement timeout (57014), a bug. A consumer keeps the record and pauses; an HTTP request is
+answered 503 with Retry-After.
 """
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` by itself shows the database unavailable.
+
+    Not a `TimeoutError` (an `OSError` too): it says only that no answer came in time, from a
+    database that is gone or from a statement too slow for its record. A consumer asks the database
+    whether it answers to tell which (consumer.py).
+    """
+    return isinstance(exc, INFRASTRUCTURE_ERRORS) and not isinstance(exc, TimeoutError)
+
 
 RETRY_AFTER_S = 5
 
@@ -98,7 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
             "message_en": "The database is temporarily unavailable; nothing was stored. Please try again shortly.",
         })
 
-    for error in INFRASTRUCTURE_ERRORS:
+    # A request with no answer in time is answered the same way: its transaction was rolled back, and
+    # sending it again later is what the person should do, whichever side was slow.
+    for error in (*INFRASTRUCTURE_ERRORS, TimeoutError):
         app.add_exception_handler(error, unavailable)
 
 

@@ -46,6 +46,13 @@ async def check_kafka(runtime: "Runtime") -> str:
     return "ok" if ok else f"unreachable: no answer within {runtime.settings.readiness_timeout_s:g}s"
 
 
+def check_consumers(runtime: "Runtime") -> str:
+    """A consumer pauses while its database cannot apply records, even one that answers `SELECT 1`
+    (read-only after a fail-over, say); the flag it sets is the only place that shows."""
+    paused = dict(runtime.paused_consumers)
+    return "; ".join(f"{topic} paused: {reason}" for topic, reason in sorted(paused.items())) or "ok"
+
+
 def health_router(runtime: "Runtime") -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -57,7 +64,7 @@ def health_router(runtime: "Runtime") -> APIRouter:
                 responses={503: {"model": Readiness, "description": "A dependency is not usable."}})
     async def readyz() -> JSONResponse:
         kafka, database = await asyncio.gather(check_kafka(runtime), check_database(runtime))
-        checks = {"kafka": kafka, "database": database}
+        checks = {"kafka": kafka, "database": database, "consumers": check_consumers(runtime)}
         ready = all(v == "ok" for v in checks.values())
         body = Readiness(status="ready" if ready else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
     database_pool_size: int = Field(default=10, ge=1)
+    consumer_pause_first_s: float = Field(default=0.5, gt=0, description=(
+        "First pause of a consumer whose database is unavailable; each pause after it is twice as long."))
+    consumer_pause_max_s: float = Field(default=30.0, gt=0, description="Longest pause of such a consumer.")
     topic_namespace: str = Field(default="", pattern=r"^([a-z0-9-]+\.)?$", description=(
         "Prefix of every topic and consumer group, e.g. `test-1a2b.`; empty in production. Lets tests "
         "share one broker without seeing each other's records."))

@@ -1,0 +1,275 @@
+"""The consumer tells the database's faults from the record's: an outage pauses it and dead-letters
+nothing; a record's own fault is retried, then dead-lettered. Fakes stand in for the pool and Kafka."""
+
+from types import SimpleNamespace
+from uuid import UUID
+
+import asyncpg
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faststream.exceptions import NackMessage
+from faststream.kafka.message import KafkaMessage
+from faststream.kafka.parser import AioKafkaParser
+from prometheus_client import CollectorRegistry, Counter
+
+from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, encode
+from tsunagu_servicehost.app import Runtime
+from tsunagu_servicehost.consumer import EventConsumer, RetryPolicy, _ForgetPauseWhenRevoked, readable_headers
+from tsunagu_servicehost.errors import database_unavailable
+from tsunagu_servicehost.health import check_consumers
+from tsunagu_servicehost.settings import ServiceSettings
+
+pg = asyncpg.exceptions
+
+THE_DATABASES_FAULT = {
+    "connection refused": ConnectionRefusedError(111, "Connect call failed"),
+    "connection reset": ConnectionResetError(104, "Connection reset by peer"),
+    "connection lost mid-statement": pg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    "08001 cannot connect": pg.ClientCannotConnectError("could not connect"),
+    "08006 connection failure": pg.ConnectionFailureError("connection failure"),
+    "28P01 login refused": pg.InvalidPasswordError("password authentication failed"),
+    "25006 read-only transaction": pg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+    "53100 disk full": pg.DiskFullError("could not extend file"),
+    "53300 too many connections": pg.TooManyConnectionsError("sorry, too many clients already"),
+    "57P01 admin shutdown": pg.AdminShutdownError("terminating connection due to administrator command"),
+    "57P02 crash shutdown": pg.CrashShutdownError("terminating connection because of crash of another process"),
+    "57P03 cannot connect now": pg.CannotConnectNowError("the database system is starting up"),
+    "57P05 idle session timeout": pg.IdleSessionTimeoutError("terminating connection due to idle-session timeout"),
+    "58030 I/O error": pg.PostgresIOError("could not read block"),
+}
+THE_RECORDS_FAULT = {
+    "23505 unique violation": pg.UniqueViolationError("duplicate key value violates unique constraint"),
+    "23503 foreign key violation": pg.ForeignKeyViolationError("violates foreign key constraint"),
+    "22P02 bad value": pg.InvalidTextRepresentationError("invalid input syntax for type uuid"),
+    "57014 statement timeout": pg.QueryCanceledError("canceling statement due to statement timeout"),
+    "misuse of a connection": pg.InterfaceError("cannot perform operation: another operation is in progress"),
+    "a bug": KeyError("needs"),
+}
+
+
+@pytest.mark.parametrize("error", THE_DATABASES_FAULT.values(), ids=THE_DATABASES_FAULT.keys())
+def test_faults_of_the_database_are_infrastructure(error):
+    assert database_unavailable(error)
+
+
+@pytest.mark.parametrize("error", [*THE_RECORDS_FAULT.values(), TimeoutError()],
+                         ids=[*THE_RECORDS_FAULT.keys(), "timeout: asked of the database, not assumed"])
+def test_faults_of_the_record_are_not(error):
+    assert not database_unavailable(error)
+
+
+class FakeConnection:
+    def __init__(self, database: "FakeDatabase"):
+        self.database = database
+        self.inserted: set[UUID] = set()
+
+    def transaction(self):
+        return self
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.database.applied |= self.inserted
+        self.inserted = set()
+        return False
+
+    async def execute(self, sql, *args):
+        if self.database.down:
+            raise self.database.down
+        if args[1] in self.database.applied:
+            return "INSERT 0 0"
+        self.inserted.add(args[1])
+        return "INSERT 0 1"
+
+
+class FakeDatabase:
+    """A pool whose database is up, or down with a given error; it answers `SELECT 1` unless unreachable."""
+
+    def __init__(self):
+        self.down: Exception | None = None
+        self.unreachable = False
+        self.applied: set[UUID] = set()
+
+    async def acquire(self):
+        if self.unreachable:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return FakeConnection(self)
+
+    async def release(self, conn):
+        pass
+
+    async def fetchval(self, sql):
+        if self.unreachable:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return 1
+
+
+class FakeDeadLetters:
+    def __init__(self):
+        self.written: list[tuple] = []
+
+    async def write(self, topic, key, value, headers):
+        self.written.append((topic, key, value, headers))
+
+
+def a_runtime(database: FakeDatabase) -> Runtime:
+    settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/x",
+                               consumer_pause_first_s=0.001, consumer_pause_max_s=0.002)
+    runtime = Runtime(SimpleNamespace(name="referral"), settings, broker=None, registry=CollectorRegistry(),
+                      tracer_provider=None, pool=database, dead_letters=FakeDeadLetters())
+    runtime.consumed = Counter("consumed", "", ["topic", "outcome"], registry=runtime.registry)
+    return runtime
+
+
+def a_consumer(runtime: Runtime, handler) -> EventConsumer:
+    return EventConsumer(runtime, INTAKE_CASES, {ConsultationRegistered: handler},
+                         retry=RetryPolicy(attempts=3, first_delay=0.001, max_delay=0.001))
+
+
+def a_message(headers=None, value=None) -> SimpleNamespace:
+    event = ConsultationRegistered.model_validate(ConsultationRegistered.model_json_schema()["examples"][0])
+    record = encode(event)
+    raw = ConsumerRecord(topic="tsunagu.intake.cases.v1", partition=3, offset=7, timestamp=0, timestamp_type=0,
+                         key=record.key, value=record.value if value is None else value, checksum=None,
+                         serialized_key_size=0, serialized_value_size=0,
+                         headers=tuple(record.headers if headers is None else headers))
+    return SimpleNamespace(raw_message=raw, body=raw.value)
+
+
+async def applied(conn, envelope):
+    pass
+
+
+async def test_a_read_only_database_pauses_the_consumer_dead_letters_nothing_and_resumes_when_it_answers():
+    database = FakeDatabase()
+    database.down = pg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction")
+    runtime = a_runtime(database)
+    consumer = a_consumer(runtime, applied)
+    message = a_message()
+
+    for _ in range(10):  # more deliveries than the record's retries
+        with pytest.raises(NackMessage):
+            await consumer.on_message(message)
+        assert runtime.dead_letters.written == []
+        assert "ReadOnlySQLTransactionError" in check_consumers(runtime)
+
+    database.down = None
+    await consumer.on_message(message)
+
+    assert len(database.applied) == 1
+    assert check_consumers(runtime) == "ok"
+
+
+async def test_a_handler_that_loses_its_connection_pauses_the_consumer():
+    runtime = a_runtime(FakeDatabase())
+
+    async def connection_lost(conn, envelope):
+        raise pg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    with pytest.raises(NackMessage):
+        await a_consumer(runtime, connection_lost).on_message(a_message())
+    assert runtime.dead_letters.written == []
+    assert runtime.paused_consumers == {"tsunagu.intake.cases.v1": "ConnectionDoesNotExistError: connection was "
+                                                                   "closed in the middle of operation"}
+
+
+async def test_a_statement_that_times_out_while_the_database_answers_is_the_records_fault():
+    runtime = a_runtime(FakeDatabase())
+    calls = []
+
+    async def too_slow(conn, envelope):
+        calls.append(envelope.id)
+        raise TimeoutError  # asyncpg's command timeout
+
+    await a_consumer(runtime, too_slow).on_message(a_message())
+
+    assert len(calls) == 3, "retried"
+    [(topic, key, value, headers)] = runtime.dead_letters.written
+    assert dict(headers)["x-dlq-error"] == b"TimeoutError: "
+    assert check_consumers(runtime) == "ok"
+
+
+async def test_a_statement_that_times_out_while_the_database_does_not_answer_pauses():
+    database = FakeDatabase()
+    runtime = a_runtime(database)
+
+    async def cut_off(conn, envelope):
+        database.unreachable = True
+        raise TimeoutError
+
+    with pytest.raises(NackMessage):
+        await a_consumer(runtime, cut_off).on_message(a_message())
+    assert runtime.dead_letters.written == []
+    assert "statement timed out; database unreachable" in check_consumers(runtime)
+
+
+@pytest.mark.parametrize("error", THE_RECORDS_FAULT.values(), ids=THE_RECORDS_FAULT.keys())
+async def test_a_handler_failing_for_a_reason_of_its_own_is_retried_then_dead_lettered(error):
+    runtime = a_runtime(FakeDatabase())
+
+    async def failing(conn, envelope):
+        raise error
+
+    await a_consumer(runtime, failing).on_message(a_message())
+
+    [(topic, _, _, headers)] = runtime.dead_letters.written
+    assert topic == "tsunagu.dlq.referral.v1"
+    assert dict(headers)["x-dlq-attempts"] == b"3"
+
+
+async def test_a_failure_to_record_the_event_id_is_never_the_records_fault():
+    database = FakeDatabase()
+    database.down = pg.UndefinedTableError('relation "applied_events" does not exist')
+    runtime = a_runtime(database)
+
+    with pytest.raises(NackMessage):
+        await a_consumer(runtime, applied).on_message(a_message())
+    assert runtime.dead_letters.written == []
+
+
+def test_pauses_double_from_the_first_up_to_the_cap_however_long_the_outage():
+    runtime = a_runtime(FakeDatabase())
+    runtime.settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/x")
+    consumer = a_consumer(runtime, applied)
+
+    assert [consumer.pause_length(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert consumer.pause_length(100_000) == 30
+
+
+async def test_a_record_with_header_bytes_that_are_not_utf8_is_dead_lettered_byte_for_byte():
+    runtime = a_runtime(FakeDatabase())
+    headers = [(k, b"\xff\xfe" if k == "ce_type" else v) for k, v in a_message().raw_message.headers]
+    message = a_message(headers=headers)
+
+    await a_consumer(runtime, applied).on_message(message)
+
+    [(_, key, value, written)] = runtime.dead_letters.written
+    assert (key, value) == (message.raw_message.key, message.raw_message.value)
+    assert written[:len(headers)] == headers
+    assert dict(written)["x-dlq-error"] == b"InvalidAttribute: ce_type: header value is not UTF-8"
+
+
+async def test_faststream_reads_a_record_whose_headers_are_not_text_and_the_handler_gets_the_original():
+    parser = AioKafkaParser(KafkaMessage, None)
+    record = a_message(headers=[("ce_type", b"\xff\xfe"), ("x-null", None), ("traceparent", b"00-ab")]).raw_message
+
+    message = await readable_headers(record, parser.parse_message)
+
+    assert message.raw_message is record
+    assert message.headers["ce_type"] == "\ufffd\ufffd" and message.headers["x-null"] == ""
+
+
+async def test_a_paused_consumer_whose_partitions_are_revoked_no_longer_holds_the_service_unready():
+    database = FakeDatabase()
+    database.unreachable = True
+    runtime = a_runtime(database)
+    consumer = a_consumer(runtime, applied)
+    with pytest.raises(NackMessage):
+        await consumer.on_message(a_message())
+    assert check_consumers(runtime) != "ok"
+
+    await _ForgetPauseWhenRevoked(consumer).on_partitions_revoked(set())
+
+    assert check_consumers(runtime) == "ok" and consumer.pauses == 0

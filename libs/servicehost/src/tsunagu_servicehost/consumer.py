@@ -106,6 +106,12 @@ class EventConsumer:
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # A service's consumers share one group, so each that joins makes the others rejoin on
+            # their next heartbeat, and a member that died is noticed only when its session ends.
+            # A 1 s heartbeat and the broker's shortest session (6 s) make a start or a restart
+            # after SIGKILL take seconds instead of 10-17 s (measured with three consumers).
+            heartbeat_interval_ms=1000,
+            session_timeout_ms=6000,
             parser=readable_headers,
             listener=_ForgetPauseWhenRevoked(self),
             # The value is decoded by the contracts, never by FastStream: a record that is not

@@ -15,10 +15,10 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
-from tsunagu_outbox import OutboxRelay
+from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_servicehost.errors import install_error_handlers
 from tsunagu_servicehost.health import health_router
-from tsunagu_servicehost.publishing import publish_record
+from tsunagu_servicehost.publishing import publish_record, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
@@ -76,6 +76,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by topic and outcome",
                                ["topic", "outcome"], registry=registry)
+    outbox_metrics = OutboxMetrics(registry)
     if service.subscribe:
         service.subscribe(runtime)
 
@@ -87,7 +88,12 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             timeout=settings.readiness_timeout_s, command_timeout=30)
         await runtime.broker.start()
         runtime.relay = OutboxRelay(
-            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record))
+            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record),
+            policy=RelayPolicy(max_attempts=settings.outbox_max_attempts, first_retry_s=settings.outbox_first_retry_s,
+                               max_retry_s=settings.outbox_max_retry_s, parked_retry_s=settings.outbox_parked_retry_s,
+                               publish_timeout_s=settings.outbox_publish_timeout_s),
+            metrics=outbox_metrics, broker_up=lambda: runtime.broker.ping(timeout=settings.readiness_timeout_s),
+            topic_exists=lambda topic: topic_exists(runtime.broker, runtime.topic(topic)))
         tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
         tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
                   for start in service.on_start]

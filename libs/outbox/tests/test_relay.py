@@ -22,6 +22,10 @@ pytestmark = pytest.mark.stack
 POLICY = RelayPolicy(max_attempts=3, first_retry_s=0.05, max_retry_s=0.05, parked_retry_s=3600, publish_timeout_s=1)
 
 
+class NotEnoughReplicas(Exception):
+    retriable = True  # as the Kafka client marks errors that go away by themselves
+
+
 class Broker:
     """Takes records like Kafka, except those it was told to refuse."""
 
@@ -29,6 +33,7 @@ class Broker:
         self.published: list[tuple[str, str, int]] = []
         self.tries: dict[int, int] = {}
         self.refused: set[int] = set()
+        self.unsteady: set[int] = set()
         self.missing_topics: set[str] = set()
         self.down = False
 
@@ -41,6 +46,8 @@ class Broker:
             raise TimeoutError  # the client waits for metadata that never comes
         if n in self.refused:
             raise ValueError("MessageSizeTooLargeError: the message is 2000000 bytes")
+        if n in self.unsteady:
+            raise NotEnoughReplicas("the partition has too few in-sync replicas")
         self.published.append((topic, record.key.decode(), n))
 
     async def up(self) -> bool:
@@ -175,3 +182,16 @@ async def test_a_missing_topic_fails_its_rows_without_waiting_on_each(relay, poo
     assert broker.published == [("cases", "D", 4)]
     assert {n: a for n, a in (await attempts(pool)).items() if n < 4} == {1: (1, False), 2: (1, False),
                                                                            3: (1, False)}
+
+
+async def test_a_transient_failure_is_retried_in_its_lane_and_never_parks(relay, pool, broker):
+    broker.unsteady = {1}
+    await write(pool, ("cases", "A", 1), ("cases", "A", 2), ("cases", "B", 3))
+
+    await settle(relay, pool, rounds=12)
+    assert broker.tries[1] > POLICY.max_attempts and (await attempts(pool))[1][1] is False, "retried, not parked"
+    assert broker.published == [("cases", "B", 3)]
+
+    broker.unsteady.clear()
+    await settle(relay, pool, rounds=3)
+    assert broker.published[1:] == [("cases", "A", 1), ("cases", "A", 2)]

@@ -8,7 +8,10 @@ own lane wait for it. A parked row is tried again every `parked_retry_s`, or at 
 (`release_parked`, `python -m <service> replay-outbox`).
 
 A failure while the broker does not answer at all is an outage, not the row's fault: nothing is
-counted, and the relay starts over once the broker is back.
+counted, and the relay starts over once the broker is back. A failure the broker calls transient
+(a partition without its leader or enough replicas, an answer too slow) is retried with backoff in
+its lane but never parks the row: it would otherwise park every case whose partition sat on a
+broker that restarted.
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ FROM (SELECT o.parked_at, o.created_at,
                      AND p.published_at IS NULL AND p.parked_at IS NOT NULL) AS behind
       FROM outbox o WHERE o.published_at IS NULL) unpublished
 """
+
+
+def _transient(exc: BaseException) -> bool:
+    """A publish too slow, or an error the Kafka client marks retriable (`retriable = True`)."""
+    return isinstance(exc, TimeoutError) or bool(getattr(exc, "retriable", False))
 
 
 def _describe(exc: BaseException, policy: RelayPolicy) -> str:
@@ -193,7 +201,7 @@ class OutboxRelay:
                         missing.add(row["topic"])
                         await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
                     else:
-                        await self._failed(conn, row, _describe(exc, self.policy))
+                        await self._failed(conn, row, _describe(exc, self.policy), may_park=not _transient(exc))
                     continue
                 done.append(row["id"])
                 if row["parked_at"] is not None or row["attempts"]:
@@ -210,10 +218,11 @@ class OutboxRelay:
                     self.metrics.published.inc(len(done))
         return len(done)
 
-    async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str) -> None:
+    async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str, *,
+                      may_park: bool = True) -> None:
         """Count a failed attempt; after the last one the row is parked and tried only now and then."""
         attempts = row["attempts"] + 1
-        parks = attempts >= self.policy.max_attempts
+        parks = may_park and attempts >= self.policy.max_attempts
         retry_in = self.policy.parked_retry_s if parks else self.policy.backoff(attempts)
         await conn.execute(
             "UPDATE outbox SET attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4), "
@@ -228,9 +237,12 @@ class OutboxRelay:
                       *what, attempts, error, retry_in)
         elif parks:
             log.warning("parked outbox event %s (%s) to %s failed again: %s", *what, error)
-        else:
+        elif may_park:
             log.warning("outbox event %s (%s) to %s failed (attempt %d of %d), retrying in %gs: %s",
                         *what, attempts, self.policy.max_attempts, retry_in, error)
+        else:
+            log.warning("outbox event %s (%s) to %s failed (attempt %d, transient, so never parked), retrying in "
+                        "%gs: %s", *what, attempts, retry_in, error)
 
     async def _measure_now_and_then(self, conn: asyncpg.Connection) -> None:
         if time.monotonic() - self._measured_at >= 1.0:

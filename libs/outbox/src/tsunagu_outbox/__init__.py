@@ -1,12 +1,16 @@
 """Transactional outbox for Tsunagu services.
 
 A service writes its changes and the events they cause in one database transaction
-(`append`); the `OutboxRelay` publishes what was committed, in order, and marks it. A notification
-wakes the relay at once; a timed sweep picks up anything a lost notification left behind.
+(`append`); the `OutboxRelay` publishes what was committed, in order per topic and key, and marks
+it. A notification wakes the relay at once; a timed sweep picks up anything a lost notification
+left behind. A row the broker keeps refusing is parked after its attempts so the others move on;
+`release_parked` puts it back in line.
 """
 
-from tsunagu_outbox.relay import OutboxRelay
-from tsunagu_outbox.schema import SCHEMA_STATEMENTS
+from tsunagu_outbox.parking import parked, release_parked
+from tsunagu_outbox.relay import OutboxMetrics, OutboxRelay, RelayPolicy
+from tsunagu_outbox.schema import ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS
 from tsunagu_outbox.store import NOTIFY_CHANNEL, append
 
-__all__ = ["NOTIFY_CHANNEL", "SCHEMA_STATEMENTS", "OutboxRelay", "append"]
+__all__ = ["ATTEMPT_STATEMENTS", "NOTIFY_CHANNEL", "SCHEMA_STATEMENTS", "OutboxMetrics", "OutboxRelay",
+           "RelayPolicy", "append", "parked", "release_parked"]

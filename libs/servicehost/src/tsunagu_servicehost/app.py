@@ -15,11 +15,11 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
-from tsunagu_outbox import OutboxRelay
+from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_servicehost.deadletters import DeadLetterWriter
 from tsunagu_servicehost.errors import install_error_handlers
 from tsunagu_servicehost.health import health_router
-from tsunagu_servicehost.publishing import publish_record
+from tsunagu_servicehost.publishing import publish_record, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
@@ -81,6 +81,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by topic and outcome",
                                ["topic", "outcome"], registry=registry)
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
+    outbox_metrics = OutboxMetrics(registry)
     if service.subscribe:
         service.subscribe(runtime)
 
@@ -93,7 +94,12 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
         await runtime.dead_letters.start()
         await runtime.broker.start()
         runtime.relay = OutboxRelay(
-            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record))
+            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record),
+            policy=RelayPolicy(max_attempts=settings.outbox_max_attempts, first_retry_s=settings.outbox_first_retry_s,
+                               max_retry_s=settings.outbox_max_retry_s, parked_retry_s=settings.outbox_parked_retry_s,
+                               publish_timeout_s=settings.outbox_publish_timeout_s),
+            metrics=outbox_metrics, broker_up=lambda: runtime.broker.ping(timeout=settings.readiness_timeout_s),
+            topic_exists=lambda topic: topic_exists(runtime.broker, runtime.topic(topic)))
         tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
         tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
                   for start in service.on_start]

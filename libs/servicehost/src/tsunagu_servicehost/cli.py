@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -25,8 +26,11 @@ def _settings() -> ServiceSettings:
 
 def main(service: Service, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=service.title)
-    parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters"])
+    parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters", "replay-outbox"])
     parser.add_argument("--limit", type=int, default=None, help="replay-dead-letters: at most this many")
+    parser.add_argument("--event-id", type=UUID, action="append", dest="event_ids",
+                        help="replay-outbox: release only this parked event (repeatable); all by default")
+    parser.add_argument("--list", action="store_true", help="replay-outbox: list the parked rows, release nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service.name} %(levelname)s %(name)s %(message)s")
 
@@ -40,6 +44,10 @@ def main(service: Service, argv: list[str] | None = None) -> None:
         from tsunagu_servicehost.deadletters import replay_command
 
         replay_command(service, _settings(), args.limit)
+    elif args.command == "replay-outbox":
+        from tsunagu_servicehost.parked import release_command
+
+        release_command(service, _settings(), args.event_ids, args.list)
     elif args.command == "openapi":
         from tsunagu_servicehost.app import build_app
 

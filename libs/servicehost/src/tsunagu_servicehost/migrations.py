@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tsunagu_outbox import SCHEMA_STATEMENTS
+from tsunagu_outbox import ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS
 from tsunagu_servicehost.service import Service
 
 
@@ -61,6 +61,14 @@ def create_messaging_tables() -> None:
     from alembic import op
 
     for statement in SCHEMA_STATEMENTS:
+        op.execute(statement)
+
+
+def add_outbox_attempts() -> None:
+    """A later migration of every service: the outbox's attempt count, retry time and parking."""
+    from alembic import op
+
+    for statement in ATTEMPT_STATEMENTS:
         op.execute(statement)
 
 

@@ -21,3 +21,8 @@ async def publish_record(broker: KafkaBroker, topic: str, record: KafkaRecord) -
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+async def topic_exists(broker: KafkaBroker, topic: str) -> bool:
+    """Whether the broker has `topic`; asked only after a publish failed, to tell why."""
+    return topic in await broker.config.admin_client.list_topics()

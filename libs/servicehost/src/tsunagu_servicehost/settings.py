@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
         "share one broker without seeing each other's records."))
     failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
     auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")
+    outbox_max_attempts: int = Field(default=5, ge=1, le=50, description="Failed publishes of one outbox row "
+                                     "before it is parked and the relay moves on.")
+    outbox_first_retry_s: float = Field(default=2.0, gt=0, description="Wait after an outbox row's first failure; "
+                                        "doubled after each further one.")
+    outbox_max_retry_s: float = Field(default=60.0, gt=0)
+    outbox_parked_retry_s: float = Field(default=900.0, gt=0, description="How often a parked row is tried again.")
+    outbox_publish_timeout_s: float = Field(default=10.0, gt=0, description="How long one publish may take.")
 
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod

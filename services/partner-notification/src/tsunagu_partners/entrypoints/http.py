@@ -139,6 +139,10 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                  summary="紹介に回答する (a partner answers a referral addressed to it)",
                  dependencies=[Depends(partner_or())])
     async def post_response(partner_id: UUID, referral_id: UUID, command: RespondToReferral) -> dict:
+        """Answers follow the referral: accepted or declined first, then contact_made (again if need be) or
+        completed. An answer that does not fit where the referral stands (contact before acceptance, a second
+        acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
+        nowhere. Answers for one referral are applied in the order they were accepted."""
         async with runtime.db.acquire() as conn, conn.transaction():
             response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
         return {"response_id": str(response_id)}

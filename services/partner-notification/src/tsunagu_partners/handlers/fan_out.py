@@ -12,9 +12,8 @@ from datetime import date
 import asyncpg
 
 from tsunagu_contracts import (
-    ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted, decode, encode,
-    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
-    StatutoryBasisRecorded, uuid7,
+    decode, encode, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified,
+    ReferralRequested, StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.japan import japan_date
@@ -22,10 +21,7 @@ from tsunagu_outbox import append
 from tsunagu_partners.domain.routing import Wants, permits
 from tsunagu_partners.domain.webhooks import cloudevent_body
 from tsunagu_partners.handlers.held import case_locked
-
-
-REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
-                   ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
+from tsunagu_partners.handlers.referral_status import follow_referral
 
 
 async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event) -> list[asyncpg.Record]:
@@ -91,10 +87,7 @@ async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
 @case_locked
 async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e: Event = envelope.data
-    if hasattr(e, "referral_id") and type(e) in REFERRAL_STATUS:
-        await conn.execute("UPDATE partner_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1 "
-                           "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id,
-                           REFERRAL_STATUS[type(e)], e.occurred_at)
+    await follow_referral(conn, e)
     case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
     partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e)
     await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners})

@@ -1,4 +1,11 @@
-"""A partner's answer to a referral addressed to it becomes PartnerResponded, for the referral service."""
+"""A partner's answer to a referral addressed to it becomes PartnerResponded, for the referral service.
+
+Concurrency: the answer takes the referral's row lock (SELECT ... FOR UPDATE on partner_referrals)
+before checking it, and holds it to the commit. Two answers for one referral are checked and
+written one after the other, the second against the status the first left; their events get
+outbox ids in that order, and the relay publishes a case's records in id order (the record key is
+the case id), so referral applies them in the order they were accepted here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from tsunagu_contracts import PartnerResponded, uuid7
+from tsunagu_partners.domain.answers import AnswerRefused, status_after
 from tsunagu_partners.domain.commands import RespondToReferral
 from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.handlers.access import referral_for
@@ -18,6 +26,15 @@ from tsunagu_servicehost.errors import Refused
 
 async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
                   now: datetime) -> UUID:
+    """Check the answer against the referral, store it and publish it; refused answers change nothing."""
+    copy = await conn.fetchrow("SELECT status, case_closed_at IS NOT NULL AS case_closed FROM partner_referrals "
+                               "WHERE referral_id = $1 AND partner_id = $2 FOR UPDATE", referral_id, partner_id)
+    if copy is None:
+        raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
+    try:
+        status = status_after(copy["status"], cmd.response, case_closed=copy["case_closed"])
+    except AnswerRefused as refused:
+        raise Refused.conflict(refused.message_ja, refused.message_en) from None
     referral, _ = await referral_for(conn, partner_id, referral_id, today=japan_date(now),
                                      refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
                                      refused_en="the person's consent for this partner was withdrawn")
@@ -32,5 +49,8 @@ async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID,
         raise Refused.invalid("response", "回答の内容が回答の種類と合っていません。", message) from None
     await conn.execute("INSERT INTO responses (response_id, partner_id, referral_id, response, created_at) "
                        "VALUES ($1, $2, $3, $4, $5)", response_id, partner_id, referral_id, cmd.response.value, now)
+    # At once, in this transaction: the partner's next answer is checked against this one.
+    await conn.execute("UPDATE partner_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1",
+                       referral_id, status, now)
     await append(conn, event)
     return response_id

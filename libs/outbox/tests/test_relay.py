@@ -1,0 +1,197 @@
+"""The relay keeps order per topic and key, parks what the broker keeps refusing, and moves on.
+
+A real PostgreSQL database holds the outbox; the broker is one this test controls, so that it can
+refuse a record, lack a topic or be down on demand.
+"""
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tsunagu_contracts import KafkaRecord
+from tsunagu_outbox import (
+    ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS, OutboxMetrics, OutboxRelay, RelayPolicy, parked, release_parked,
+)
+from tsunagu_outbox.relay import BrokerUnavailable
+
+pytestmark = pytest.mark.stack
+POLICY = RelayPolicy(max_attempts=3, first_retry_s=0.05, max_retry_s=0.05, parked_retry_s=3600, publish_timeout_s=1)
+
+
+class NotEnoughReplicas(Exception):
+    retriable = True  # as the Kafka client marks errors that go away by themselves
+
+
+class Broker:
+    """Takes records like Kafka, except those it was told to refuse."""
+
+    def __init__(self):
+        self.published: list[tuple[str, str, int]] = []
+        self.tries: dict[int, int] = {}
+        self.refused: set[int] = set()
+        self.unsteady: set[int] = set()
+        self.missing_topics: set[str] = set()
+        self.down = False
+
+    async def publish(self, topic: str, record: KafkaRecord) -> None:
+        n = json.loads(record.value)["n"]
+        self.tries[n] = self.tries.get(n, 0) + 1
+        if self.down:
+            raise ConnectionError("connection refused")
+        if topic in self.missing_topics:
+            raise TimeoutError  # the client waits for metadata that never comes
+        if n in self.refused:
+            raise ValueError("MessageSizeTooLargeError: the message is 2000000 bytes")
+        if n in self.unsteady:
+            raise NotEnoughReplicas("the partition has too few in-sync replicas")
+        self.published.append((topic, record.key.decode(), n))
+
+    async def up(self) -> bool:
+        return not self.down
+
+    async def has(self, topic: str) -> bool:
+        return topic not in self.missing_topics
+
+
+@pytest.fixture
+async def pool(scratch_database):
+    pool = await asyncpg.create_pool(scratch_database, min_size=1, max_size=2)
+    async with pool.acquire() as conn:
+        for statement in SCHEMA_STATEMENTS + ATTEMPT_STATEMENTS:
+            await conn.execute(statement)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def relay(pool, broker, registry) -> OutboxRelay:
+    return OutboxRelay(pool, broker.publish, policy=POLICY, metrics=OutboxMetrics(registry), broker_up=broker.up,
+                       topic_exists=broker.has)
+
+
+async def write(pool, *rows: tuple[str, str, int]) -> None:
+    """Rows (topic, key, n) committed in one transaction, in this order."""
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO outbox (event_id, topic, record_key, headers, value) VALUES ($1, $2, $3, $4, $5)",
+            [(uuid.uuid4(), topic, key, json.dumps({"ce_type": "tsunagu.test.v1"}), json.dumps({"n": n}).encode())
+             for topic, key, n in rows])
+
+
+async def settle(relay: OutboxRelay, pool, rounds: int = 30) -> None:
+    """Drain as the relay's sweep would, long enough for every retry the policy allows before parking."""
+    for _ in range(rounds):
+        async with pool.acquire() as conn:
+            await relay.drain(conn)
+        await asyncio.sleep(0.06)
+    async with pool.acquire() as conn:
+        await relay.measure(conn)
+
+
+async def attempts(pool) -> dict[int, tuple[int, bool]]:
+    rows = await pool.fetch("SELECT value, attempts, parked_at IS NOT NULL AS parked FROM outbox")
+    return {json.loads(r["value"])["n"]: (r["attempts"], r["parked"]) for r in rows}
+
+
+async def test_a_refused_record_is_parked_after_its_attempts_and_only_its_own_lane_waits(
+        relay, pool, broker, registry):
+    broker.refused = {1}
+    await write(pool, ("cases", "A", 1), ("cases", "A", 2), ("cases", "B", 3), ("partner", "A", 4))
+
+    await settle(relay, pool)
+    await write(pool, ("cases", "A", 5))  # news of the stuck case, written after the parking
+    await settle(relay, pool, rounds=3)
+
+    assert broker.published == [("cases", "B", 3), ("partner", "A", 4)], "other keys, and other topics, move"
+    assert broker.tries[1] == 3, "bounded: three attempts, then parked"
+    assert (await attempts(pool))[1] == (3, True)
+    assert (await attempts(pool))[2] == (0, False) and 2 not in broker.tries, "behind it on its topic and key"
+    assert registry.get_sample_value("tsunagu_outbox_parked") == 1
+    assert registry.get_sample_value("tsunagu_outbox_held_behind_parked") == 2
+    assert registry.get_sample_value("tsunagu_outbox_backlog") == 0
+    assert registry.get_sample_value("tsunagu_outbox_publish_failures_total") == 3
+    async with pool.acquire() as conn:
+        listed = await parked(conn)
+    assert [(r["topic"], r["behind"], r["last_error"]) for r in listed] == [
+        ("cases", 2, "ValueError: MessageSizeTooLargeError: the message is 2000000 bytes")]
+
+    broker.refused.clear()  # the cause is fixed
+    async with pool.acquire() as conn:
+        released = await release_parked(conn)
+    await settle(relay, pool, rounds=2)
+
+    assert len(released) == 1
+    assert broker.published[2:] == [("cases", "A", 1), ("cases", "A", 2), ("cases", "A", 5)], "in order"
+    assert registry.get_sample_value("tsunagu_outbox_parked") == 0
+    assert registry.get_sample_value("tsunagu_outbox_held_behind_parked") == 0
+
+
+async def test_a_parked_record_is_tried_again_by_itself_after_a_while(pool, broker):
+    relay = OutboxRelay(pool, broker.publish, policy=RelayPolicy(
+        max_attempts=1, first_retry_s=0.05, parked_retry_s=0.2, publish_timeout_s=1), broker_up=broker.up)
+    broker.refused = {1}
+    await write(pool, ("cases", "A", 1), ("cases", "A", 2))
+    await settle(relay, pool, rounds=2)
+    assert (await attempts(pool))[1] == (1, True)
+
+    broker.refused.clear()
+    await settle(relay, pool, rounds=6)
+
+    assert broker.published == [("cases", "A", 1), ("cases", "A", 2)]
+    assert (await attempts(pool))[1][1] is False, "published, so no longer parked"
+
+
+async def test_an_outage_counts_against_no_record_and_publishes_nothing_out_of_order(relay, pool, broker):
+    await write(pool, ("cases", "A", 1), ("cases", "B", 2))
+    broker.down = True
+
+    async with pool.acquire() as conn:
+        with pytest.raises(BrokerUnavailable):
+            await relay.drain(conn)
+
+    assert await attempts(pool) == {1: (0, False), 2: (0, False)}
+    assert broker.tries == {1: 1}, "the relay stopped at the first failure"
+
+    broker.down = False
+    await settle(relay, pool, rounds=1)
+    assert broker.published == [("cases", "A", 1), ("cases", "B", 2)]
+
+
+async def test_a_missing_topic_fails_its_rows_without_waiting_on_each(relay, pool, broker):
+    broker.missing_topics = {"partner.gone"}
+    await write(pool, ("partner.gone", "A", 1), ("partner.gone", "B", 2), ("partner.gone", "C", 3), ("cases", "D", 4))
+
+    async with pool.acquire() as conn:
+        await relay.drain(conn)
+
+    assert broker.tries == {1: 1, 4: 1}, "one wait for the topic, not one per record"
+    assert broker.published == [("cases", "D", 4)]
+    assert {n: a for n, a in (await attempts(pool)).items() if n < 4} == {1: (1, False), 2: (1, False),
+                                                                           3: (1, False)}
+
+
+async def test_a_transient_failure_is_retried_in_its_lane_and_never_parks(relay, pool, broker):
+    broker.unsteady = {1}
+    await write(pool, ("cases", "A", 1), ("cases", "A", 2), ("cases", "B", 3))
+
+    await settle(relay, pool, rounds=12)
+    assert broker.tries[1] > POLICY.max_attempts and (await attempts(pool))[1][1] is False, "retried, not parked"
+    assert broker.published == [("cases", "B", 3)]
+
+    broker.unsteady.clear()
+    await settle(relay, pool, rounds=3)
+    assert broker.published[1:] == [("cases", "A", 1), ("cases", "A", 2)]

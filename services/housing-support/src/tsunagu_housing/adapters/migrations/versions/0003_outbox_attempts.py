@@ -1,0 +1,6 @@
+"""The outbox counts failed publishes per row and parks a row after its attempts (Revision ID: 0003)."""
+
+from tsunagu_servicehost.migrations import add_outbox_attempts as upgrade  # noqa: F401
+
+revision = "0003"
+down_revision = "0002"

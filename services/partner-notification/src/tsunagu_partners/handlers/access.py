@@ -10,19 +10,25 @@ import asyncpg
 from tsunagu_servicehost.errors import Refused
 
 ACTIVE = frozenset({"requested", "accepted", "contact_made"})
+CLOSED = "closed"
+"""A referral of a closed case (fan_out.on_case_closed): nothing more of it is answered or provided."""
 
 
 async def referral_for(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, *, today: date,
                        refused_ja: str, refused_en: str) -> tuple[asyncpg.Record, asyncpg.Record]:
     """The referral addressed to this partner, and the consent or statutory basis that lets it act.
 
-    Refuses with 404 when the referral is not addressed to the partner, 403 when nothing (or no
-    longer anything) lets it see the case.
+    Refuses with 404 when the referral is not addressed to the partner, 403 when the case is closed,
+    the referral has left the partner, or nothing (or no longer anything) lets it see the case.
     """
     referral = await conn.fetchrow("SELECT case_id, municipality_code, need, status FROM partner_referrals "
                                    "WHERE referral_id = $1 AND partner_id = $2", referral_id, partner_id)
     if referral is None:
         raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
+    if referral["status"] == CLOSED:
+        raise Refused(403, "この相談は終了したため、紹介への回答や本人情報の取得はできません。",
+                      "the case is closed: the partner no longer answers this referral or receives the person's "
+                      "details")
     if referral["status"] not in ACTIVE:
         raise Refused(403, "この紹介は終了しているか、他の紹介先に移っています。",
                       f"the referral is {referral['status']}: it is no longer with this partner")

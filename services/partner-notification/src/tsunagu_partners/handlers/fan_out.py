@@ -12,8 +12,8 @@ from datetime import date
 import asyncpg
 
 from tsunagu_contracts import (
-    ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted, decode, encode,
-    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
+    CaseClosed, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    ReferralRerouted, decode, encode, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
     StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
@@ -21,6 +21,7 @@ from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
 from tsunagu_partners.domain.routing import Wants, permits
 from tsunagu_partners.domain.webhooks import cloudevent_body
+from tsunagu_partners.handlers.access import ACTIVE, CLOSED
 from tsunagu_partners.handlers.held import case_locked
 
 
@@ -179,5 +180,25 @@ async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[Ref
     await fan_out(conn, envelope)
 
 
-__all__ = ["fan_out", "on_basis_recorded", "on_consent_granted", "on_consent_withdrawn",
-           "on_consultation", "on_need", "on_referral_requested"]
+@case_locked
+async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed]) -> None:
+    """A closed case ends what its partners may do: no answers, no more of the person's details.
+
+    Each active referral keeps the status it had, for the case's reopening. The referral service
+    changes no referral of a closed case, so nothing else moves a closed one meanwhile.
+    """
+    await conn.execute("UPDATE partner_referrals SET status = $2, status_before_close = status "
+                       "WHERE case_id = $1 AND status = ANY($3::text[])", envelope.data.case_id, CLOSED, list(ACTIVE))
+    await fan_out(conn, envelope)
+
+
+@case_locked
+async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
+    """The person came back: the referral service takes up the case's referrals where they were, so do we."""
+    await conn.execute("UPDATE partner_referrals SET status = status_before_close, status_before_close = NULL "
+                       "WHERE case_id = $1 AND status = $2", envelope.data.case_id, CLOSED)
+    await fan_out(conn, envelope)
+
+
+__all__ = ["fan_out", "on_basis_recorded", "on_case_closed", "on_case_reopened", "on_consent_granted",
+           "on_consent_withdrawn", "on_consultation", "on_need", "on_referral_requested"]

@@ -1,0 +1,108 @@
+"""What a partner may act on and receive: closed cases, consent purposes, the items each purpose needs.
+
+The handlers run on a migrated scratch database, each event in its own transaction as the
+consumers run them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet, MultiFernet
+
+from tsunagu_contracts import CaseClosed, CaseReopened, ConsentGranted, Envelope, ReferralRequested, uuid7
+from tsunagu_contracts.japan import JST
+from tsunagu_partners.domain.commands import RegisterPartner
+from tsunagu_partners.handlers.access import referral_for
+from tsunagu_partners.handlers.fan_out import (
+    fan_out, on_case_closed, on_case_reopened, on_consent_granted, on_referral_requested,
+)
+from tsunagu_partners.handlers.registry import register_partner
+from tsunagu_servicehost.errors import Refused
+from tsunagu_teststack import ServiceProcess
+
+pytestmark = pytest.mark.stack
+
+MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
+CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+
+
+@pytest.fixture
+async def conn(infrastructure, scratch_database, tmp_path):
+    """A connection to a scratch database with partner-notification's own migrations applied."""
+    await ServiceProcess("partner-notification", kafka_bootstrap=infrastructure.kafka_bootstrap,
+                         database_url=scratch_database, log_dir=tmp_path).migrate()
+    connection = await asyncpg.connect(scratch_database)
+    yield connection
+    await connection.close()
+
+
+async def a_partner(conn: asyncpg.Connection) -> UUID:
+    created = await register_partner(conn, RegisterPartner(
+        name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search"], areas=["142166"],
+        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url="http://127.0.0.1:9/unused"),
+        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    return UUID(created["partner_id"])
+
+
+async def handle(conn: asyncpg.Connection, handler, envelope: Envelope) -> None:
+    async with conn.transaction():
+        await handler(conn, envelope)
+
+
+def referral(case_id: UUID, partner_id: UUID, need: str = "no_food") -> Envelope[ReferralRequested]:
+    example = ReferralRequested.model_json_schema()["examples"][0]
+    return Envelope(data=ReferralRequested.model_validate({
+        **example, "case_id": str(case_id), "referral_id": str(uuid7()), "need": need,
+        "occurred_at": MORNING.isoformat(), "recipient": {"kind": "partner", "partner_id": str(partner_id)}}),
+        id=uuid7(), source="/tsunagu/referral")
+
+
+def consent(case_id: UUID, partner_id: UUID, purpose: str = "referral") -> Envelope[ConsentGranted]:
+    return Envelope(data=ConsentGranted(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=uuid7(), person_ref=uuid7(),
+        recipient={"kind": "partner", "partner_id": partner_id}, purpose=purpose, method="written"),
+        id=uuid7(), source="/tsunagu/intake")
+
+
+def case_event(event_type, case_id: UUID, **data) -> Envelope:
+    return Envelope(data=event_type(case_id=case_id, municipality_code="142166", occurred_at=MORNING, **data),
+                    id=uuid7(), source="/tsunagu/referral")
+
+
+async def may_act(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID) -> int:
+    """200 when the partner may act on the referral, else the status it is refused with."""
+    try:
+        await referral_for(conn, partner_id, referral_id, today=MORNING.date(), refused_ja="同意がありません。",
+                           refused_en="no consent")
+    except Refused as refused:
+        return refused.status
+    return 200
+
+
+async def test_closing_a_case_closes_its_active_referrals_and_reopening_gives_them_back(conn):
+    partner, case_id = await a_partner(conn), uuid7()
+    await handle(conn, on_consent_granted, consent(case_id, partner))
+    accepted, declined = referral(case_id, partner), referral(case_id, partner, need="housing")
+    for requested in (accepted, declined):
+        await handle(conn, on_referral_requested, requested)
+    await conn.execute("UPDATE partner_referrals SET status = 'accepted' WHERE referral_id = $1",
+                       accepted.data.referral_id)
+    await conn.execute("UPDATE partner_referrals SET status = 'declined' WHERE referral_id = $1",
+                       declined.data.referral_id)
+
+    await handle(conn, on_case_closed, case_event(CaseClosed, case_id, reason="resolved"))
+    closed = dict(await conn.fetch("SELECT referral_id, status FROM partner_referrals"))
+    while_closed = await may_act(conn, partner, accepted.data.referral_id)
+    await handle(conn, on_case_reopened, case_event(CaseReopened, case_id, consultation_id=uuid7()))
+    reopened = dict(await conn.fetch("SELECT referral_id, status FROM partner_referrals"))
+
+    assert closed == {accepted.data.referral_id: "closed", declined.data.referral_id: "declined"}
+    assert while_closed == 403
+    assert reopened == {accepted.data.referral_id: "accepted", declined.data.referral_id: "declined"}
+    assert await may_act(conn, partner, accepted.data.referral_id) == 200

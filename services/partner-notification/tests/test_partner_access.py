@@ -15,20 +15,28 @@ import asyncpg
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
 
-from tsunagu_contracts import CaseClosed, CaseReopened, ConsentGranted, Envelope, ReferralRequested, uuid7
+from prometheus_client import CollectorRegistry
+
+from tsunagu_contracts import (
+    CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, Envelope, ReferralAccepted, ReferralRequested,
+    StatutoryBasisRecorded, uuid7,
+)
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.access import referral_for
 from tsunagu_partners.handlers.fan_out import (
-    fan_out, on_case_closed, on_case_reopened, on_consent_granted, on_referral_requested,
+    fan_out, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
+    on_referral_requested,
 )
 from tsunagu_partners.handlers.registry import register_partner
+from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_servicehost.errors import Refused
 from tsunagu_teststack import ServiceProcess
 
 pytestmark = pytest.mark.stack
 
 MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
+REQUESTED, ACCEPTED = ReferralRequested.type, ReferralAccepted.type
 CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
 
 
@@ -44,7 +52,7 @@ async def conn(infrastructure, scratch_database, tmp_path):
 
 async def a_partner(conn: asyncpg.Connection) -> UUID:
     created = await register_partner(conn, RegisterPartner(
-        name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search"], areas=["142166"],
+        name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search", "work_trouble"], areas=["142166"],
         contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url="http://127.0.0.1:9/unused"),
         partner_id=uuid7(), cipher=CIPHER, now=MORNING)
     return UUID(created["partner_id"])
@@ -68,6 +76,13 @@ def consent(case_id: UUID, partner_id: UUID, purpose: str = "referral") -> Envel
         case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=uuid7(), person_ref=uuid7(),
         recipient={"kind": "partner", "partner_id": partner_id}, purpose=purpose, method="written"),
         id=uuid7(), source="/tsunagu/intake")
+
+
+def basis(case_id: UUID, partner_id: UUID, purpose: str) -> Envelope[StatutoryBasisRecorded]:
+    return Envelope(data=StatutoryBasisRecorded(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=uuid7(), person_ref=uuid7(),
+        basis="support_conference_sra_9", recipient={"kind": "partner", "partner_id": partner_id},
+        purpose=purpose, decided_on=MORNING.date()), id=uuid7(), source="/tsunagu/intake")
 
 
 def case_event(event_type, case_id: UUID, **data) -> Envelope:
@@ -106,3 +121,73 @@ async def test_closing_a_case_closes_its_active_referrals_and_reopening_gives_th
     assert while_closed == 403
     assert reopened == {accepted.data.referral_id: "accepted", declined.data.referral_id: "declined"}
     assert await may_act(conn, partner, accepted.data.referral_id) == 200
+
+
+@pytest.mark.parametrize(("need", "grant", "reaches"), [
+    ("no_food", "referral", True),
+    ("housing", "referral", True),
+    ("housing", "housing_support", True),
+    ("job_search", "employment_support", True),
+    ("work_trouble", "employment_support", True),
+    ("no_food", "check_in", False),
+    ("no_food", "housing_support", False),
+    ("no_food", "employment_support", False),
+    ("housing", "estate_clearance", False),
+    ("job_search", "housing_support", False),
+    ("no_food", "statutory basis for check_in", True),
+])
+async def test_a_referral_reaches_its_partner_under_a_consent_to_referral_or_to_its_needs_support(
+        conn, need, grant, reaches):
+    partner, case_id = await a_partner(conn), uuid7()
+    if grant.startswith("statutory"):
+        await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
+    else:
+        await handle(conn, on_consent_granted, consent(case_id, partner, grant))
+    requested = referral(case_id, partner, need)
+    await handle(conn, on_referral_requested, requested)
+    await handle(conn, fan_out, Envelope(data=ReferralAccepted(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, referral_id=requested.data.referral_id,
+        recipient=requested.data.recipient), id=uuid7(), source="/tsunagu/referral"))
+
+    delivered = {r["event_type"] for r in await conn.fetch("SELECT event_type FROM deliveries")}
+    held = await conn.fetchval("SELECT count(*) FROM held_events")
+    acts = await may_act(conn, partner, requested.data.referral_id)
+
+    if reaches:
+        assert (delivered, held, acts) == ({REQUESTED, ACCEPTED}, 0, 200)
+    else:
+        assert (delivered, held, acts) == (set(), 2, 403), f"a consent to {grant} is not one to a {need} referral"
+
+
+async def test_a_referral_held_under_a_consent_for_another_purpose_is_swept_out_only_by_a_fitting_one(
+        conn, scratch_database):
+    partner, case_id = await a_partner(conn), uuid7()
+    await handle(conn, on_consent_granted, consent(case_id, partner, "check_in"))
+    await handle(conn, on_referral_requested, referral(case_id, partner, "housing"))
+    held = await conn.fetchval("SELECT count(*) FROM held_events")
+    pool = await asyncpg.create_pool(scratch_database, min_size=1, max_size=2)
+    try:
+        sweeper = HeldSweeper(pool, CollectorRegistry())
+        under_check_in = await sweeper.sweep(today=MORNING.date())
+        # A consent that fits, recorded without releasing what was held (the sweep's reason to be).
+        await conn.execute("INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
+                           "VALUES ($1, $2, $3, $4, 'consent', 'housing_support')", uuid7(), case_id, partner,
+                           uuid7())
+        under_housing_support = await sweeper.sweep(today=MORNING.date())
+    finally:
+        await pool.close()
+
+    assert (held, under_check_in, under_housing_support) == (1, 0, 1)
+    assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE event_type = $1", REQUESTED) == 1
+
+
+async def test_the_partner_is_told_of_a_withdrawal_whatever_the_consent_was_for(conn):
+    partner, case_id = await a_partner(conn), uuid7()
+    granted = consent(case_id, partner, "check_in")
+    await handle(conn, on_consent_granted, granted)
+    g = granted.data
+    await handle(conn, on_consent_withdrawn, Envelope(data=ConsentWithdrawn(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=g.consent_id,
+        person_ref=g.person_ref, recipient=g.recipient, purpose=g.purpose), id=uuid7(), source="/tsunagu/intake"))
+
+    assert await conn.fetchval("SELECT event_type FROM deliveries") == ConsentWithdrawn.type

@@ -17,9 +17,10 @@ from tsunagu_contracts import (
     StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
+from tsunagu_contracts.events.referral import ReferralEvent
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
-from tsunagu_partners.domain.routing import Wants, permits
+from tsunagu_partners.domain.routing import Wants, permits, purposes_for
 from tsunagu_partners.domain.webhooks import cloudevent_body
 from tsunagu_partners.handlers.access import ACTIVE, CLOSED
 from tsunagu_partners.handlers.held import case_locked
@@ -29,8 +30,19 @@ REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", R
                    ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
 
 
-async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event) -> list[asyncpg.Record]:
-    """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves."""
+async def referral_need(conn: asyncpg.Connection, event: Event) -> str | None:
+    """The need a referral event is about: its own when it says, else its referral's as requested."""
+    if isinstance(event, ReferralRequested):
+        return event.need.value
+    if isinstance(event, ReferralEvent):
+        return await conn.fetchval("SELECT need FROM partner_referrals WHERE referral_id = $1", event.referral_id)
+    return None
+
+
+async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event,
+                               need: str | None = None) -> list[asyncpg.Record]:
+    """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
+    (for a referral event, one its referral's `need` serves)."""
     rows = await conn.fetch(
         "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
         "array_agg(DISTINCT g.purpose) FILTER (WHERE g.basis = 'consent') AS consented, "
@@ -38,7 +50,7 @@ async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, e
         "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
         "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
         "GROUP BY p.partner_id, s.partner_id", case_id, today)
-    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"])]
+    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
 async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope) -> None:
@@ -66,17 +78,20 @@ def addressed_elsewhere(event: Event, partner_id) -> bool:
 
 
 async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelope: Envelope,
-                                                allowed: set) -> None:
+                                                allowed: set, need: str | None = None) -> None:
     """Consent arrives on intake's topic, referrals on referral's: read by separate consumers, a
-    referral addressed to a partner can come first. It is held, and delivered when the consent is."""
+    referral addressed to a partner can come first. It is held, and delivered when the consent is,
+    a consent for one of the purposes it needs (kept with it for the sweep)."""
     e = envelope.data
+    purposes = purposes_for(e, need)
     for recipient in e.addressees():
         if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
             await conn.execute(
-                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id, envelope.id,
-                json.dumps({k: v.decode() for k, v in record.headers}), record.value)
+                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value, purposes) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id,
+                envelope.id, json.dumps({k: v.decode() for k, v in record.headers}), record.value,
+                None if purposes is None else sorted(p.value for p in purposes))
 
 
 async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
@@ -97,8 +112,9 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
                            "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id,
                            REFERRAL_STATUS[type(e)], e.occurred_at)
     case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
-    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e)
-    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners})
+    need = await referral_need(conn, e)
+    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e, need)
+    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners}, need)
     for partner in partners:
         if addressed_elsewhere(e, partner["partner_id"]):
             continue

@@ -189,7 +189,7 @@ async def test_consent_withdrawn_mid_flow_stops_notifications_answers_and_detail
 
     assert before.status_code == 200, before.text
     assert before.json()["person"]["name"] == "座間 花子"
-    assert provisions.json()[0]["items"] == ["name", "name_kana", "summary"]
+    assert provisions.json()[0]["items"] == ["name", "name_kana"], "what a referral needs and intake holds"
     assert provisions.json()[0]["basis"] == "consent" and provisions.json()[0]["person_ref"] == case["person_ref"]
     assert not food.of_type("tsunagu.intake.need-identified.v1")
     assert answer.status_code == 403 and "同意が撤回" in answer.json()["message_ja"]

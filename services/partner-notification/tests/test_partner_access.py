@@ -24,6 +24,7 @@ from tsunagu_contracts import (
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.access import referral_for
+from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.fan_out import (
     fan_out, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
     on_referral_requested,
@@ -191,3 +192,56 @@ async def test_the_partner_is_told_of_a_withdrawal_whatever_the_consent_was_for(
         person_ref=g.person_ref, recipient=g.recipient, purpose=g.purpose), id=uuid7(), source="/tsunagu/intake"))
 
     assert await conn.fetchval("SELECT event_type FROM deliveries") == ConsentWithdrawn.type
+
+
+PERSON = {"name": "相模 太郎", "name_kana": "さがみ たろう", "phone": "046-000-0000", "address": "座間市入谷西0-0-0",
+          "summary": {"needs": ["housing"], "primary_need": "housing", "urgency": "high",
+                      "notes": "家賃を3か月滞納していると話された。"}}
+
+
+@pytest.mark.parametrize(("need", "grant", "items"), [
+    ("no_food", "referral", ["name", "name_kana", "phone"]),
+    ("housing", "referral", ["name", "name_kana", "phone"]),
+    ("housing", "housing_support", ["name", "name_kana", "phone", "address"]),
+    ("job_search", "employment_support", ["name", "name_kana", "phone"]),
+    ("no_food", "statutory basis for check_in", ["name", "phone", "address"]),
+    ("no_food", "statutory basis for estate_clearance", ["name", "address"]),
+])
+async def test_a_partner_receives_and_the_provision_records_only_the_items_the_purpose_needs(
+        conn, need, grant, items):
+    partner, case_id, person_ref = await a_partner(conn), uuid7(), uuid7()
+    if grant.startswith("statutory"):
+        await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
+    else:
+        await handle(conn, on_consent_granted, consent(case_id, partner, grant))
+    requested = referral(case_id, partner, need)
+    await handle(conn, on_referral_requested, requested)
+
+    async def intake(asked_for: UUID) -> dict:
+        assert asked_for == case_id
+        return {"person_ref": str(person_ref), **PERSON}
+
+    async with conn.transaction():
+        provided = await provide(conn, partner, requested.data.referral_id, intake, now=MORNING)
+    recorded = await conn.fetchrow("SELECT person_ref, items, purpose FROM provisions")
+
+    assert provided["person"] == {"person_ref": str(person_ref), **{item: PERSON[item] for item in items}}
+    assert provided["provision"]["items"] == items
+    assert (recorded["person_ref"], recorded["items"]) == (person_ref, items), "exactly what was provided"
+    assert recorded["purpose"] == grant.rsplit(" ", 1)[-1]
+
+
+async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(conn):
+    partner, case_id = await a_partner(conn), uuid7()
+    await handle(conn, on_consent_granted, consent(case_id, partner, "referral"))
+    requested = referral(case_id, partner)
+    await handle(conn, on_referral_requested, requested)
+
+    async def intake(_case_id: UUID) -> dict:
+        return {"person_ref": str(uuid7()), **PERSON, "phone": None}
+
+    async with conn.transaction():
+        provided = await provide(conn, partner, requested.data.referral_id, intake, now=MORNING)
+
+    assert set(provided["person"]) == {"person_ref", "name", "name_kana"}
+    assert await conn.fetchval("SELECT items FROM provisions") == ["name", "name_kana"]

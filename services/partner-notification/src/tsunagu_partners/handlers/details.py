@@ -1,8 +1,8 @@
 """Details a partner fetches for a referral addressed to it, each fetch recorded as a provision.
 
-The person's name, contact and the sheet's summary never travel on topics or webhooks. A partner
-holding consent (or a recorded statutory basis) fetches them here; each provision is recorded
-with the recipient, the person, the items and the basis (個人情報保護法 art. 29).
+The person's name and contact never travel on topics or webhooks. A partner holding consent (or
+a recorded statutory basis) fetches here the items its purpose needs (domain.provision); each
+provision is recorded with the recipient, the person, the items and the basis (個人情報保護法 art. 29).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import asyncpg
 
 from tsunagu_contracts import uuid7
 from tsunagu_contracts.japan import japan_date
+from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.handlers.access import referral_for
-
-ITEMS = ("name", "name_kana", "phone", "address", "summary")
 
 FetchPerson = Callable[[UUID], Awaitable[dict]]
 
@@ -29,12 +28,13 @@ async def provide(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID,
                                          refused_en="no consent or statutory basis for this partner: "
                                                     "nothing is provided")
     person = await fetch_person(referral["case_id"])
-    items = [item for item in ITEMS if person.get(item)]
+    given = provided(person, grant["purpose"])
+    items = list(given)
     await conn.execute(
         "INSERT INTO provisions (provision_id, partner_id, person_ref, case_id, referral_id, items, basis, purpose, "
         "provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", uuid7(), partner_id, UUID(person["person_ref"]),
         referral["case_id"], referral_id, items, grant["basis"], grant["purpose"], now)
     return {"referral_id": str(referral_id), "case_id": str(referral["case_id"]), "need": referral["need"],
-            "person": {k: person.get(k) for k in ("person_ref", *ITEMS)},
+            "person": {"person_ref": person["person_ref"], **given},
             "provision": {"basis": grant["basis"], "purpose": grant["purpose"], "items": items,
                           "notice_ja": "この提供は記録されています（個人情報保護法第29条）。"}}

@@ -51,6 +51,13 @@ async def conn(infrastructure, scratch_database, tmp_path):
     await connection.close()
 
 
+@pytest.fixture
+async def pool(conn, scratch_database):
+    """The service's pool, as the HTTP routes use it; `conn` has migrated the database."""
+    async with asyncpg.create_pool(scratch_database, min_size=1, max_size=2) as created:
+        yield created
+
+
 async def a_partner(conn: asyncpg.Connection) -> UUID:
     created = await register_partner(conn, RegisterPartner(
         name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search", "work_trouble"], areas=["142166"],
@@ -208,7 +215,7 @@ PERSON = {"name": "相模 太郎", "name_kana": "さがみ たろう", "phone": 
     ("no_food", "statutory basis for estate_clearance", ["name", "address"]),
 ])
 async def test_a_partner_receives_and_the_provision_records_only_the_items_the_purpose_needs(
-        conn, need, grant, items):
+        conn, pool, need, grant, items):
     partner, case_id, person_ref = await a_partner(conn), uuid7(), uuid7()
     if grant.startswith("statutory"):
         await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
@@ -221,8 +228,7 @@ async def test_a_partner_receives_and_the_provision_records_only_the_items_the_p
         assert asked_for == case_id
         return {"person_ref": str(person_ref), **PERSON}
 
-    async with conn.transaction():
-        provided = await provide(conn, partner, requested.data.referral_id, intake, now=MORNING)
+    provided = await provide(pool, partner, requested.data.referral_id, intake, now=MORNING)
     recorded = await conn.fetchrow("SELECT person_ref, items, purpose FROM provisions")
 
     assert provided["person"] == {"person_ref": str(person_ref), **{item: PERSON[item] for item in items}}
@@ -231,7 +237,7 @@ async def test_a_partner_receives_and_the_provision_records_only_the_items_the_p
     assert recorded["purpose"] == grant.rsplit(" ", 1)[-1]
 
 
-async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(conn):
+async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(conn, pool):
     partner, case_id = await a_partner(conn), uuid7()
     await handle(conn, on_consent_granted, consent(case_id, partner, "referral"))
     requested = referral(case_id, partner)
@@ -240,8 +246,7 @@ async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(con
     async def intake(_case_id: UUID) -> dict:
         return {"person_ref": str(uuid7()), **PERSON, "phone": None}
 
-    async with conn.transaction():
-        provided = await provide(conn, partner, requested.data.referral_id, intake, now=MORNING)
+    provided = await provide(pool, partner, requested.data.referral_id, intake, now=MORNING)
 
     assert set(provided["person"]) == {"person_ref", "name", "name_kana"}
     assert await conn.fetchval("SELECT items FROM provisions") == ["name", "name_kana"]

@@ -26,6 +26,7 @@ class PartnerSettings(BaseSettings):
     timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook request may take.")
     per_partner_in_flight: int = Field(default=4, ge=1)
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
+    intake_timeout_s: float = Field(default=10.0, gt=0, description="How long a detail fetch waits for intake.")
     held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
 
 
@@ -50,7 +51,8 @@ def build_service() -> Service:
                             per_partner=settings.per_partner_in_flight)
 
     def routers(runtime: Runtime):
-        return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url)
+        return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url,
+                                 intake_timeout_s=settings.intake_timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, cipher_from(settings), policy).run()

@@ -28,7 +28,8 @@ _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a 
 SESSION_SECONDS = 3600
 
 
-def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> list[APIRouter]:
+def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
+                 intake_timeout_s: float = 10.0) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
 
     async def fetch_person(case_id: UUID) -> dict:
@@ -36,7 +37,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
         token = issue_token(runtime.settings.auth_secret.get_secret_value(), "service:partner-notification",
                             Role.SERVICE, ttl_seconds=60)
         try:
-            async with httpx.AsyncClient(base_url=intake_url, timeout=10) as client:
+            async with httpx.AsyncClient(base_url=intake_url, timeout=intake_timeout_s) as client:
                 response = await client.get(f"/internal/v1/cases/{case_id}/person",
                                             headers={"Authorization": f"Bearer {token}"})
                 response.raise_for_status()
@@ -147,8 +148,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                 summary="紹介の本人情報を取得する (fetch details; each fetch is recorded as a provision)",
                 dependencies=[Depends(partner_or())])
     async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            return await provide(conn, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
+        # The pool, not a connection: none is held while intake answers (handlers/details.py).
+        return await provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
 
     @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])

@@ -250,3 +250,18 @@ async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(con
 
     assert set(provided["person"]) == {"person_ref", "name", "name_kana"}
     assert await conn.fetchval("SELECT items FROM provisions") == ["name", "name_kana"]
+
+
+async def test_withdrawing_the_consent_to_referral_withdraws_its_pending_notices_despite_a_check_in_consent(conn):
+    partner, case_id = await a_partner(conn), uuid7()
+    to_referral, to_check_ins = consent(case_id, partner, "referral"), consent(case_id, partner, "check_in")
+    for granted in (to_referral, to_check_ins):
+        await handle(conn, on_consent_granted, granted)
+    await handle(conn, on_referral_requested, referral(case_id, partner))
+    g = to_referral.data
+    await handle(conn, on_consent_withdrawn, Envelope(data=ConsentWithdrawn(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=g.consent_id,
+        person_ref=g.person_ref, recipient=g.recipient, purpose=g.purpose), id=uuid7(), source="/tsunagu/intake"))
+
+    assert dict(await conn.fetch("SELECT event_type, status FROM deliveries")) == {
+        REQUESTED: "withdrawn", ConsentWithdrawn.type: "pending"}, "a consent to check-ins is not one to referrals"

@@ -107,13 +107,15 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
-            # Only while the partner may still see the case: a withdrawn consent is not undone by hand.
+            # Only while the partner may still see the case, under a consent for a purpose the event needs
+            # (fan_out.deliver): a withdrawn consent is not undone by hand.
             updated = await conn.execute(
                 "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
                 "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
                 "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
                 "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
-                "AND (g.valid_until IS NULL OR g.valid_until >= $3)))",
+                "AND (g.valid_until IS NULL OR g.valid_until >= $3) "
+                "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))",
                 delivery_id, partner_id, japan_date(datetime.now(UTC)))
         if updated == "UPDATE 0":
             raise Refused.conflict("この配信は再配信できません（配信中、同意の撤回後、または取消済み）。",

@@ -53,21 +53,31 @@ async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, e
     return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
-async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope) -> None:
-    """Queue one event for one partner, once: a redelivered event finds its delivery already there."""
+async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope,
+                  need: str | None = None) -> None:
+    """Queue one event for one partner, once: a redelivered event finds its delivery already there.
+
+    The delivery keeps the consent purposes the event needs (for a referral's event, those its
+    `need` serves), so that a withdrawal leaves it pending only while a consent for one remains."""
     e = envelope.data
     if partner["webhook_url"]:
+        purposes = purposes_for(e, need)
         await conn.execute(
             "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now()) "
+            "next_attempt_at, created_at, purposes) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7) "
             "ON CONFLICT (partner_id, event_id) DO NOTHING",
-            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope))
+            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope),
+            _values(purposes))
         await conn.execute("SELECT pg_notify('tsunagu_deliveries', '')")  # wakes the sender on commit
     if partner["kafka_topic"]:
         exists = await conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2", envelope.id,
                                      partner["kafka_topic"])
         if not exists:
             await append(conn, e, source=envelope.source, topic=partner["kafka_topic"], event_id=envelope.id)
+
+
+def _values(purposes) -> list[str] | None:
+    return None if purposes is None else sorted(p.value for p in purposes)
 
 
 def addressed_elsewhere(event: Event, partner_id) -> bool:
@@ -83,15 +93,14 @@ async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelop
     referral addressed to a partner can come first. It is held, and delivered when the consent is,
     a consent for one of the purposes it needs (kept with it for the sweep)."""
     e = envelope.data
-    purposes = purposes_for(e, need)
+    purposes = _values(purposes_for(e, need))
     for recipient in e.addressees():
         if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
             await conn.execute(
                 "INSERT INTO held_events (case_id, partner_id, event_id, headers, value, purposes) "
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id,
-                envelope.id, json.dumps({k: v.decode() for k, v in record.headers}), record.value,
-                None if purposes is None else sorted(p.value for p in purposes))
+                envelope.id, json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
 
 
 async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
@@ -121,7 +130,7 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
         wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
                       frozenset(partner["areas"]))
         if wants.matches(e, case_needs):
-            await deliver(conn, partner, envelope)
+            await deliver(conn, partner, envelope, need)
 
 
 @case_locked
@@ -175,14 +184,18 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
                                   e.recipient.partner_id)
     if partner is not None:
         await deliver(conn, partner, envelope)
-    still_allowed = await conn.fetchval(
-        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
-        "AND (valid_until IS NULL OR valid_until >= $3)", e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
-    if not still_allowed:
-        # Deliveries not yet made are withdrawn with the consent.
+    remaining = await conn.fetchrow(
+        "SELECT coalesce(array_agg(DISTINCT purpose) FILTER (WHERE basis = 'consent'), '{}') AS consented, "
+        "coalesce(bool_or(basis <> 'consent'), false) AS statutory FROM permissions WHERE case_id = $1 "
+        "AND partner_id = $2 AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until >= $3)",
+        e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
+    if not remaining["statutory"]:
+        # Deliveries not yet made are withdrawn with the consent, unless a consent that remains is
+        # for a purpose they need (one for any purpose, when they need none in particular).
         await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
-                           "AND status IN ('pending', 'sending') AND event_id <> $3",
-                           e.case_id, e.recipient.partner_id, envelope.id)
+                           "AND status IN ('pending', 'sending') AND event_id <> $3 "
+                           "AND NOT coalesce(purposes && $4::text[], cardinality($4::text[]) > 0)",
+                           e.case_id, e.recipient.partner_id, envelope.id, remaining["consented"])
 
 
 @case_locked

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tsunagu_contracts import (
-    INTAKE_CASES, REFERRALS, TENANCIES, CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, NeedIdentified,
-    ReferralRequested, StatutoryBasisRecorded,
+    INTAKE_CASES, REFERRALS, TENANCIES, CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn,
+    ConsultationRegistered, NeedIdentified, ReferralRequested, StatutoryBasisRecorded,
 )
 from tsunagu_partners.handlers import fan_out as f
 from tsunagu_servicehost import Runtime

@@ -12,9 +12,9 @@ from datetime import date
 import asyncpg
 
 from tsunagu_contracts import (
-    CaseClosed, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
-    ReferralRerouted, decode, encode, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified, ReferralRequested,
-    StatutoryBasisRecorded, uuid7,
+    CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event,
+    NeedIdentified, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRequested,
+    ReferralRerouted, StatutoryBasisRecorded, decode, encode, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.events.referral import ReferralEvent

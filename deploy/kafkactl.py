@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proc import (  # noqa: E402
-    CACHE, DEPLOY, VAR, StepFailed, main_guard, pid_alive, port_open, read_pid, run, say,
+    CACHE, DEPLOY, VAR, StepFailed, main_guard, port_open, read_pid, run, say,
     spawn_detached, stack, terminate, wait_until,
 )
 

@@ -6,7 +6,7 @@ broker and database; the partner (a 居住支援法人 on the council) is a real
 """
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest

@@ -243,7 +243,7 @@ async def test_consent_withdrawn_mid_flow_stops_notifications_answers_and_detail
 
     assert before.status_code == 200, before.text
     assert before.json()["person"]["name"] == "座間 花子"
-    assert provisions.json()[0]["items"] == ["name", "name_kana", "summary"]
+    assert provisions.json()[0]["items"] == ["name", "name_kana"], "what a referral needs and intake holds"
     assert provisions.json()[0]["basis"] == "consent" and provisions.json()[0]["person_ref"] == case["person_ref"]
     assert not food.of_type("tsunagu.intake.need-identified.v1")
     assert answer.status_code == 403 and "同意が撤回" in answer.json()["message_ja"]
@@ -412,3 +412,33 @@ async def test_a_referral_that_arrives_before_its_consent_is_held_and_delivered_
 
     assert delivered[0].event["data"]["referral_id"] == str(referral.referral_id)
     assert await held() == 0
+
+
+async def test_a_closed_case_ends_the_partners_answers_and_detail_fetches(team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        await team.route("no_food", food_bank)
+        case = await team.consult(["no_food"], food_bank)
+        referral_id = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)),
+                                        until=bool))[0].event["data"]["referral_id"]
+        details = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}"
+        while_open = await team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"])
+
+        closed = await team.call(team.referral, "POST", f"/v1/cases/{case['case_id']}/closure",
+                                 json={"reason": "resolved"})
+        assert closed.status_code == 204, closed.text
+        # The notice is queued in the transaction that closes the partner's referrals: once it
+        # arrives, the closing is there for the partner's next request to see.
+        await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.referral.case-closed.v1")), until=bool)
+        after = await team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"])
+        answer = await team.call(team.partners, "POST", f"{details}/responses", role=None,
+                                 token=food_bank["api_token"], json={"response": "accepted"})
+        provisions = await team.call(team.partners, "GET", f"/v1/partners/{food_bank['partner_id']}/provisions")
+
+    assert while_open.status_code == 200, while_open.text
+    assert after.status_code == 403, "the person's details are no longer the partner's to see"
+    assert answer.status_code == 409, "an answer that no longer fits the referral is refused as a conflict"
+    for refused in (after, answer):
+        assert "終了" in refused.json()["message_ja"] and "closed" in refused.json()["message_en"]
+    assert len(provisions.json()) == 1, "nothing was provided after the case closed"

@@ -7,7 +7,6 @@ reworded. Each list's JSON Schema carries its labels as `x-labels-ja`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue

@@ -31,7 +31,7 @@ def test_an_answer_that_does_not_fit_is_refused_in_japanese_and_english(status, 
 
 def test_no_answer_is_taken_while_the_case_is_closed():
     with pytest.raises(AnswerRefused, match="the case is closed"):
-        status_after("accepted", Answer.CONTACT_MADE, case_closed=True)
+        status_after("closed", Answer.CONTACT_MADE)
 
 
 @pytest.mark.parametrize(("current", "reported", "applies"), [

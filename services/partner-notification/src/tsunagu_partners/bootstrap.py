@@ -32,6 +32,7 @@ class PartnerSettings(BaseSettings):
                            "longer than timeout_s, so a slow send is never sent again while it runs.")
     per_partner_in_flight: int = Field(default=4, ge=1)
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
+    intake_timeout_s: float = Field(default=10.0, gt=0, description="How long a detail fetch waits for intake.")
     held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
 
     @model_validator(mode="after")
@@ -71,7 +72,8 @@ def build_service() -> Service:
     policy = settings.delivery_policy()
 
     def routers(runtime: Runtime):
-        return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url)
+        return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url,
+                                 intake_timeout_s=settings.intake_timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, cipher_from(settings), policy).run()

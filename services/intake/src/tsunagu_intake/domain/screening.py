@@ -6,7 +6,6 @@ beside the old ones, so a consultation's recorded version always resolves.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 

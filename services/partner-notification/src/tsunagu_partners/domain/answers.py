@@ -32,6 +32,8 @@ ANSWERS: dict[tuple[str, Answer], str] = {
 # The one path a referral walks forward; declined and rerouted leave it.
 PATH = ("requested", "accepted", "contact_made", "completed")
 OVER = frozenset({"declined", "completed", "rerouted"})
+CLOSED = "closed"
+"""A referral of a closed case (fan_out.on_case_closed): it takes no answer until the case is reopened."""
 
 
 class AnswerRefused(Exception):
@@ -40,9 +42,9 @@ class AnswerRefused(Exception):
         self.message_ja, self.message_en = message_ja, message_en
 
 
-def status_after(status: str, answer: Answer, *, case_closed: bool = False) -> str:
+def status_after(status: str, answer: Answer) -> str:
     """The referral's status once `answer` is applied; raises `AnswerRefused` when it does not fit."""
-    if case_closed:
+    if status == CLOSED:
         raise AnswerRefused("この相談は終了しているため、回答できません。", "the case is closed")
     if status in OVER:
         raise AnswerRefused("この紹介は終了しているか、他の紹介先に移っています。回答はできません。",
@@ -67,7 +69,7 @@ def reported_status_applies(current: str, reported: str) -> bool:
     of a step the partner already went past is late, not a step back. A declined referral stays
     declined when referral reroutes its need to the next candidate.
     """
-    if current == "declined" and reported == "rerouted":
+    if current == CLOSED or (current == "declined" and reported == "rerouted"):
         return False
     if current in PATH and reported in PATH:
         return PATH.index(reported) >= PATH.index(current)

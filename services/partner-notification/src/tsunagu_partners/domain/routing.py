@@ -8,9 +8,11 @@ from tsunagu_contracts import (
     CheckInEscalated, CheckInMissed, CheckInRecorded, EstateClearanceRequested, Event, HousingSupportOpened,
     ReferralSheetOpened, TenancyEnded, TenancyStageChanged, TenancyStarted,
 )
-from tsunagu_contracts.codes import ConsentPurpose
+from tsunagu_contracts.codes import ConsentPurpose, NeedCategory
+from tsunagu_contracts.events.referral import ReferralEvent
 
 _HOUSING = frozenset({ConsentPurpose.HOUSING_SUPPORT})
+_EMPLOYMENT = frozenset({ConsentPurpose.EMPLOYMENT_SUPPORT})
 _CHECK_INS = frozenset({ConsentPurpose.CHECK_IN, ConsentPurpose.HOUSING_SUPPORT})
 PURPOSES: dict[type[Event], frozenset[ConsentPurpose]] = {
     HousingSupportOpened: _HOUSING, TenancyStageChanged: _HOUSING, TenancyStarted: _HOUSING, TenancyEnded: _HOUSING,
@@ -19,6 +21,30 @@ PURPOSES: dict[type[Event], frozenset[ConsentPurpose]] = {
 }
 """Events a consent reaches only when given for one of these purposes; a statutory basis reaches all.
 Clearing a dead person's home is not what a consent to find them one was given for."""
+
+NEED_PURPOSES: dict[NeedCategory, frozenset[ConsentPurpose]] = {
+    NeedCategory.HOUSING: _HOUSING,
+    NeedCategory.JOB_SEARCH: _EMPLOYMENT, NeedCategory.WORK_TROUBLE: _EMPLOYMENT,
+}
+"""The support a need is referred for: a consent given for that support reaches the need's referrals,
+as a consent to referral itself reaches every referral. A consent to check-ins, or to clear a home,
+reaches none."""
+
+
+def referral_purposes(need: NeedCategory | str | None) -> frozenset[ConsentPurpose]:
+    """The consent purposes that reach a referral for this need: its events and its details.
+
+    A referral whose need is not known here is reached by a consent to referral only."""
+    return frozenset({ConsentPurpose.REFERRAL}) | (NEED_PURPOSES.get(NeedCategory(need), frozenset()) if need
+                                                   else frozenset())
+
+
+def purposes_for(event: Event, need: NeedCategory | str | None = None) -> frozenset[ConsentPurpose] | None:
+    """The purposes one of which a consent must have been given for to reach the event; None when any
+    consent does. `need` is the referral's, for an event about a referral."""
+    if isinstance(event, ReferralEvent):
+        return referral_purposes(need)
+    return PURPOSES.get(type(event))
 
 
 @dataclass(frozen=True)
@@ -45,13 +71,8 @@ def needs_of(event: Event) -> frozenset[str]:
     return frozenset()
 
 
-def permits(event: Event, consented: frozenset[str], *, statutory: bool) -> bool:
+def permits(event: Event, consented: frozenset[str], *, statutory: bool,
+            need: NeedCategory | str | None = None) -> bool:
     """Whether a partner's consents (by purpose) or a statutory basis let it hear of this event."""
-    needed = PURPOSES.get(type(event))
+    needed = purposes_for(event, need)
     return statutory or needed is None or bool(needed & consented)
-
-
-def purpose_pairs() -> tuple[list[str], list[str]]:
-    """PURPOSES as two parallel lists (event type, purpose), for a query to unnest."""
-    pairs = [(event.type, purpose.value) for event, purposes in PURPOSES.items() for purpose in sorted(purposes)]
-    return [t for t, _ in pairs], [p for _, p in pairs]

@@ -28,7 +28,8 @@ _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a 
 SESSION_SECONDS = 3600
 
 
-def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> list[APIRouter]:
+def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
+                 intake_timeout_s: float = 10.0) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
 
     async def fetch_person(case_id: UUID) -> dict:
@@ -36,7 +37,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
         token = issue_token(runtime.settings.auth_secret.get_secret_value(), "service:partner-notification",
                             Role.SERVICE, ttl_seconds=60)
         try:
-            async with httpx.AsyncClient(base_url=intake_url, timeout=10) as client:
+            async with httpx.AsyncClient(base_url=intake_url, timeout=intake_timeout_s) as client:
                 response = await client.get(f"/internal/v1/cases/{case_id}/person",
                                             headers={"Authorization": f"Bearer {token}"})
                 response.raise_for_status()
@@ -106,13 +107,15 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
-            # Only while the partner may still see the case: a withdrawn consent is not undone by hand.
+            # Only while the partner may still see the case, under a consent for a purpose the event needs
+            # (fan_out.deliver): a withdrawn consent is not undone by hand.
             updated = await conn.execute(
                 "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
                 "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
                 "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
                 "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
-                "AND (g.valid_until IS NULL OR g.valid_until >= $3)))",
+                "AND (g.valid_until IS NULL OR g.valid_until >= $3) "
+                "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))",
                 delivery_id, partner_id, japan_date(datetime.now(UTC)))
         if updated == "UPDATE 0":
             raise Refused.conflict("この配信は再配信できません（配信中、同意の撤回後、または取消済み）。",
@@ -151,8 +154,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str) -> l
                 summary="紹介の本人情報を取得する (fetch details; each fetch is recorded as a provision)",
                 dependencies=[Depends(partner_or())])
     async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            return await provide(conn, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
+        # The pool, not a connection: none is held while intake answers (handlers/details.py).
+        return await provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
 
     @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])

@@ -1,8 +1,8 @@
 """Details a partner fetches for a referral addressed to it, each fetch recorded as a provision.
 
-The person's name, contact and the sheet's summary never travel on topics or webhooks. A partner
-holding consent (or a recorded statutory basis) fetches them here; each provision is recorded
-with the recipient, the person, the items and the basis (個人情報保護法 art. 29).
+The person's name and contact never travel on topics or webhooks. A partner holding consent (or
+a recorded statutory basis) fetches here the items its purpose needs (domain.provision); each
+provision is recorded with the recipient, the person, the items and the basis (個人情報保護法 art. 29).
 """
 
 from __future__ import annotations
@@ -15,26 +15,40 @@ import asyncpg
 
 from tsunagu_contracts import uuid7
 from tsunagu_contracts.japan import japan_date
+from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.handlers.access import referral_for
-
-ITEMS = ("name", "name_kana", "phone", "address", "summary")
+from tsunagu_partners.handlers.held import lock_case
 
 FetchPerson = Callable[[UUID], Awaitable[dict]]
 
+REFUSED = {"refused_ja": "本人の同意がないため、本人情報は提供できません。",
+           "refused_en": "no consent or statutory basis for this partner: nothing is provided"}
 
-async def provide(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
+
+async def provide(pool: asyncpg.Pool, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
                   now: datetime) -> dict:
-    referral, grant = await referral_for(conn, partner_id, referral_id, today=japan_date(now),
-                                         refused_ja="本人の同意がないため、本人情報は提供できません。",
-                                         refused_en="no consent or statutory basis for this partner: "
-                                                    "nothing is provided")
+    """The person's details the partner's purpose needs, recorded as a provision.
+
+    No connection is held while intake answers: the pool is the consumers' too, and a slow intake
+    would otherwise leave them none (ten fetches at a time took it all). The permission is checked
+    in one short transaction; intake is asked with no connection held; the provision is recorded in
+    a second short transaction that decides again, under the case's lock (held.py), so that a
+    consent withdrawn or a case closed meanwhile refuses the fetch, and nothing is given or recorded.
+    """
+    today = japan_date(now)
+    async with pool.acquire() as conn, conn.transaction():
+        referral, _ = await referral_for(conn, partner_id, referral_id, today=today, **REFUSED)
     person = await fetch_person(referral["case_id"])
-    items = [item for item in ITEMS if person.get(item)]
-    await conn.execute(
-        "INSERT INTO provisions (provision_id, partner_id, person_ref, case_id, referral_id, items, basis, purpose, "
-        "provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", uuid7(), partner_id, UUID(person["person_ref"]),
-        referral["case_id"], referral_id, items, grant["basis"], grant["purpose"], now)
+    async with pool.acquire() as conn, conn.transaction():
+        await lock_case(conn, referral["case_id"])
+        referral, grant = await referral_for(conn, partner_id, referral_id, today=today, **REFUSED)
+        given = provided(person, grant["purpose"])
+        items = list(given)
+        await conn.execute(
+            "INSERT INTO provisions (provision_id, partner_id, person_ref, case_id, referral_id, items, basis, "
+            "purpose, provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", uuid7(), partner_id,
+            UUID(person["person_ref"]), referral["case_id"], referral_id, items, grant["basis"], grant["purpose"], now)
     return {"referral_id": str(referral_id), "case_id": str(referral["case_id"]), "need": referral["need"],
-            "person": {k: person.get(k) for k in ("person_ref", *ITEMS)},
+            "person": {"person_ref": person["person_ref"], **given},
             "provision": {"basis": grant["basis"], "purpose": grant["purpose"], "items": items,
                           "notice_ja": "この提供は記録されています（個人情報保護法第29条）。"}}

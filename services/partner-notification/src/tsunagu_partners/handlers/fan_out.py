@@ -12,20 +12,35 @@ from datetime import date
 import asyncpg
 
 from tsunagu_contracts import (
-    decode, encode, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event, NeedIdentified,
-    ReferralRequested, StatutoryBasisRecorded, uuid7,
+    CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event,
+    NeedIdentified, ReferralRequested,
+    StatutoryBasisRecorded, decode, encode, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
+from tsunagu_contracts.events.referral import ReferralEvent
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
-from tsunagu_partners.domain.routing import Wants, permits
+from tsunagu_partners.domain.routing import Wants, permits, purposes_for
 from tsunagu_partners.domain.webhooks import cloudevent_body
+from tsunagu_partners.domain.answers import CLOSED
+from tsunagu_partners.handlers.access import ACTIVE
 from tsunagu_partners.handlers.held import case_locked
 from tsunagu_partners.handlers.referral_status import follow_referral
 
 
-async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event) -> list[asyncpg.Record]:
-    """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves."""
+async def referral_need(conn: asyncpg.Connection, event: Event) -> str | None:
+    """The need a referral event is about: its own when it says, else its referral's as requested."""
+    if isinstance(event, ReferralRequested):
+        return event.need.value
+    if isinstance(event, ReferralEvent):
+        return await conn.fetchval("SELECT need FROM partner_referrals WHERE referral_id = $1", event.referral_id)
+    return None
+
+
+async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event,
+                               need: str | None = None) -> list[asyncpg.Record]:
+    """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
+    (for a referral event, one its referral's `need` serves)."""
     rows = await conn.fetch(
         "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
         "array_agg(DISTINCT g.purpose) FILTER (WHERE g.basis = 'consent') AS consented, "
@@ -33,24 +48,34 @@ async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, e
         "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
         "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
         "GROUP BY p.partner_id, s.partner_id", case_id, today)
-    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"])]
+    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
-async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope) -> None:
-    """Queue one event for one partner, once: a redelivered event finds its delivery already there."""
+async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope,
+                  need: str | None = None) -> None:
+    """Queue one event for one partner, once: a redelivered event finds its delivery already there.
+
+    The delivery keeps the consent purposes the event needs (for a referral's event, those its
+    `need` serves), so that a withdrawal leaves it pending only while a consent for one remains."""
     e = envelope.data
     if partner["webhook_url"]:
+        purposes = purposes_for(e, need)
         await conn.execute(
             "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now()) "
+            "next_attempt_at, created_at, purposes) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7) "
             "ON CONFLICT (partner_id, event_id) DO NOTHING",
-            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope))
+            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope),
+            _values(purposes))
         await conn.execute("SELECT pg_notify('tsunagu_deliveries', '')")  # wakes the sender on commit
     if partner["kafka_topic"]:
         exists = await conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2", envelope.id,
                                      partner["kafka_topic"])
         if not exists:
             await append(conn, e, source=envelope.source, topic=partner["kafka_topic"], event_id=envelope.id)
+
+
+def _values(purposes) -> list[str] | None:
+    return None if purposes is None else sorted(p.value for p in purposes)
 
 
 def addressed_elsewhere(event: Event, partner_id) -> bool:
@@ -61,17 +86,19 @@ def addressed_elsewhere(event: Event, partner_id) -> bool:
 
 
 async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelope: Envelope,
-                                                allowed: set) -> None:
+                                                allowed: set, need: str | None = None) -> None:
     """Consent arrives on intake's topic, referrals on referral's: read by separate consumers, a
-    referral addressed to a partner can come first. It is held, and delivered when the consent is."""
+    referral addressed to a partner can come first. It is held, and delivered when the consent is,
+    a consent for one of the purposes it needs (kept with it for the sweep)."""
     e = envelope.data
+    purposes = _values(purposes_for(e, need))
     for recipient in e.addressees():
         if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
             await conn.execute(
-                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id, envelope.id,
-                json.dumps({k: v.decode() for k, v in record.headers}), record.value)
+                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value, purposes) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id,
+                envelope.id, json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
 
 
 async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
@@ -89,15 +116,16 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e: Event = envelope.data
     await follow_referral(conn, e)
     case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
-    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e)
-    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners})
+    need = await referral_need(conn, e)
+    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e, need)
+    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners}, need)
     for partner in partners:
         if addressed_elsewhere(e, partner["partner_id"]):
             continue
         wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
                       frozenset(partner["areas"]))
         if wants.matches(e, case_needs):
-            await deliver(conn, partner, envelope)
+            await deliver(conn, partner, envelope, need)
 
 
 @case_locked
@@ -151,14 +179,18 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
                                   e.recipient.partner_id)
     if partner is not None:
         await deliver(conn, partner, envelope)
-    still_allowed = await conn.fetchval(
-        "SELECT count(*) FROM permissions WHERE case_id = $1 AND partner_id = $2 AND revoked_at IS NULL "
-        "AND (valid_until IS NULL OR valid_until >= $3)", e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
-    if not still_allowed:
-        # Deliveries not yet made are withdrawn with the consent.
+    remaining = await conn.fetchrow(
+        "SELECT coalesce(array_agg(DISTINCT purpose) FILTER (WHERE basis = 'consent'), '{}') AS consented, "
+        "coalesce(bool_or(basis <> 'consent'), false) AS statutory FROM permissions WHERE case_id = $1 "
+        "AND partner_id = $2 AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until >= $3)",
+        e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
+    if not remaining["statutory"]:
+        # Deliveries not yet made are withdrawn with the consent, unless a consent that remains is
+        # for a purpose they need (one for any purpose, when they need none in particular).
         await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
-                           "AND status IN ('pending', 'sending') AND event_id <> $3",
-                           e.case_id, e.recipient.partner_id, envelope.id)
+                           "AND status IN ('pending', 'sending') AND event_id <> $3 "
+                           "AND NOT coalesce(purposes && $4::text[], cardinality($4::text[]) > 0)",
+                           e.case_id, e.recipient.partner_id, envelope.id, remaining["consented"])
 
 
 @case_locked
@@ -172,5 +204,25 @@ async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[Ref
     await fan_out(conn, envelope)
 
 
-__all__ = ["fan_out", "on_basis_recorded", "on_consent_granted", "on_consent_withdrawn",
-           "on_consultation", "on_need", "on_referral_requested"]
+@case_locked
+async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed]) -> None:
+    """A closed case ends what its partners may do: no answers, no more of the person's details.
+
+    Each active referral keeps the status it had, for the case's reopening. The referral service
+    changes no referral of a closed case, so nothing else moves a closed one meanwhile.
+    """
+    await conn.execute("UPDATE partner_referrals SET status = $2, status_before_close = status "
+                       "WHERE case_id = $1 AND status = ANY($3::text[])", envelope.data.case_id, CLOSED, list(ACTIVE))
+    await fan_out(conn, envelope)
+
+
+@case_locked
+async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
+    """The person came back: the referral service takes up the case's referrals where they were, so do we."""
+    await conn.execute("UPDATE partner_referrals SET status = status_before_close, status_before_close = NULL "
+                       "WHERE case_id = $1 AND status = $2", envelope.data.case_id, CLOSED)
+    await fan_out(conn, envelope)
+
+
+__all__ = ["fan_out", "on_basis_recorded", "on_case_closed", "on_case_reopened", "on_consent_granted",
+           "on_consent_withdrawn", "on_consultation", "on_need", "on_referral_requested"]

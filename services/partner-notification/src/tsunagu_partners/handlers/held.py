@@ -40,7 +40,6 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import Envelope
-from tsunagu_partners.domain.routing import purpose_pairs
 
 # Two 32-bit keys: that key space is apart from the single 64-bit keys (the outbox relay's lock).
 LOCK_CLASS = 0x68656C64  # "held"
@@ -75,7 +74,7 @@ async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[
     """(case, partner) pairs the sweep releases, longest held first.
 
     The test is the fan-out's own (a subscribed partner, a permission valid on the event's Japan
-    date) and also valid today, so that what is released is delivered and sent, not held again.
+    date, for a purpose the event needs) and also valid today, so that what is released is delivered and sent, not held again.
     Should the fan-out still hold an event again, its new `held_at` puts it at the back: the batch
     never gets stuck on the same pairs. Read without locks: the sweep takes each case's lock before
     releasing, and the release decides again.
@@ -86,10 +85,10 @@ async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[
         "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
         "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
         "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date)) "
-        # A consent reaches purpose-bound events (routing.PURPOSES) only when given for their purpose.
-        "  AND (g.basis <> 'consent' OR NOT (h.headers->>'ce_type' = ANY($3::text[])) "
-        "       OR (h.headers->>'ce_type', g.purpose) IN (SELECT * FROM unnest($3::text[], $4::text[])))) "
-        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit, *purpose_pairs())
+        # A consent reaches a purpose-bound event only when given for one of the purposes the fan-out
+        # stored with it (routing.purposes_for: by event type, and for a referral by its need).
+        "  AND (g.basis <> 'consent' OR h.purposes IS NULL OR g.purpose = ANY(h.purposes))) "
+        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
 
 
 async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:

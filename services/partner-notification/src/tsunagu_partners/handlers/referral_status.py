@@ -2,7 +2,7 @@
 
 A partner's accepted answer moves it at once (responses.py); referral's events move it too, unless
 the partner's own answer already took it further (`reported_status_applies`). Closing a case
-closes its referrals to answers until the case is reopened.
+(fan_out.on_case_closed) closes its referrals until the case is reopened.
 
 Concurrency: each change takes the referral's row lock (an UPDATE, or SELECT ... FOR UPDATE before
 deciding), the same lock an answer holds from its check to its commit; so an answer and an event
@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncpg
 
 from tsunagu_contracts import (
-    CaseClosed, CaseReopened, Event, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
-    ReferralRerouted,
+    Event, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted,
 )
 from tsunagu_partners.domain.answers import reported_status_applies
 
@@ -25,12 +24,7 @@ REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", R
 
 async def follow_referral(conn: asyncpg.Connection, e: Event) -> None:
     """Bring the copy up to date with one of referral's events (any other event changes nothing)."""
-    if isinstance(e, CaseClosed):
-        await conn.execute("UPDATE partner_referrals SET case_closed_at = $2 WHERE case_id = $1", e.case_id,
-                           e.occurred_at)
-    elif isinstance(e, CaseReopened):
-        await conn.execute("UPDATE partner_referrals SET case_closed_at = NULL WHERE case_id = $1", e.case_id)
-    elif type(e) in REFERRAL_STATUS:
+    if type(e) in REFERRAL_STATUS:
         reported = REFERRAL_STATUS[type(e)]
         current = await conn.fetchval("SELECT status FROM partner_referrals WHERE referral_id = $1 FOR UPDATE",
                                       e.referral_id)

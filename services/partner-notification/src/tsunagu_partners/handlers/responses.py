@@ -27,12 +27,12 @@ from tsunagu_servicehost.errors import Refused
 async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
                   now: datetime) -> UUID:
     """Check the answer against the referral, store it and publish it; refused answers change nothing."""
-    copy = await conn.fetchrow("SELECT status, case_closed_at IS NOT NULL AS case_closed FROM partner_referrals "
-                               "WHERE referral_id = $1 AND partner_id = $2 FOR UPDATE", referral_id, partner_id)
+    copy = await conn.fetchrow("SELECT status FROM partner_referrals WHERE referral_id = $1 AND partner_id = $2 "
+                               "FOR UPDATE", referral_id, partner_id)
     if copy is None:
         raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
     try:
-        status = status_after(copy["status"], cmd.response, case_closed=copy["case_closed"])
+        status = status_after(copy["status"], cmd.response)
     except AnswerRefused as refused:
         raise Refused.conflict(refused.message_ja, refused.message_en) from None
     referral, _ = await referral_for(conn, partner_id, referral_id, today=japan_date(now),

@@ -1,0 +1,29 @@
+"""What of a person a partner receives, by the purpose it receives it for: no more than that needs.
+
+Intake holds the name, its kana, phone, address and the consultation's summary (with the
+counter's notes). Each purpose of a consent (or of a statutory basis) gets only the items it
+needs, and the provision record lists exactly the items given (個人情報保護法 art. 29). The
+summary goes to none: a partner learns the need from the referral, and the notes are the
+counter's, told in confidence.
+"""
+
+from __future__ import annotations
+
+from tsunagu_contracts.codes import ConsentPurpose
+
+ITEMS: dict[ConsentPurpose, tuple[str, ...]] = {
+    # To reach the person and be sure it is them.
+    ConsentPurpose.REFERRAL: ("name", "name_kana", "phone"),
+    ConsentPurpose.EMPLOYMENT_SUPPORT: ("name", "name_kana", "phone"),
+    # Finding a home and moving in start from where the person lives now.
+    ConsentPurpose.HOUSING_SUPPORT: ("name", "name_kana", "phone", "address"),
+    # Visits and calls to the tenancy.
+    ConsentPurpose.CHECK_IN: ("name", "phone", "address"),
+    # Whose home it was, and where: after a death there is nobody to call.
+    ConsentPurpose.ESTATE_CLEARANCE: ("name", "address"),
+}
+
+
+def provided(person: dict, purpose: str) -> dict[str, object]:
+    """The items of `person` given for `purpose`: those it needs that intake holds, in a fixed order."""
+    return {item: person[item] for item in ITEMS[ConsentPurpose(purpose)] if person.get(item)}

@@ -39,7 +39,9 @@ DELIVERIES_CHANNEL = "tsunagu_deliveries"
 # of a consent's validity is not sent after it.
 MAY_STILL_SEE = (
     "(d.event_type = $2 OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
-    "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1)))")
+    "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1) "
+    # A consent counts only for the purposes the delivery's event needs (NULL: any); a basis for all.
+    "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))")
 DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
        "OR (d.status = 'sending' AND d.lease_until < now()))")
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from cryptography.fernet import Fernet
 
-from tsunagu_contracts import CaseClosed, ConsentWithdrawn, uuid7
+from tsunagu_contracts import CaseClosed, ConsentWithdrawn
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.adapters.repository import unit_of_work
 from tsunagu_intake.bootstrap import build_service

@@ -11,13 +11,14 @@ from cryptography.fernet import Fernet
 from tsunagu_contracts import HousingSupportOpened, Recipient, ReferralRequested, ReferralSheetOpened, uuid7
 from tsunagu_contracts.codes import Division
 from tsunagu_contracts.japan import JST
-from tsunagu_housing.adapters.repository import UnitOfWork
+from tsunagu_housing.adapters.repository import Repository
 from tsunagu_housing.adapters.sealing import Sealer
 from tsunagu_housing.bootstrap import build_service
 from tsunagu_housing.domain.commands import CheckInSchedule, MoveStage, OpenSupport, RecordCheckIn
-from tsunagu_housing.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.handlers import check_ins, supports
+from tsunagu_outbox import UnitOfWork
 from tsunagu_servicehost.migrations import upgrade
 
 pytestmark = pytest.mark.stack
@@ -35,7 +36,7 @@ async def pool(scratch_database):
 
 async def in_transaction(pool, work):
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn)
+        uow = UnitOfWork(conn, Repository(conn))
         result = await work(uow)
         await uow.flush()
         return result

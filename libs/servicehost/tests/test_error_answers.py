@@ -5,7 +5,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tsunagu_servicehost.errors import install_error_handlers
+from tsunagu_servicehost.errors import Rejected, install_error_handlers
 
 UNAVAILABLE = {
     "connection refused": ConnectionRefusedError(111, "Connect call failed"),
@@ -43,3 +43,11 @@ async def test_an_unreachable_database_is_answered_503_with_retry_after_in_japan
 async def test_a_bug_is_still_a_500_not_an_outage():
     response = await post_to_a_route_that_raises(KeyError("oops"))
     assert response.status_code == 500
+
+
+async def test_a_handler_s_rejection_is_answered_with_its_status_in_japanese_and_english():
+    conflict = await post_to_a_route_that_raises(Rejected.conflict("すでに撤回されています。", "already withdrawn"))
+    invalid = await post_to_a_route_that_raises(Rejected.invalid("person_ref", "登録されていません。", "unknown"))
+
+    assert conflict.status_code == 409 and conflict.json()["message_ja"] == "すでに撤回されています。"
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "person_ref"

@@ -13,7 +13,7 @@ from tsunagu_contracts import (
 from tsunagu_contracts.codes import CheckInKind, CheckInResult, Division, HousingRole, TenancyStage
 from tsunagu_contracts.japan import JST
 from tsunagu_housing.domain.commands import MoveStage, OpenSupport, RecordCheckIn, RegisterMember
-from tsunagu_housing.domain.errors import Rejected, Why
+from tsunagu_servicehost.errors import Rejected, Why
 from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.domain.schedule import CheckInRule, InvalidSchedule, parse
 from tsunagu_housing.handlers import check_ins, members, supports

@@ -1,9 +1,15 @@
 """Error answers in Japanese and English: 422 with field-level messages, the domain's refusals,
-and 503 while the database cannot be reached."""
+and 503 while the database cannot be reached.
+
+Handlers raise `Rejected` (no HTTP in it, so Kafka handlers and timers raise and catch it too);
+`Refused.of` is the one mapping from a rejection to an HTTP status, applied to every service's
+routes by `install_error_handlers`.
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -110,6 +116,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content=exc.body())
 
+    @app.exception_handler(Rejected)
+    async def rejected(request: Request, exc: Rejected) -> JSONResponse:
+        answer = Refused.of(exc)
+        return JSONResponse(status_code=answer.status, content=answer.body())
+
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         # Each write is one transaction, and the server rolls back one whose connection failed before it
         # committed: nothing was stored, and the person may send the same request again.
@@ -128,6 +139,45 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error, unavailable)
 
 
+class Why(StrEnum):
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+
+
+class Rejected(Exception):
+    """What the domain refuses to do, and why, in what a person reads: Japanese first, English beside it.
+
+    Raised inside the unit of work, so nothing the work did is stored or published.
+    """
+
+    def __init__(self, why: Why, message_ja: str, message_en: str, *, field: str | None = None,
+                 details: dict | None = None):
+        super().__init__(message_en)
+        self.why, self.message_ja, self.message_en, self.field, self.details = why, message_ja, message_en, field, details
+
+    @classmethod
+    def not_found(cls, what_ja: str, what_en: str) -> "Rejected":
+        return cls(Why.NOT_FOUND, f"{what_ja}が見つかりません。", f"{what_en} not found.")
+
+    @classmethod
+    def conflict(cls, message_ja: str, message_en: str, **details) -> "Rejected":
+        return cls(Why.CONFLICT, message_ja, message_en, details=details or None)
+
+    @classmethod
+    def forbidden(cls, message_ja: str, message_en: str) -> "Rejected":
+        return cls(Why.FORBIDDEN, message_ja, message_en)
+
+    @classmethod
+    def invalid(cls, field: str, message_ja: str, message_en: str) -> "Rejected":
+        return cls(Why.INVALID, message_ja, message_en, field=field)
+
+
+STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403, Why.INVALID: 422}
+"""The HTTP status of each reason a handler rejects work for."""
+
+
 class Refused(Exception):
     """A request the domain refuses, with what a person reads: Japanese first, English beside it.
 
@@ -139,6 +189,10 @@ class Refused(Exception):
         super().__init__(message_en)
         self.status, self.message_ja, self.message_en, self.field = status, message_ja, message_en, field
         self.details = details or {}
+
+    @classmethod
+    def of(cls, rejected: Rejected) -> "Refused":
+        return cls(STATUS[rejected.why], rejected.message_ja, rejected.message_en, rejected.field, rejected.details)
 
     @classmethod
     def invalid(cls, field: str, message_ja: str, message_en: str) -> "Refused":

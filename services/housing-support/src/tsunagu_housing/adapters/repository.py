@@ -19,19 +19,19 @@ Concurrency rules, stated once here and beside each statement that needs one:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
-from tsunagu_contracts import Event, Recipient
+from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import CheckInKind, HousingRole, TenancyStage
 from tsunagu_housing.domain.members import Member
 from tsunagu_housing.domain.model import Case, DueRule, ScheduledRule, Support, Tenancy
 from tsunagu_housing.domain.schedule import CheckInRule
-from tsunagu_outbox import append
+from tsunagu_outbox import UnitOfWork
+from tsunagu_outbox import unit_of_work as outbox_unit_of_work
 
 LOCK = " FOR NO KEY UPDATE"
 """A support's row lock: excludes other changes to it, admits the key-share locks of rows referring to it."""
@@ -250,28 +250,6 @@ class Repository:
             "check_in_id DESC LIMIT 1", support_id)
 
 
-class UnitOfWork:
-    """One transaction: the repository to change things, and the events the change emits, written
-    to the outbox in that same transaction when the work is done."""
-
-    def __init__(self, conn: asyncpg.Connection):
-        self.repo = Repository(conn)
-        self.conn = conn
-        self.events: list[Event] = []
-
-    def emit(self, *events: Event) -> None:
-        self.events.extend(events)
-
-    async def flush(self) -> None:
-        if self.events:
-            await append(self.conn, *self.events)
-            self.events.clear()
-
-
-@asynccontextmanager
-async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
-    """A new transaction; committed with its events when the block ends, rolled back if it raises."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn)
-        yield uow
-        await uow.flush()
+def unit_of_work(pool: asyncpg.Pool) -> AbstractAsyncContextManager[UnitOfWork[Repository]]:
+    """A new transaction over the housing tables; committed with its events when the block ends."""
+    return outbox_unit_of_work(pool, Repository)

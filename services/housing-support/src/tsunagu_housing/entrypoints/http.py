@@ -7,7 +7,6 @@ token) reads and acts only on the supports it leads or has a task on.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from tsunagu_housing.adapters.sealing import Sealer
 from tsunagu_housing.domain.commands import (
     AssignTask, CheckInSchedule, MoveStage, OpenSupport, RecordCheckIn, RegisterMember, SetLead,
 )
-from tsunagu_housing.domain.errors import Rejected, Why
 from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.handlers import check_ins, members, supports
 from tsunagu_servicehost import Runtime
@@ -32,7 +30,6 @@ from tsunagu_servicehost.errors import Refused
 COUNCIL = require(Role.COUNCIL)
 ACTORS = require(Role.COUNCIL, Role.PARTNER)
 READERS = require(Role.COUNCIL, Role.COORDINATOR, Role.OPS, Role.PARTNER)
-STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403, Why.INVALID: 422}
 T = TypeVar("T")
 
 
@@ -42,27 +39,15 @@ def actor(who: Principal) -> Actor:
     return Actor(who.subject, who.role.value, who.partner_id if who.role is Role.PARTNER else None)
 
 
-def refused(rejected: Rejected) -> Refused:
-    return Refused(STATUS[rejected.why], rejected.message_ja, rejected.message_en, rejected.field, rejected.details)
-
-
 def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_every_days: int) -> list[APIRouter]:
     router = APIRouter(prefix="/v1", tags=["housing support 居住支援"])
 
     def now() -> datetime:
         return datetime.now(UTC)
 
-    @asynccontextmanager
-    async def work():
-        """One transaction; a domain refusal rolls it back and answers with its status."""
-        try:
-            async with unit_of_work(runtime.db) as uow:
-                yield uow
-        except Rejected as rejected:
-            raise refused(rejected) from None
-
     async def write(do: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        async with work() as uow:
+        """One transaction; a rejection rolls it back and is answered with its status (servicehost errors)."""
+        async with unit_of_work(runtime.db) as uow:
             return await do(uow)
 
     async def read(do):

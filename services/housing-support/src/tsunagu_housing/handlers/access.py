@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from tsunagu_housing.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.model import Actor, Support
 
 

@@ -9,7 +9,7 @@ from tsunagu_contracts import CheckInEscalated, CheckInMissed, CheckInRecorded, 
 from tsunagu_contracts.codes import CheckInKind, CheckInResult
 from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_housing.domain.commands import CheckInSchedule, RecordCheckIn
-from tsunagu_housing.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.escalation import escalation
 from tsunagu_housing.domain.model import Actor, ScheduledRule
 from tsunagu_housing.domain.schedule import CheckInRule

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from tsunagu_contracts import uuid7
 from tsunagu_housing.domain.commands import RegisterMember
-from tsunagu_housing.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.members import Member
 
 

@@ -18,7 +18,7 @@ from tsunagu_contracts.codes import HousingRole, TenancyEndReason, TenancyStage
 from tsunagu_contracts.japan import japan_date
 from tsunagu_housing.adapters.sealing import Sealer
 from tsunagu_housing.domain.commands import AssignTask, MoveStage, OpenSupport
-from tsunagu_housing.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.members import Member, choose_lead
 from tsunagu_housing.domain.model import Actor, Case, Support, Tenancy
 from tsunagu_housing.domain.stages import IllegalMove, check_move

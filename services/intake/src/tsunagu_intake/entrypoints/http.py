@@ -1,4 +1,8 @@
-"""The intake HTTP API: thin routes that validate, authorise and call the handlers."""
+"""The intake HTTP API: thin routes that validate, authorise and call the handlers.
+
+Each write is one unit of work (adapters/repository.py); a handler's `Rejected` rolls it back and is
+answered with its status by the service host's error handlers.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from tsunagu_contracts.codes import Division, NeedCategory
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.adapters.idempotency import once, request_hash
+from tsunagu_intake.adapters.repository import Repository, unit_of_work
 from tsunagu_intake.domain.commands import GrantConsent, RegisterConsultation, ScreenCues
-from tsunagu_intake.domain.screening import UnknownCue, charts, current_chart, suggest
+from tsunagu_intake.domain.screening import current_chart
 from tsunagu_intake.handlers.consents import grant_consent, withdraw_consent
 from tsunagu_intake.handlers.consultations import identify_need, register_consultation
+from tsunagu_intake.handlers.screening import screen
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
 from tsunagu_servicehost.errors import Refused
@@ -62,7 +68,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> JSONResponse:
         async def work() -> tuple[int, dict]:
-            done = await register_consultation(conn, command, cipher=personal_data(), staff=who.subject,
+            done = await register_consultation(uow, command, cipher=personal_data(), staff=who.subject,
                                                municipality_code=municipality_code, now=now())
             body = ConsultationCreated(
                 case_id=done.case_id, consultation_id=done.consultation_id, person_ref=done.person_ref,
@@ -71,20 +77,14 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
                 if done.possible_duplicates else None)
             return 201, body.model_dump(mode="json")
 
-        async with runtime.db.acquire() as conn, conn.transaction():
-            status, body = await once(conn, who.subject, idempotency_key, request_hash(await request.body()), work)
+        async with unit_of_work(runtime.db) as uow:
+            status, body = await once(uow.repo, who.subject, idempotency_key, request_hash(await request.body()), work)
         return JSONResponse(body, status_code=status)
 
     @router.post("/screening", summary="相談チャートで気づきから課題を提案する (screening suggestions)",
                  dependencies=[Depends(require(*STAFF))])
     async def post_screening(command: ScreenCues) -> dict:
-        chart = charts().get(command.chart_version) if command.chart_version else current_chart()
-        if chart is None:
-            raise Refused.invalid("chart_version", "この版の相談チャートはありません。", "unknown chart version")
-        try:
-            suggestions = suggest(chart, command.cues)
-        except UnknownCue as exc:
-            raise Refused.invalid("cues", "相談チャートにない気づきが含まれています。", str(exc)) from None
+        chart, suggestions = screen(command)
         return {"chart_version": chart.version, "suggestions": [s.model_dump(mode="json") for s in suggestions]}
 
     @router.get("/screening/chart", summary="現在の相談チャート (the current screening chart)",
@@ -95,37 +95,34 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
     @router.post("/cases/{case_id}/needs", status_code=204, summary="課題を追加する (identify a further need)",
                  dependencies=[Depends(require(*STAFF))])
     async def post_need(case_id: UUID, command: IdentifyNeed) -> None:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            await identify_need(conn, case_id, command.need, command.identified_by,
+        async with unit_of_work(runtime.db) as uow:
+            await identify_need(uow, case_id, command.need, command.identified_by,
                                 via_screening=command.via_screening, now=now())
 
     @router.post("/cases/{case_id}/consents", status_code=201, summary="本人同意を記録する (record consent)")
     async def post_consent(case_id: UUID, command: GrantConsent,
                            who: Annotated[Principal, Depends(require(*STAFF))]) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            consent_id = await grant_consent(conn, case_id, command, now=now())
+        async with unit_of_work(runtime.db) as uow:
+            consent_id = await grant_consent(uow, case_id, command, now=now())
         return {"consent_id": str(consent_id)}
 
     @router.post("/consents/{consent_id}/withdrawal", status_code=204,
                  summary="同意を撤回する (withdraw consent)", dependencies=[Depends(require(*STAFF))])
     async def post_withdrawal(consent_id: UUID) -> None:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            await withdraw_consent(conn, consent_id, now=now())
+        async with unit_of_work(runtime.db) as uow:
+            await withdraw_consent(uow, consent_id, now=now())
 
     @router.get("/cases/{case_id}", summary="相談の状況 (a case: consultations, needs, consent, referrals)",
                 dependencies=[Depends(require(*STAFF, Role.OPS))])
     async def get_case(case_id: UUID) -> dict:
         async with runtime.db.acquire() as conn:
-            case = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+            repo = Repository(conn)
+            case = await repo.case_record(case_id)
             if case is None:
                 raise Refused.not_found("相談", "case")
-            consultations = await conn.fetch(
-                "SELECT consultation_id, counter, channel, urgency, needs, primary_need, chart_version, confirmed, "
-                "registered_at FROM consultations WHERE case_id = $1 ORDER BY registered_at", case_id)
-            consents = await conn.fetch("SELECT consent_id, recipient, purpose, method, valid_until, granted_at, "
-                                        "withdrawn_at FROM consents WHERE case_id = $1 ORDER BY granted_at", case_id)
-            referrals = await conn.fetch("SELECT referral_id, need, recipient, status, overdue, updated_at "
-                                         "FROM case_referrals WHERE case_id = $1 ORDER BY updated_at", case_id)
+            consultations = await repo.consultations_of(case_id)
+            consents = await repo.consents_of(case_id)
+            referrals = await repo.referrals_of(case_id)
         needs = list(dict.fromkeys(n for c in consultations for n in c["needs"]))
         return {
             "case_id": str(case_id), "person_ref": str(case["person_ref"]),
@@ -144,12 +141,11 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
     async def person_details(case_id: UUID) -> dict:
         """Decrypted details for a provision partner-notification has checked and records."""
         async with runtime.db.acquire() as conn:
-            row = await conn.fetchrow("SELECT p.person_ref, p.details FROM cases c JOIN persons p USING (person_ref) "
-                                      "WHERE c.case_id = $1", case_id)
+            repo = Repository(conn)
+            row = await repo.person_of_case(case_id)
             if row is None:
                 raise Refused.not_found("相談", "case")
-            latest = await conn.fetchrow("SELECT needs, primary_need, urgency, notes FROM consultations "
-                                         "WHERE case_id = $1 ORDER BY registered_at DESC LIMIT 1", case_id)
+            latest = await repo.latest_consultation(case_id)
         cipher = personal_data()
         details = cipher.open(row["details"])
         return {

@@ -1,11 +1,10 @@
-"""Keeps intake's view of each case's referrals, from the referral service's events."""
+"""Keeps intake's view of each case's referrals, and whether the case is open, from the referral
+service's events. The referral consumer is the view's single writer (adapters/repository.py)."""
 
 from __future__ import annotations
 
-import asyncpg
-
 from tsunagu_contracts import (
-    CaseClosed, CaseReopened, Envelope, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    CaseClosed, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted,
 )
 
@@ -13,35 +12,24 @@ STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralCo
           ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
 
 
-async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[ReferralRequested]) -> None:
-    e = envelope.data
-    await conn.execute(
-        "INSERT INTO case_referrals (referral_id, case_id, need, recipient, status, updated_at) "
-        "VALUES ($1, $2, $3, $4::jsonb, 'requested', $5) ON CONFLICT (referral_id) DO NOTHING",
-        e.referral_id, e.case_id, e.need.value, e.recipient.model_dump_json(exclude_none=True), e.occurred_at)
+async def on_referral_requested(uow, e: ReferralRequested) -> None:
+    await uow.repo.remember_referral(e.referral_id, e.case_id, e.need, e.recipient, at=e.occurred_at)
 
 
-async def on_referral_changed(conn: asyncpg.Connection, envelope: Envelope) -> None:
-    e = envelope.data
-    # A decline is followed by a reroute of the same referral: the referral stays "declined".
-    await conn.execute("UPDATE case_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1 "
-                       "AND NOT (status = 'declined' AND $2 = 'rerouted')", e.referral_id, STATUS[type(e)],
-                       e.occurred_at)
+async def on_referral_changed(uow, e) -> None:
+    await uow.repo.set_referral_status(e.referral_id, STATUS[type(e)], at=e.occurred_at)
 
 
-async def on_referral_overdue(conn: asyncpg.Connection, envelope: Envelope[ReferralOverdue]) -> None:
-    await conn.execute("UPDATE case_referrals SET overdue = true WHERE referral_id = $1", envelope.data.referral_id)
+async def on_referral_overdue(uow, e: ReferralOverdue) -> None:
+    await uow.repo.mark_referral_overdue(e.referral_id)
 
 
-async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed]) -> None:
-    e = envelope.data
-    await conn.execute("UPDATE cases SET closed_at = $2, closure_reason = $3 WHERE case_id = $1 AND closed_at IS NULL",
-                       e.case_id, e.occurred_at, e.reason.value)
+async def on_case_closed(uow, e: CaseClosed) -> None:
+    await uow.repo.close_case(e.case_id, at=e.occurred_at, reason=e.reason.value)
 
 
-async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
-    await conn.execute("UPDATE cases SET closed_at = NULL, closure_reason = NULL WHERE case_id = $1",
-                       envelope.data.case_id)
+async def on_case_reopened(uow, e: CaseReopened) -> None:
+    await uow.repo.reopen_case(e.case_id)
 
 
 HANDLERS = {

@@ -1,0 +1,73 @@
+"""Intake's write paths that race, run at once on a real PostgreSQL database: each holds by the
+rule stated beside its SQL (services/intake/src/tsunagu_intake/adapters/repository.py)."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+
+from tsunagu_contracts import CaseClosed, ConsentWithdrawn
+from tsunagu_intake.adapters.crypto import PersonalDataCipher
+from tsunagu_intake.adapters.repository import unit_of_work
+from tsunagu_intake.bootstrap import build_service
+from tsunagu_intake.domain.commands import EXAMPLE, RegisterConsultation
+from tsunagu_intake.handlers import consents, consultations, referral_view
+from tsunagu_servicehost.errors import Rejected
+from tsunagu_servicehost.migrations import upgrade
+
+pytestmark = pytest.mark.stack
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+async def pool(scratch_database):
+    await asyncio.to_thread(upgrade, build_service(), scratch_database)
+    async with asyncpg.create_pool(scratch_database, min_size=2, max_size=10) as pool:
+        yield pool
+
+
+@pytest.fixture
+def cipher() -> PersonalDataCipher:
+    return PersonalDataCipher([Fernet.generate_key().decode()], b"index-key")
+
+
+async def in_unit_of_work(pool, work):
+    try:
+        async with unit_of_work(pool) as uow:
+            return await work(uow)
+    except Rejected as rejected:
+        return rejected
+
+
+def register(cipher, **changes):
+    cmd = RegisterConsultation.model_validate({**EXAMPLE, **changes})
+    return lambda uow: consultations.register_consultation(uow, cmd, cipher=cipher, staff="counter-staff",
+                                                           municipality_code="142166", now=NOW)
+
+
+async def test_a_known_person_registered_at_several_counters_at_once_gets_one_case(pool, cipher):
+    first = await in_unit_of_work(pool, register(cipher))
+    closing = CaseClosed.model_validate({**CaseClosed.model_json_schema()["examples"][0], "case_id": str(first.case_id)})
+    await in_unit_of_work(pool, lambda uow: referral_view.on_case_closed(uow, closing))
+
+    results = await asyncio.gather(*(in_unit_of_work(pool, register(
+        cipher, person=None, person_ref=str(first.person_ref), consents=[])) for _ in range(8)))
+
+    async with pool.acquire() as conn:
+        open_cases = await conn.fetchval("SELECT count(*) FROM cases WHERE person_ref = $1 AND closed_at IS NULL",
+                                         first.person_ref)
+    assert open_cases == 1 and len({r.case_id for r in results}) == 1
+    assert first.case_id not in {r.case_id for r in results}, "the closed case is not joined"
+
+
+async def test_two_withdrawals_of_one_consent_at_once_withdraw_it_once_and_refuse_the_other(pool, cipher):
+    done = await in_unit_of_work(pool, register(cipher))
+    results = await asyncio.gather(*(in_unit_of_work(pool, lambda uow: consents.withdraw_consent(
+        uow, done.consent_ids[0], now=NOW)) for _ in range(4)))
+
+    async with pool.acquire() as conn:
+        withdrawn = await conn.fetchval("SELECT count(*) FROM outbox WHERE headers->>'ce_type' = $1",
+                                        ConsentWithdrawn.type)
+    assert withdrawn == 1 and sum(isinstance(r, Rejected) and r.why == "conflict" for r in results) == 3

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_referral.entrypoints import http, kafka
 from tsunagu_referral.entrypoints.timers import run_timers
-from tsunagu_referral.handlers.referrals import Policy
+from tsunagu_referral.domain.model import Policy
 from tsunagu_servicehost import Runtime, Service
 
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from tsunagu_contracts import Recipient
@@ -22,3 +23,14 @@ def default_routes() -> tuple[dict[NeedCategory, list[Recipient]], Recipient]:
 
 FALLBACK = default_routes()[1]
 """When every candidate declined, the coordinator (自立相談支援) takes the need: nobody is turned away."""
+
+
+def next_candidate(routes: list[tuple[int, Recipient]], asked: Iterable[Recipient]) -> tuple[int, Recipient] | None:
+    """The first of a need's ranked candidates not asked yet on the case; then the coordinator; then nobody."""
+    asked = list(asked)
+    for rank, recipient in routes:
+        if recipient not in asked:
+            return rank, recipient
+    if FALLBACK not in asked:
+        return len(routes) + 1, FALLBACK
+    return None

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import CaseClosureReason, ContactMethod, DeclineReason, NeedCategory, ReferralOutcome
+from tsunagu_referral.adapters.repository import Repository, unit_of_work
 from tsunagu_referral.domain.deadlines import JST
+from tsunagu_referral.domain.errors import Rejected, Why
+from tsunagu_referral.domain.model import Detail, Policy, Referral
 from tsunagu_referral.domain.referral import Action, Status
-from tsunagu_referral.handlers.referrals import Detail, Policy, act, add_referral, close_case
+from tsunagu_referral.handlers.referrals import act, add_referral, close_case
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, require
 from tsunagu_servicehost.errors import Refused
@@ -24,6 +26,7 @@ STAFF = require(Role.COUNTER, Role.COORDINATOR)
 COORDINATOR = require(Role.COORDINATOR)
 READERS = require(Role.COUNTER, Role.COORDINATOR, Role.COUNCIL, Role.OPS)
 DIVISION = {"kind": "division", "division": "housing"}
+STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403}
 
 
 class Body(BaseModel):
@@ -67,16 +70,21 @@ class Routes(Body):
     candidates: list[Recipient] = Field(min_length=1, max_length=20)
 
 
-def view(row: asyncpg.Record) -> dict:
-    status = Status(row["status"])
+def refused(rejected: Rejected) -> Refused:
+    return Refused(STATUS[rejected.why], rejected.message_ja, rejected.message_en)
+
+
+def view(referral: Referral) -> dict:
     return {
-        "referral_id": str(row["referral_id"]), "case_id": str(row["case_id"]), "need": row["need"],
-        "need_label_ja": NeedCategory(row["need"]).label_ja, "recipient": json.loads(row["recipient"]),
-        "candidate_rank": row["candidate_rank"], "status": status.value, "status_label_ja": status.label_ja,
-        "urgency": row["urgency"], "accept_by": row["accept_by"].astimezone(JST).isoformat(),
-        "overdue": row["overdue_at"] is not None, "decline_reason": row["decline_reason"],
-        "contact_method": row["contact_method"], "outcome": row["outcome"],
-        "requested_at": row["requested_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        "referral_id": str(referral.referral_id), "case_id": str(referral.case_id), "need": referral.need.value,
+        "need_label_ja": referral.need.label_ja,
+        "recipient": referral.recipient.model_dump(mode="json", exclude_none=True),
+        "candidate_rank": referral.candidate_rank, "status": referral.status.value,
+        "status_label_ja": referral.status.label_ja, "urgency": referral.urgency.value,
+        "accept_by": referral.accept_by.astimezone(JST).isoformat(), "overdue": referral.overdue_at is not None,
+        "decline_reason": referral.decline_reason, "contact_method": referral.contact_method,
+        "outcome": referral.outcome, "requested_at": referral.requested_at.isoformat(),
+        "updated_at": referral.updated_at.isoformat(),
     }
 
 
@@ -86,37 +94,45 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
     def now() -> datetime:
         return datetime.now(UTC)
 
+    @asynccontextmanager
+    async def work():
+        """One transaction; a domain refusal rolls it back and answers with its status."""
+        try:
+            async with unit_of_work(runtime.db) as uow:
+                yield uow
+        except Rejected as rejected:
+            raise refused(rejected) from None
+
+    @asynccontextmanager
+    async def reading():
+        async with runtime.db.acquire() as conn:
+            yield Repository(conn)
+
     async def run_action(referral_id: UUID, action: Action, detail: Detail) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            return view(await act(conn, referral_id, action, detail, now=now(), policy=policy))
+        async with work() as uow:
+            return view(await act(uow, referral_id, action, detail, now=now(), policy=policy))
 
     @router.get("/cases/{case_id}/referrals", summary="相談の紹介一覧 (a case's sheet and referrals)",
                 dependencies=[Depends(READERS)])
     async def case_referrals(case_id: UUID) -> dict:
-        async with runtime.db.acquire() as conn:
-            sheet = await conn.fetchrow("SELECT * FROM sheets WHERE case_id = $1", case_id)
+        async with reading() as repo:
+            sheet = await repo.sheet(case_id)
             if sheet is None:
                 raise Refused.not_found("つなぐシート", "referral sheet")
-            rows = await conn.fetch("SELECT * FROM referrals WHERE case_id = $1 ORDER BY requested_at", case_id)
-        return {"case_id": str(case_id), "sheet_id": str(sheet["sheet_id"]), "needs": sheet["needs"],
-                "primary_need": sheet["primary_need"], "urgency": sheet["urgency"],
-                "closed_at": sheet["closed_at"].isoformat() if sheet["closed_at"] else None,
-                "last_contact_at": sheet["last_contact_at"].isoformat() if sheet["last_contact_at"] else None,
-                "referrals": [view(r) for r in rows]}
+            referrals = await repo.referrals_of_case(case_id)
+        return {"case_id": str(case_id), "sheet_id": str(sheet.sheet_id), "needs": sheet.needs,
+                "primary_need": sheet.primary_need.value, "urgency": sheet.urgency.value,
+                "closed_at": sheet.closed_at.isoformat() if sheet.closed_at else None,
+                "last_contact_at": sheet.last_contact_at.isoformat() if sheet.last_contact_at else None,
+                "referrals": [view(r) for r in referrals]}
 
     @router.get("/referrals",
                 summary="紹介の一覧（通知不達、次に期限超過が先頭） (referrals, unreachable then overdue first)",
                 dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def referrals(status: Annotated[Status | None, Query()] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
-        async with runtime.db.acquire() as conn:
-            # The same order as the referrals_queue index (0003).
-            rows = await conn.fetch(
-                "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) "
-                "ORDER BY (status = 'unreachable') DESC, (overdue_at IS NOT NULL) DESC, accept_by, requested_at "
-                "LIMIT $2",
-                status.value if status else None, limit)
-        return [view(r) for r in rows]
+        async with reading() as repo:
+            return [view(r) for r in await repo.queue(status, limit)]
 
     @router.post("/referrals/{referral_id}/acceptance", summary="受理する (accept)", dependencies=[Depends(STAFF)])
     async def accept(referral_id: UUID) -> dict:
@@ -145,33 +161,27 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
     @router.post("/cases/{case_id}/referrals", status_code=201, summary="紹介を追加する (add a referral)",
                  dependencies=[Depends(COORDINATOR)])
     async def add(case_id: UUID, body: AddReferral) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            referral_id = await add_referral(conn, case_id, body.need, body.recipient, now=now(), policy=policy)
-            return view(await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id))
+        async with work() as uow:
+            return view(await add_referral(uow, case_id, body.need, body.recipient, now=now(), policy=policy))
 
     @router.post("/cases/{case_id}/closure", status_code=204, summary="相談を終了する (close the case)",
                  dependencies=[Depends(COORDINATOR)])
     async def close(case_id: UUID, body: CloseCase) -> None:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            await close_case(conn, case_id, body.reason, now=now())
+        async with work() as uow:
+            await close_case(uow, case_id, body.reason, now=now())
 
     @router.get("/routing", summary="紹介先の振り分け表 (the routing table)", dependencies=[Depends(READERS)])
     async def routing() -> dict:
-        async with runtime.db.acquire() as conn:
-            rows = await conn.fetch("SELECT need, rank, recipient FROM routes ORDER BY need, rank")
-        table: dict[str, list] = {}
-        for r in rows:
-            table.setdefault(r["need"], []).append(json.loads(r["recipient"]))
-        return table
+        async with reading() as repo:
+            table = await repo.routing_table()
+        return {need.value: [r.model_dump(mode="json", exclude_none=True) for r in candidates]
+                for need, candidates in table.items()}
 
     @router.put("/routing/{need}", summary="振り分け表を変更する (set a need's candidates)",
                 dependencies=[Depends(COORDINATOR)])
     async def set_routing(need: NeedCategory, body: Routes) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM routes WHERE need = $1", need.value)
-            await conn.executemany("INSERT INTO routes (need, rank, recipient) VALUES ($1, $2, $3::jsonb)",
-                                   [(need.value, rank, r.model_dump_json(exclude_none=True))
-                                    for rank, r in enumerate(body.candidates, start=1)])
+        async with work() as uow:
+            await uow.repo.set_routes(need, body.candidates)
         return {"need": need.value, "candidates": [r.model_dump(mode="json", exclude_none=True)
                                                    for r in body.candidates]}
 

@@ -6,28 +6,41 @@ from __future__ import annotations
 from functools import partial
 
 from tsunagu_contracts import (
-    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, DeliveryFailed,
+    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, DeliveryFailed, Envelope,
     HousingSupportOpened, NeedIdentified, PartnerResponded, TenancyStageChanged,
 )
+from tsunagu_referral.adapters.repository import UnitOfWork
+from tsunagu_referral.domain.model import Policy
 from tsunagu_referral.handlers import housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
-from tsunagu_referral.handlers.referrals import Policy, on_consultation_registered, on_need_identified
+from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import EventConsumer
 
 
+def in_unit_of_work(handler, policy: Policy):
+    """The consumer's transaction (with the applied-event record) becomes the handler's unit of work."""
+    async def apply(conn, envelope: Envelope) -> None:
+        uow = UnitOfWork(conn)
+        await handler(uow, envelope.data, policy=policy)
+        await uow.flush()
+    apply.__name__ = handler.__name__
+    return apply
+
+
 def subscribe(runtime: Runtime, policy: Policy) -> None:
+    handle = partial(in_unit_of_work, policy=policy)
     EventConsumer(runtime, INTAKE_CASES, {
-        ConsultationRegistered: partial(on_consultation_registered, policy=policy),
-        NeedIdentified: partial(on_need_identified, policy=policy),
+        ConsultationRegistered: handle(on_consultation_registered),
+        NeedIdentified: handle(on_need_identified),
     }).subscribe()
     EventConsumer(runtime, PARTNER_RESPONSES, {
-        PartnerResponded: partial(on_partner_responded, policy=policy),
-        DeliveryFailed: partial(on_delivery_failed, policy=policy),
+        PartnerResponded: handle(on_partner_responded),
+        DeliveryFailed: handle(on_delivery_failed),
     }).subscribe()
     EventConsumer(runtime, TENANCIES, {
-        HousingSupportOpened: partial(housing.on_support_opened, policy=policy),
-        TenancyStageChanged: partial(housing.on_stage_changed, policy=policy),
-        CheckInRecorded: partial(housing.on_check_in_recorded, policy=policy),
+        HousingSupportOpened: handle(housing.on_support_opened),
+        TenancyStageChanged: handle(housing.on_stage_changed),
+        CheckInRecorded: handle(housing.on_check_in_recorded),
     }).subscribe()

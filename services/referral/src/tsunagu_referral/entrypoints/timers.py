@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from tsunagu_referral.adapters.repository import unit_of_work
 from tsunagu_referral.handlers.timers import raise_contact_overdue, raise_overdue_referrals
 from tsunagu_servicehost import Runtime
 
@@ -15,10 +16,10 @@ log = logging.getLogger("tsunagu.referral.timers")
 async def run_timers(runtime: Runtime, *, interval: float, contact_days: int) -> None:
     while True:
         try:
-            async with runtime.db.acquire() as conn, conn.transaction():
+            async with unit_of_work(runtime.db) as uow:
                 now = datetime.now(UTC)
-                overdue = await raise_overdue_referrals(conn, now=now)
-                silent = await raise_contact_overdue(conn, now=now, contact_days=contact_days)
+                overdue = await raise_overdue_referrals(uow, now=now)
+                silent = await raise_contact_overdue(uow, now=now, contact_days=contact_days)
             if overdue or silent:
                 log.info("timers: %d referral(s) overdue, %d case(s) without contact", overdue, silent)
         except asyncio.CancelledError:

@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
-from tsunagu_contracts import DeliveryFailed, Envelope, Recipient
+from tsunagu_contracts import DeliveryFailed, Recipient
+from tsunagu_referral.domain.errors import Rejected
+from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action
-from tsunagu_referral.handlers.referrals import Detail, Policy, act
-from tsunagu_servicehost.errors import Refused
+from tsunagu_referral.handlers.referrals import act
 
 log = logging.getLogger("tsunagu.referral")
 
 
-async def on_delivery_failed(conn: asyncpg.Connection, envelope: Envelope[DeliveryFailed], *, policy: Policy) -> None:
-    e = envelope.data
+async def on_delivery_failed(uow, e: DeliveryFailed, *, policy: Policy) -> None:
     if e.referral_id is None:
         return  # not a request to take a referral (a notice, a status change): nothing to move
     try:
-        async with conn.transaction():  # a savepoint: a refused move leaves the event recorded as applied
-            await act(conn, e.referral_id, Action.MARK_UNREACHABLE, Detail(), now=e.occurred_at, policy=policy,
+        async with uow.savepoint():  # a refused move leaves the event recorded as applied
+            await act(uow, e.referral_id, Action.MARK_UNREACHABLE, Detail(), now=e.occurred_at, policy=policy,
                       recipient_must_be=Recipient.of_partner(e.partner_id))
-    except Refused as refused:
+    except Rejected as rejected:
         # The referral moved on meanwhile (the partner answered through the API after all, a
         # coordinator rerouted it, the case was closed): it stays as it is.
-        log.info("undelivered referral %s left as it is: %s", e.referral_id, refused.message_en)
+        log.info("undelivered referral %s left as it is: %s", e.referral_id, rejected.message_en)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
-from tsunagu_contracts import Envelope, PartnerResponded, Recipient
+from tsunagu_contracts import PartnerResponded, Recipient
 from tsunagu_contracts.codes import PartnerResponseKind
+from tsunagu_referral.domain.errors import Rejected
+from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action
-from tsunagu_referral.handlers.referrals import Detail, Policy, act
-from tsunagu_servicehost.errors import Refused
+from tsunagu_referral.handlers.referrals import act
 
 log = logging.getLogger("tsunagu.referral")
 
@@ -18,14 +17,13 @@ ACTIONS = {PartnerResponseKind.ACCEPTED: Action.ACCEPT, PartnerResponseKind.DECL
            PartnerResponseKind.CONTACT_MADE: Action.CONTACT, PartnerResponseKind.COMPLETED: Action.COMPLETE}
 
 
-async def on_partner_responded(conn: asyncpg.Connection, envelope: Envelope[PartnerResponded], *,
-                               policy: Policy) -> None:
-    e = envelope.data
+async def on_partner_responded(uow, e: PartnerResponded, *, policy: Policy) -> None:
     detail = Detail(reason=e.decline_reason, method=e.contact_method, outcome=e.outcome)
     try:
-        async with conn.transaction():  # a savepoint: a refused answer leaves the event recorded as applied
-            await act(conn, e.referral_id, ACTIONS[e.response], detail, now=e.occurred_at, policy=policy,
+        async with uow.savepoint():  # a refused answer leaves the event recorded as applied
+            await act(uow, e.referral_id, ACTIONS[e.response], detail, now=e.occurred_at, policy=policy,
                       recipient_must_be=Recipient.of_partner(e.partner_id))
-    except Refused as refused:
+    except Rejected as rejected:
         # The partner's answer no longer fits (answered twice, case closed): nothing to change.
-        log.info("partner response %s not applied: %s", envelope.id, refused.message_en)
+        log.info("partner response %s to referral %s not applied: %s", e.response.value, e.referral_id,
+                 rejected.message_en)

@@ -19,7 +19,7 @@ from tsunagu_contracts.codes import (
     CaseClosureReason, CheckInResult, ContactMethod, DeclineReason, Division, NeedCategory, ReferralOutcome,
     RerouteReason, TenancyEndReason, TenancyStage,
 )
-from tsunagu_referral.domain.errors import Rejected, Why
+from tsunagu_servicehost.errors import Rejected, Why
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action, Status
 from tsunagu_referral.domain.routing import FALLBACK

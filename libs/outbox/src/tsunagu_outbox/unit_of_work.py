@@ -7,6 +7,7 @@ their unit tests run on an in-memory fake with the same two attributes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
@@ -28,6 +29,17 @@ class UnitOfWork(Generic[R]):
 
     def emit(self, *events: Event) -> None:
         self.events.extend(events)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part of the work that may be refused alone: its changes and its events are undone, the rest stays."""
+        emitted = len(self.events)
+        try:
+            async with self.conn.transaction():
+                yield
+        except BaseException:
+            del self.events[emitted:]
+            raise
 
     async def flush(self) -> None:
         """Append what was emitted to the outbox; call inside the transaction, before it commits."""
@@ -55,5 +67,4 @@ def in_unit_of_work(repository: Callable[[asyncpg.Connection], R],
         uow = UnitOfWork(conn, repository(conn))
         await handler(uow, envelope.data)
         await uow.flush()
-    apply.__name__ = handler.__name__
-    return apply
+    return functools.wraps(getattr(handler, "func", handler))(apply)  # a partial's function names it

@@ -31,16 +31,16 @@ these tables at once:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-from tsunagu_contracts import Event, Recipient
+from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import CaseClosureReason, NeedCategory, Urgency
-from tsunagu_outbox import append
+from tsunagu_outbox import UnitOfWork
+from tsunagu_outbox import unit_of_work as outbox_unit_of_work
 from tsunagu_referral.domain.model import Detail, Referral, Sheet, Silence
 from tsunagu_referral.domain.referral import ACTIVE, Status
 
@@ -222,42 +222,6 @@ class Repository:
                                      for rank, r in enumerate(candidates, start=1)])
 
 
-class UnitOfWork:
-    """One transaction: the repository to change things, and the events the change emits, written
-    to the outbox in that same transaction when the work is done.
-
-    Kept minimal on purpose, the same shape as housing support's: a generic one may move to
-    tsunagu_outbox, and this one should then give way to it."""
-
-    def __init__(self, conn: asyncpg.Connection):
-        self.repo = Repository(conn)
-        self.conn = conn
-        self.events: list[Event] = []
-
-    def emit(self, *events: Event) -> None:
-        self.events.extend(events)
-
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        """A part of the work that may be refused alone: its changes and its events are undone, the rest stays."""
-        emitted = len(self.events)
-        try:
-            async with self.conn.transaction():
-                yield
-        except BaseException:
-            del self.events[emitted:]
-            raise
-
-    async def flush(self) -> None:
-        if self.events:
-            await append(self.conn, *self.events)
-            self.events.clear()
-
-
-@asynccontextmanager
-async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
-    """A new transaction; committed with its events when the block ends, rolled back if it raises."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn)
-        yield uow
-        await uow.flush()
+def unit_of_work(pool: asyncpg.Pool) -> AbstractAsyncContextManager[UnitOfWork[Repository]]:
+    """A new transaction over referral's tables; committed with its events when the block ends."""
+    return outbox_unit_of_work(pool, Repository)

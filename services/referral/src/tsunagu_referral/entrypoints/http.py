@@ -14,7 +14,6 @@ from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import CaseClosureReason, ContactMethod, DeclineReason, NeedCategory, ReferralOutcome
 from tsunagu_referral.adapters.repository import Repository, unit_of_work
 from tsunagu_referral.domain.deadlines import JST
-from tsunagu_referral.domain.errors import Rejected, Why
 from tsunagu_referral.domain.model import Detail, Policy, Referral
 from tsunagu_referral.domain.referral import Action, Status
 from tsunagu_referral.handlers.referrals import act, add_referral, close_case
@@ -26,7 +25,6 @@ STAFF = require(Role.COUNTER, Role.COORDINATOR)
 COORDINATOR = require(Role.COORDINATOR)
 READERS = require(Role.COUNTER, Role.COORDINATOR, Role.COUNCIL, Role.OPS)
 DIVISION = {"kind": "division", "division": "housing"}
-STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403}
 
 
 class Body(BaseModel):
@@ -70,10 +68,6 @@ class Routes(Body):
     candidates: list[Recipient] = Field(min_length=1, max_length=20)
 
 
-def refused(rejected: Rejected) -> Refused:
-    return Refused(STATUS[rejected.why], rejected.message_ja, rejected.message_en)
-
-
 def view(referral: Referral) -> dict:
     return {
         "referral_id": str(referral.referral_id), "case_id": str(referral.case_id), "need": referral.need.value,
@@ -94,14 +88,9 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
     def now() -> datetime:
         return datetime.now(UTC)
 
-    @asynccontextmanager
-    async def work():
-        """One transaction; a domain refusal rolls it back and answers with its status."""
-        try:
-            async with unit_of_work(runtime.db) as uow:
-                yield uow
-        except Rejected as rejected:
-            raise refused(rejected) from None
+    def work():
+        """One transaction; a domain refusal (Rejected) rolls it back and is answered with its status."""
+        return unit_of_work(runtime.db)
 
     @asynccontextmanager
     async def reading():

@@ -6,10 +6,10 @@ from __future__ import annotations
 from functools import partial
 
 from tsunagu_contracts import (
-    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, DeliveryFailed, Envelope,
-    HousingSupportOpened, NeedIdentified, PartnerResponded, TenancyStageChanged,
+    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, DeliveryFailed, HousingSupportOpened, NeedIdentified, PartnerResponded, TenancyStageChanged,
 )
-from tsunagu_referral.adapters.repository import UnitOfWork
+from tsunagu_outbox import in_unit_of_work
+from tsunagu_referral.adapters.repository import Repository
 from tsunagu_referral.domain.model import Policy
 from tsunagu_referral.handlers import housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
@@ -19,18 +19,10 @@ from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import EventConsumer
 
 
-def in_unit_of_work(handler, policy: Policy):
-    """The consumer's transaction (with the applied-event record) becomes the handler's unit of work."""
-    async def apply(conn, envelope: Envelope) -> None:
-        uow = UnitOfWork(conn)
-        await handler(uow, envelope.data, policy=policy)
-        await uow.flush()
-    apply.__name__ = handler.__name__
-    return apply
-
-
 def subscribe(runtime: Runtime, policy: Policy) -> None:
-    handle = partial(in_unit_of_work, policy=policy)
+    def handle(handler):
+        return in_unit_of_work(Repository, partial(handler, policy=policy))
+
     EventConsumer(runtime, INTAKE_CASES, {
         ConsultationRegistered: handle(on_consultation_registered),
         NeedIdentified: handle(on_need_identified),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from tsunagu_contracts import DeliveryFailed, Recipient
-from tsunagu_referral.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action
 from tsunagu_referral.handlers.referrals import act

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from tsunagu_contracts import CheckInRecorded, HousingSupportOpened, TenancyStageChanged
 from tsunagu_contracts.codes import CheckInResult, NeedCategory, TenancyStage
-from tsunagu_referral.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_referral.domain.housing import contact_method, outcome
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action, Status

@@ -6,7 +6,7 @@ import logging
 
 from tsunagu_contracts import PartnerResponded, Recipient
 from tsunagu_contracts.codes import PartnerResponseKind
-from tsunagu_referral.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action
 from tsunagu_referral.handlers.referrals import act

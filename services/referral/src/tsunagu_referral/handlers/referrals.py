@@ -15,7 +15,7 @@ from tsunagu_contracts import (
 )
 from tsunagu_contracts.codes import CaseClosureReason, NeedCategory, RerouteReason, Urgency
 from tsunagu_referral.domain.deadlines import accept_deadline
-from tsunagu_referral.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_referral.domain.model import Detail, Policy, Referral, Sheet
 from tsunagu_referral.domain.referral import Action, IllegalTransition, Status, next_status
 from tsunagu_referral.domain.routing import next_candidate

@@ -51,6 +51,11 @@ class Deliveries:
             delivery_id, partner_id, event_id, event_type, case_id, body, purposes)
         await self.conn.execute(f"SELECT pg_notify('{DELIVERIES_CHANNEL}', '')")
 
+    async def published(self, event_id: UUID, topic: str) -> bool:
+        """Whether the event is already in the outbox for the partner's own topic (a redelivered event)."""
+        return bool(await self.conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2",
+                                             event_id, topic))
+
     async def withdraw_unsent(self, case_id: UUID, partner_id: UUID, except_event_id: UUID,
                               consented: list[str]) -> None:
         """Withdraw the case's deliveries not yet made to the partner, unless a consent that remains is

@@ -43,6 +43,11 @@ class Registry:
     async def partner_of_token_hash(self, api_token_hash: bytes) -> UUID | None:
         return await self.conn.fetchval("SELECT partner_id FROM partners WHERE api_token_hash = $1", api_token_hash)
 
+    async def receiving(self, partner_id: UUID) -> asyncpg.Record | None:
+        """Where the partner receives: partner_id, webhook_url, kafka_topic."""
+        return await self.conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners "
+                                        "WHERE partner_id = $1", partner_id)
+
     async def enable_webhook(self, partner_id: UUID) -> None:
         await self.conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)
 

@@ -18,7 +18,7 @@ from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.adapters.provisions import Provisions
 from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.handlers.access import referral_for
-from tsunagu_partners.handlers.held import lock_case
+from tsunagu_partners.adapters.held_events import lock_case
 
 FetchPerson = Callable[[UUID], Awaitable[dict]]
 
@@ -33,7 +33,7 @@ async def provide(pool: asyncpg.Pool, partner_id: UUID, referral_id: UUID, fetch
     No connection is held while intake answers: the pool is the consumers' too, and a slow intake
     would otherwise leave them none (ten fetches at a time took it all). The permission is checked
     in one short transaction; intake is asked with no connection held; the provision is recorded in
-    a second short transaction that decides again, under the case's lock (held.py), so that a
+    a second short transaction that decides again, under the case's lock (adapters/held_events.py), so that a
     consent withdrawn or a case closed meanwhile refuses the fetch, and nothing is given or recorded.
     """
     today = japan_date(now)

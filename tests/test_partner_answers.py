@@ -129,7 +129,7 @@ async def test_an_answer_that_does_not_fit_the_referral_or_its_closed_case_is_re
 async def closure_seen(partner: Partner, referral_id: str) -> bool:
     conn = await asyncpg.connect(partner.partners.database_url)
     try:
-        return await conn.fetchval("SELECT case_closed_at IS NOT NULL FROM partner_referrals WHERE referral_id = $1",
+        return await conn.fetchval("SELECT status = 'closed' FROM partner_referrals WHERE referral_id = $1",
                                    uuid.UUID(referral_id))
     finally:
         await conn.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 import httpx
@@ -13,7 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_contracts import PartnerDeliveries, uuid7
 from tsunagu_contracts.japan import japan_date
+from tsunagu_partners.adapters.deliveries import Deliveries
+from tsunagu_partners.adapters.provisions import Provisions
+from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
+from tsunagu_partners.domain.errors import Rejected, Why
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
 from tsunagu_partners.handlers.responses import respond
@@ -26,6 +31,22 @@ from tsunagu_topics import ensure_topics
 COORDINATOR = require(Role.COORDINATOR)
 _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
 SESSION_SECONDS = 3600
+STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403, Why.INVALID: 422}
+T = TypeVar("T")
+
+
+def refused(rejected: Rejected) -> Refused:
+    """The domain's refusal as the HTTP answer it is given: the one place the two meet."""
+    return Refused(STATUS[rejected.why], rejected.message_ja, rejected.message_en, rejected.field)
+
+
+async def answering(work: Awaitable[T]) -> T:
+    """Await the handler; a domain refusal (raised inside its transaction, so nothing was kept) answers
+    with its status."""
+    try:
+        return await work
+    except Rejected as rejected:
+        raise refused(rejected) from None
 
 
 def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
@@ -89,7 +110,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                 dependencies=[Depends(partner_or(Role.COORDINATOR))])
     async def put_subscription(partner_id: UUID, command: Subscription) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
-            await set_subscription(conn, partner_id, command)
+            await answering(set_subscription(conn, partner_id, command))
         return command.model_dump(mode="json")
 
     @router.get("/{partner_id}/deliveries", summary="配信記録 (the partner's delivery log)",
@@ -97,27 +118,15 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     async def deliveries(partner_id: UUID, status: Annotated[str | None, Query(pattern="^[a-z]+$")] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         async with runtime.db.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT delivery_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
-                "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
-                "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
+            rows = await Deliveries(conn).of_partner(partner_id, status, limit)
         return [jsonable(r) for r in rows]
 
     @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
-            # Only while the partner may still see the case, under a consent for a purpose the event needs
-            # (fan_out.deliver): a withdrawn consent is not undone by hand.
-            updated = await conn.execute(
-                "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
-                "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
-                "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
-                "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
-                "AND (g.valid_until IS NULL OR g.valid_until >= $3) "
-                "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))",
-                delivery_id, partner_id, japan_date(datetime.now(UTC)))
-        if updated == "UPDATE 0":
+            redelivered = await Deliveries(conn).redeliver(partner_id, delivery_id, japan_date(datetime.now(UTC)))
+        if not redelivered:
             raise Refused.conflict("この配信は再配信できません（配信中、同意の撤回後、または取消済み）。",
                                    "only a delivered or dead delivery the partner may still see can be redelivered")
         return {"delivery_id": str(delivery_id), "status": "pending"}
@@ -126,7 +135,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                  dependencies=[Depends(COORDINATOR)])
     async def enable(partner_id: UUID) -> None:
         async with runtime.db.acquire() as conn:
-            await conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)
+            await Registry(conn).enable_webhook(partner_id)
 
     @router.post("/{partner_id}/session",
                  summary="他のサービス用のトークンを得る (exchange the API token for a 1-hour token other services accept)",
@@ -147,7 +156,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
         acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
         nowhere. Answers for one referral are applied in the order they were accepted."""
         async with runtime.db.acquire() as conn, conn.transaction():
-            response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
+            response_id = await answering(respond(conn, partner_id, referral_id, command, now=datetime.now(UTC)))
         return {"response_id": str(response_id)}
 
     @router.get("/{partner_id}/referrals/{referral_id}",
@@ -155,15 +164,13 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                 dependencies=[Depends(partner_or())])
     async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
         # The pool, not a connection: none is held while intake answers (handlers/details.py).
-        return await provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
+        return await answering(provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC)))
 
     @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
     async def provisions(partner_id: UUID, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         async with runtime.db.acquire() as conn:
-            rows = await conn.fetch("SELECT provision_id, person_ref, case_id, referral_id, items, basis, purpose, "
-                                    "provided_at FROM provisions WHERE partner_id = $1 ORDER BY provided_at DESC "
-                                    "LIMIT $2", partner_id, limit)
+            rows = await Provisions(conn).of_partner(partner_id, limit)
         return [jsonable(r) for r in rows]
 
     return [router]

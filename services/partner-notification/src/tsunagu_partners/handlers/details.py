@@ -15,9 +15,10 @@ import asyncpg
 
 from tsunagu_contracts import uuid7
 from tsunagu_contracts.japan import japan_date
+from tsunagu_partners.adapters.provisions import Provisions
 from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.handlers.access import referral_for
-from tsunagu_partners.handlers.held import lock_case
+from tsunagu_partners.adapters.held_events import lock_case
 
 FetchPerson = Callable[[UUID], Awaitable[dict]]
 
@@ -32,7 +33,7 @@ async def provide(pool: asyncpg.Pool, partner_id: UUID, referral_id: UUID, fetch
     No connection is held while intake answers: the pool is the consumers' too, and a slow intake
     would otherwise leave them none (ten fetches at a time took it all). The permission is checked
     in one short transaction; intake is asked with no connection held; the provision is recorded in
-    a second short transaction that decides again, under the case's lock (held.py), so that a
+    a second short transaction that decides again, under the case's lock (adapters/held_events.py), so that a
     consent withdrawn or a case closed meanwhile refuses the fetch, and nothing is given or recorded.
     """
     today = japan_date(now)
@@ -44,10 +45,8 @@ async def provide(pool: asyncpg.Pool, partner_id: UUID, referral_id: UUID, fetch
         referral, grant = await referral_for(conn, partner_id, referral_id, today=today, **REFUSED)
         given = provided(person, grant["purpose"])
         items = list(given)
-        await conn.execute(
-            "INSERT INTO provisions (provision_id, partner_id, person_ref, case_id, referral_id, items, basis, "
-            "purpose, provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", uuid7(), partner_id,
-            UUID(person["person_ref"]), referral["case_id"], referral_id, items, grant["basis"], grant["purpose"], now)
+        await Provisions(conn).record(uuid7(), partner_id, UUID(person["person_ref"]), referral["case_id"], referral_id,
+                                      items, grant["basis"], grant["purpose"], now)
     return {"referral_id": str(referral_id), "case_id": str(referral["case_id"]), "need": referral["need"],
             "person": {"person_ref": person["person_ref"], **given},
             "provision": {"basis": grant["basis"], "purpose": grant["purpose"], "items": items,

@@ -20,9 +20,14 @@ from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.events.referral import ReferralEvent
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
+from tsunagu_partners.adapters.deliveries import Deliveries
+from tsunagu_partners.adapters.held_events import HeldEvents
+from tsunagu_partners.adapters.permissions import Permissions
+from tsunagu_partners.adapters.referrals import Referrals
+from tsunagu_partners.adapters.registry import Registry
+from tsunagu_partners.domain.answers import CLOSED
 from tsunagu_partners.domain.routing import Wants, permits, purposes_for
 from tsunagu_partners.domain.webhooks import cloudevent_body
-from tsunagu_partners.domain.answers import CLOSED
 from tsunagu_partners.handlers.access import ACTIVE
 from tsunagu_partners.handlers.held import case_locked
 from tsunagu_partners.handlers.referral_status import follow_referral
@@ -33,7 +38,7 @@ async def referral_need(conn: asyncpg.Connection, event: Event) -> str | None:
     if isinstance(event, ReferralRequested):
         return event.need.value
     if isinstance(event, ReferralEvent):
-        return await conn.fetchval("SELECT need FROM partner_referrals WHERE referral_id = $1", event.referral_id)
+        return await Referrals(conn).need_of(event.referral_id)
     return None
 
 
@@ -41,13 +46,7 @@ async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, e
                                need: str | None = None) -> list[asyncpg.Record]:
     """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
     (for a referral event, one its referral's `need` serves)."""
-    rows = await conn.fetch(
-        "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
-        "array_agg(DISTINCT g.purpose) FILTER (WHERE g.basis = 'consent') AS consented, "
-        "bool_or(g.basis <> 'consent') AS statutory "
-        "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
-        "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
-        "GROUP BY p.partner_id, s.partner_id", case_id, today)
+    rows = await Permissions(conn).partners_allowed(case_id, today)
     return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
@@ -59,18 +58,10 @@ async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: E
     `need` serves), so that a withdrawal leaves it pending only while a consent for one remains."""
     e = envelope.data
     if partner["webhook_url"]:
-        purposes = purposes_for(e, need)
-        await conn.execute(
-            "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at, purposes) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7) "
-            "ON CONFLICT (partner_id, event_id) DO NOTHING",
-            uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, cloudevent_body(envelope),
-            _values(purposes))
-        await conn.execute("SELECT pg_notify('tsunagu_deliveries', '')")  # wakes the sender on commit
+        await Deliveries(conn).queue(uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id,
+                                     cloudevent_body(envelope), _values(purposes_for(e, need)))
     if partner["kafka_topic"]:
-        exists = await conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2", envelope.id,
-                                     partner["kafka_topic"])
-        if not exists:
+        if not await Deliveries(conn).published(envelope.id, partner["kafka_topic"]):
             await append(conn, e, source=envelope.source, topic=partner["kafka_topic"], event_id=envelope.id)
 
 
@@ -95,18 +86,15 @@ async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelop
     for recipient in e.addressees():
         if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
-            await conn.execute(
-                "INSERT INTO held_events (case_id, partner_id, event_id, headers, value, purposes) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", e.case_id, recipient.partner_id,
-                envelope.id, json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
+            await HeldEvents(conn).hold(e.case_id, recipient.partner_id, envelope.id,
+                                        json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
 
 
 async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
     """Fan out again what was held for the partner; returns how many events were taken out."""
-    # Under the case's lock (held.py): no held row of the case is uncommitted in another transaction.
-    rows = await conn.fetch("DELETE FROM held_events WHERE case_id = $1 AND partner_id = $2 "
-                            "RETURNING headers, value, held_at", case_id, partner_id)
-    for row in sorted(rows, key=lambda r: r["held_at"]):
+    # Under the case's lock (adapters/held_events.py): no held row of the case is uncommitted elsewhere.
+    rows = await HeldEvents(conn).take(case_id, partner_id)
+    for row in rows:
         await fan_out(conn, decode(json.loads(row["headers"]), bytes(row["value"])))
     return len(rows)
 
@@ -115,7 +103,7 @@ async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
 async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
     e: Event = envelope.data
     await follow_referral(conn, e)
-    case_needs = frozenset(await conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", e.case_id) or [])
+    case_needs = await Permissions(conn).case_needs(e.case_id)
     need = await referral_need(conn, e)
     partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e, need)
     await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners}, need)
@@ -131,17 +119,13 @@ async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
 @case_locked
 async def on_consultation(conn: asyncpg.Connection, envelope: Envelope[ConsultationRegistered]) -> None:
     e = envelope.data
-    await conn.execute(
-        "INSERT INTO case_needs (case_id, person_ref, needs) VALUES ($1, $2, $3) ON CONFLICT (case_id) DO UPDATE "
-        "SET needs = ARRAY(SELECT DISTINCT unnest(case_needs.needs || EXCLUDED.needs))",
-        e.case_id, e.person_ref, [n.value for n in e.needs])
+    await Permissions(conn).remember_needs(e.case_id, e.person_ref, [n.value for n in e.needs])
     await fan_out(conn, envelope)
 
 
 @case_locked
 async def on_need(conn: asyncpg.Connection, envelope: Envelope[NeedIdentified]) -> None:
-    await conn.execute("UPDATE case_needs SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])) "
-                       "WHERE case_id = $1", envelope.data.case_id, [envelope.data.need.value])
+    await Permissions(conn).add_need(envelope.data.case_id, envelope.data.need.value)
     await fan_out(conn, envelope)
 
 
@@ -149,10 +133,8 @@ async def on_need(conn: asyncpg.Connection, envelope: Envelope[NeedIdentified]) 
 async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[ConsentGranted]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
-        await conn.execute(
-            "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until) "
-            "VALUES ($1, $2, $3, $4, 'consent', $5, $6) ON CONFLICT DO NOTHING",
-            e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, e.purpose.value, e.valid_until)
+        await Permissions(conn).grant(e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, "consent",
+                                      e.purpose.value, e.valid_until)
         await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
@@ -160,10 +142,8 @@ async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[Consen
 async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[StatutoryBasisRecorded]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
-        await conn.execute(
-            "INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value, e.purpose.value)
+        await Permissions(conn).grant(e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value,
+                                      e.purpose.value)
         await release_held(conn, e.case_id, e.recipient.partner_id)
 
 
@@ -173,34 +153,24 @@ async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[Cons
     e = envelope.data
     if e.recipient.kind is not RecipientKind.PARTNER:
         return
-    await conn.execute("UPDATE permissions SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-                       e.consent_id, e.occurred_at)
-    partner = await conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners WHERE partner_id = $1",
-                                  e.recipient.partner_id)
+    permissions = Permissions(conn)
+    await permissions.revoke(e.consent_id, e.occurred_at)
+    partner = await Registry(conn).receiving(e.recipient.partner_id)
     if partner is not None:
         await deliver(conn, partner, envelope)
-    remaining = await conn.fetchrow(
-        "SELECT coalesce(array_agg(DISTINCT purpose) FILTER (WHERE basis = 'consent'), '{}') AS consented, "
-        "coalesce(bool_or(basis <> 'consent'), false) AS statutory FROM permissions WHERE case_id = $1 "
-        "AND partner_id = $2 AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until >= $3)",
-        e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
-    if not remaining["statutory"]:
+    consented, statutory = await permissions.remaining(e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
+    if not statutory:
         # Deliveries not yet made are withdrawn with the consent, unless a consent that remains is
         # for a purpose they need (one for any purpose, when they need none in particular).
-        await conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
-                           "AND status IN ('pending', 'sending') AND event_id <> $3 "
-                           "AND NOT coalesce(purposes && $4::text[], cardinality($4::text[]) > 0)",
-                           e.case_id, e.recipient.partner_id, envelope.id, remaining["consented"])
+        await Deliveries(conn).withdraw_unsent(e.case_id, e.recipient.partner_id, envelope.id, consented)
 
 
 @case_locked
 async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[ReferralRequested]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
-        await conn.execute(
-            "INSERT INTO partner_referrals (referral_id, case_id, partner_id, municipality_code, need, status, "
-            "updated_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6) ON CONFLICT DO NOTHING",
-            e.referral_id, e.case_id, e.recipient.partner_id, e.municipality_code, e.need.value, e.occurred_at)
+        await Referrals(conn).open(e.referral_id, e.case_id, e.recipient.partner_id, e.municipality_code,
+                                   e.need.value, e.occurred_at)
     await fan_out(conn, envelope)
 
 
@@ -211,16 +181,14 @@ async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed
     Each active referral keeps the status it had, for the case's reopening. The referral service
     changes no referral of a closed case, so nothing else moves a closed one meanwhile.
     """
-    await conn.execute("UPDATE partner_referrals SET status = $2, status_before_close = status "
-                       "WHERE case_id = $1 AND status = ANY($3::text[])", envelope.data.case_id, CLOSED, list(ACTIVE))
+    await Referrals(conn).close_case(envelope.data.case_id, CLOSED, list(ACTIVE))
     await fan_out(conn, envelope)
 
 
 @case_locked
 async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
     """The person came back: the referral service takes up the case's referrals where they were, so do we."""
-    await conn.execute("UPDATE partner_referrals SET status = status_before_close, status_before_close = NULL "
-                       "WHERE case_id = $1 AND status = $2", envelope.data.case_id, CLOSED)
+    await Referrals(conn).reopen_case(envelope.data.case_id, CLOSED)
     await fan_out(conn, envelope)
 
 

@@ -1,68 +1,21 @@
-"""Events held until the partner they are addressed to may see them: the lock and the sweep.
-
-Consent arrives on intake's topic, referrals on referral's: separate consumers read them at the
-same time, so a referral addressed to a partner can come before the consent that lets the partner
-see it. It is held, and released when the consent (or a statutory basis) is recorded.
-
-The rule (DESIGN §5, concurrency): every transaction that reads a case's permissions to decide
-what to deliver or hold, or that changes a case's permissions and releases its held events, first
-takes the case's transaction-scoped advisory lock (`lock_case`; every handler in fan_out.py is
-`case_locked`), before its own writes. So the referral path and the consent path for one case
-run one after the other, never interleaved:
-
-- referral first: the consent path waits for the lock, then (a new statement, a new snapshot under
-  READ COMMITTED) sees the held row the referral committed, and releases it;
-- consent first: the referral path waits, then sees the committed permission and delivers.
-
-Without the lock both could commit with the held row's INSERT invisible to the release's DELETE,
-and the row stayed held for good (41 of 800 referrals at 40 consultations/s).
-
-Deadlock-free: the lock is per case (two cases whose keys collide merely share one), and a
-transaction only ever concerns one case (an event, or one case of the sweep), so it takes exactly
-one of these locks and never waits for a second while holding the first. It is taken before the
-handler's writes (only the consumer's applied-event row, unique to the event, comes first), so it
-is never awaited while holding a row lock another case-locked transaction could need. Taking it
-again in the same transaction (a handler, then the fan-out it calls) only nests.
-
-The sweep is the safety net DESIGN asks of anything parked: a periodic task (`sweep.HeldSweeper`)
-releases held rows whose permission exists (`releasable`), each case under the same lock.
-"""
+"""The case lock around every fan-out handler (the rule, and why: adapters/held_events.py)."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import date
 from typing import Any, TypeVar
-from uuid import UUID
 
 import asyncpg
 
 from tsunagu_contracts import Envelope
-
-# Two 32-bit keys: that key space is apart from the single 64-bit keys (the outbox relay's lock).
-LOCK_CLASS = 0x68656C64  # "held"
+from tsunagu_partners.adapters.held_events import lock_case
 
 H = TypeVar("H", bound=Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[Any]])
 
 
-def case_lock_key(case_id: UUID) -> int:
-    """The same 32-bit key for a case in every process (Python's own hash is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(case_id.bytes, digest_size=4).digest(), "big", signed=True)
-
-
-async def lock_case(conn: asyncpg.Connection, case_id: UUID) -> None:
-    """Wait for the case's lock; it is held until the transaction ends (call it inside one)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
-
-
-async def try_lock_case(conn: asyncpg.Connection, case_id: UUID) -> bool:
-    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
-
-
 def case_locked(handler: H) -> H:
-    """The handler takes its event's case lock before anything else it does (the rule above)."""
+    """The handler takes its event's case lock before anything else it does."""
     @functools.wraps(handler)
     async def locked(conn: asyncpg.Connection, envelope: Envelope[Any]) -> Any:
         await lock_case(conn, envelope.data.case_id)
@@ -70,30 +23,4 @@ def case_locked(handler: H) -> H:
     return locked  # type: ignore[return-value]
 
 
-async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[asyncpg.Record]:
-    """(case, partner) pairs the sweep releases, longest held first.
-
-    The test is the fan-out's own (a subscribed partner, a permission valid on the event's Japan
-    date, for a purpose the event needs) and also valid today, so that what is released is delivered and sent, not held again.
-    Should the fan-out still hold an event again, its new `held_at` puts it at the back: the batch
-    never gets stuck on the same pairs. Read without locks: the sweep takes each case's lock before
-    releasing, and the release decides again.
-    """
-    return await conn.fetch(
-        "SELECT h.case_id, h.partner_id FROM held_events h "
-        "WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.partner_id = h.partner_id) "
-        "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
-        "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
-        "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date)) "
-        # A consent reaches a purpose-bound event only when given for one of the purposes the fan-out
-        # stored with it (routing.purposes_for: by event type, and for a referral by its need).
-        "  AND (g.basis <> 'consent' OR h.purposes IS NULL OR g.purpose = ANY(h.purposes))) "
-        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
-
-
-async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:
-    return await conn.fetchval("SELECT count(*) FROM held_events WHERE ($1::uuid IS NULL OR case_id = $1) "
-                               "AND ($2::uuid IS NULL OR partner_id = $2)", case_id, partner_id)
-
-
-__all__ = ["case_locked", "held_count", "lock_case", "releasable", "try_lock_case"]
+__all__ = ["case_locked"]

@@ -13,8 +13,9 @@ import asyncpg
 from cryptography.fernet import MultiFernet
 
 from tsunagu_contracts import PartnerDeliveries
+from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.commands import RegisterPartner, Subscription
-from tsunagu_servicehost.errors import Refused
+from tsunagu_partners.domain.errors import Rejected
 
 TOKEN_PREFIX = "tzp_"
 
@@ -29,29 +30,25 @@ async def register_partner(conn: asyncpg.Connection, cmd: RegisterPartner, *, pa
     api_token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     webhook_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode() if cmd.webhook_url else None
     topic = PartnerDeliveries.for_partner(partner_id).name if cmd.kafka_topic else None
-    await conn.execute(
-        "INSERT INTO partners (partner_id, name, need_categories, areas, contact, api_token_hash, webhook_url, "
-        "webhook_secret, kafka_topic, registered_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)",
-        partner_id, cmd.name, [n.value for n in cmd.need_categories], cmd.areas, cmd.contact.model_dump_json(),
-        token_hash(api_token), str(cmd.webhook_url) if cmd.webhook_url else None,
-        cipher.encrypt(webhook_secret.encode()) if webhook_secret else None, topic, now)
+    registry = Registry(conn)
+    needs = [n.value for n in cmd.need_categories]
+    await registry.add_partner(partner_id, cmd.name, needs, cmd.areas, cmd.contact.model_dump_json(),
+                               token_hash(api_token), str(cmd.webhook_url) if cmd.webhook_url else None,
+                               cipher.encrypt(webhook_secret.encode()) if webhook_secret else None, topic, now)
     # Until the partner narrows it, it hears about its own need categories and areas.
-    await conn.execute("INSERT INTO subscriptions (partner_id, event_types, need_categories, areas) "
-                       "VALUES ($1, '{}', $2, $3)", partner_id, [n.value for n in cmd.need_categories], cmd.areas)
+    await registry.add_subscription(partner_id, [], needs, cmd.areas)
     return {"partner_id": str(partner_id), "api_token": api_token, "webhook_secret": webhook_secret,
             "kafka_topic": topic, "kafka_acl_prefix": PartnerDeliveries.acl_prefix(partner_id) if topic else None}
 
 
 async def set_subscription(conn: asyncpg.Connection, partner_id: UUID, cmd: Subscription) -> None:
-    status = await conn.execute(
-        "UPDATE subscriptions SET event_types = $2, need_categories = $3, areas = $4 WHERE partner_id = $1",
-        partner_id, cmd.event_types, [n.value for n in cmd.need_categories], cmd.areas)
-    if status == "UPDATE 0":
-        raise Refused.not_found("連携団体", "partner")
+    if not await Registry(conn).set_subscription(partner_id, cmd.event_types, [n.value for n in cmd.need_categories],
+                                                 cmd.areas):
+        raise Rejected.not_found("連携団体", "partner")
 
 
 async def partner_of_token(conn: asyncpg.Connection, token: str) -> UUID | None:
-    return await conn.fetchval("SELECT partner_id FROM partners WHERE api_token_hash = $1", token_hash(token))
+    return await Registry(conn).partner_of_token_hash(token_hash(token))
 
 
 def webhook_secret(cipher: MultiFernet, sealed: bytes) -> str:

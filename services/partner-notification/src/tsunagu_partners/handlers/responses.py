@@ -1,7 +1,7 @@
 """A partner's answer to a referral addressed to it becomes PartnerResponded, for the referral service.
 
-Concurrency: the answer takes the referral's row lock (SELECT ... FOR UPDATE on partner_referrals)
-before checking it, and holds it to the commit. Two answers for one referral are checked and
+Concurrency (adapters/referrals.py): the answer takes the referral's row lock (SELECT ... FOR UPDATE
+on partner_referrals) before checking it, and holds it to the commit. Two answers for one referral are checked and
 written one after the other, the second against the status the first left; their events get
 outbox ids in that order, and the relay publishes a case's records in id order (the record key is
 the case id), so referral applies them in the order they were accepted here.
@@ -9,35 +9,55 @@ the case id), so referral applies them in the order they were accepted here.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
 from pydantic import ValidationError
 
-from tsunagu_contracts import PartnerResponded, uuid7
+from tsunagu_contracts import Event, PartnerResponded, uuid7
+from tsunagu_contracts.japan import japan_date
+from tsunagu_outbox import append
+from tsunagu_partners.adapters.access import PartnerAccess
+from tsunagu_partners.adapters.referrals import Referrals
 from tsunagu_partners.domain.answers import AnswerRefused, status_after
 from tsunagu_partners.domain.commands import RespondToReferral
-from tsunagu_contracts.japan import japan_date
-from tsunagu_partners.handlers.access import referral_for
-from tsunagu_outbox import append
-from tsunagu_servicehost.errors import Refused
+from tsunagu_partners.domain.errors import Rejected
+from tsunagu_partners.handlers.access import AccessReads, check_referral
+
+Publish = Callable[[Event], Awaitable[Any]]
+
+
+class ReferralCopies(Protocol):
+    async def lock_status(self, referral_id: UUID, partner_id: UUID | None = None) -> str | None: ...
+    async def set_status(self, referral_id: UUID, status: str, at: datetime) -> None: ...
+    async def record_response(self, response_id: UUID, partner_id: UUID, referral_id: UUID, response: str,
+                              at: datetime) -> None: ...
 
 
 async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
                   now: datetime) -> UUID:
+    """Check the answer against the referral, store it and publish it, in the caller's transaction."""
+    async def publish(event: Event) -> None:
+        await append(conn, event)
+    return await answer(Referrals(conn), PartnerAccess(conn), publish, partner_id, referral_id, cmd, now=now)
+
+
+async def answer(referrals: ReferralCopies, access: AccessReads, publish: Publish, partner_id: UUID,
+                 referral_id: UUID, cmd: RespondToReferral, *, now: datetime) -> UUID:
     """Check the answer against the referral, store it and publish it; refused answers change nothing."""
-    copy = await conn.fetchrow("SELECT status FROM partner_referrals WHERE referral_id = $1 AND partner_id = $2 "
-                               "FOR UPDATE", referral_id, partner_id)
-    if copy is None:
-        raise Refused.not_found("この団体宛ての紹介", "referral addressed to this partner")
+    current = await referrals.lock_status(referral_id, partner_id)
+    if current is None:
+        raise Rejected.not_found("この団体宛ての紹介", "referral addressed to this partner")
     try:
-        status = status_after(copy["status"], cmd.response)
+        status = status_after(current, cmd.response)
     except AnswerRefused as refused:
-        raise Refused.conflict(refused.message_ja, refused.message_en) from None
-    referral, _ = await referral_for(conn, partner_id, referral_id, today=japan_date(now),
-                                     refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
-                                     refused_en="the person's consent for this partner was withdrawn")
+        raise Rejected.conflict(refused.message_ja, refused.message_en) from None
+    referral, _ = await check_referral(access, partner_id, referral_id, today=japan_date(now),
+                                       refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
+                                       refused_en="the person's consent for this partner was withdrawn")
     response_id = uuid7()
     try:
         event = PartnerResponded(case_id=referral["case_id"], municipality_code=referral["municipality_code"],
@@ -46,11 +66,9 @@ async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID,
                                  contact_method=cmd.contact_method, outcome=cmd.outcome)
     except ValidationError as exc:
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise Refused.invalid("response", "回答の内容が回答の種類と合っていません。", message) from None
-    await conn.execute("INSERT INTO responses (response_id, partner_id, referral_id, response, created_at) "
-                       "VALUES ($1, $2, $3, $4, $5)", response_id, partner_id, referral_id, cmd.response.value, now)
+        raise Rejected.invalid("response", "回答の内容が回答の種類と合っていません。", message) from None
+    await referrals.record_response(response_id, partner_id, referral_id, cmd.response.value, now)
     # At once, in this transaction: the partner's next answer is checked against this one.
-    await conn.execute("UPDATE partner_referrals SET status = $2, updated_at = $3 WHERE referral_id = $1",
-                       referral_id, status, now)
-    await append(conn, event)
+    await referrals.set_status(referral_id, status, now)
+    await publish(event)
     return response_id

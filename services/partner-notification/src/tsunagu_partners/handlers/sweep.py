@@ -1,8 +1,8 @@
 """The periodic sweep that releases held events once their partner may see them.
 
 The consent and statutory-basis handlers release what was held for the partner themselves, under
-the case's lock (held.py). The sweep is there for anything still left behind (a release that
-failed, a path added later that forgot to release), so that nothing parked stays parked.
+the case's lock (adapters/held_events.py). The sweep is there for anything still left behind (a
+release that failed, a path added later that forgot to release), so that nothing parked stays parked.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.handlers.fan_out import release_held
-from tsunagu_partners.handlers.held import held_count, releasable, try_lock_case
+from tsunagu_partners.adapters.held_events import held_count, releasable, try_lock_case
 from tsunagu_servicehost.consumer import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger("tsunagu.partners.held")

@@ -26,25 +26,14 @@ from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import append
+from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL, Deliveries
+from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.webhooks import (
     RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
-DELIVERIES_CHANNEL = "tsunagu_deliveries"
-
-# A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2: the
-# withdrawal notice's type, which is always sent): a delivery queued before a withdrawal or the end
-# of a consent's validity is not sent after it.
-MAY_STILL_SEE = (
-    "(d.event_type = $2 OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
-    "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1) "
-    # A consent counts only for the purposes the delivery's event needs (NULL: any); a basis for all.
-    "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))")
-DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
-       "OR (d.status = 'sending' AND d.lease_until < now()))")
-
 
 LEASE_MARGIN_S = 2.0
 """How much longer than a send's deadline its lease lasts at least: time to record the outcome."""
@@ -137,35 +126,17 @@ class WebhookSender:
         room = self.policy.in_flight - sum(self.in_flight.values())
         if room <= 0:
             return []
-        partners = [p for p, n in self.in_flight.items() if n > 0]
-        lease = self.policy.lease_s
+        busy = {p: n for p, n in self.in_flight.items() if n > 0}
         today = japan_date(datetime.now(UTC))
         async with self.pool.acquire() as conn:
-            withdrawn = await conn.execute(
-                f"UPDATE deliveries d SET status = 'withdrawn' WHERE {DUE} AND NOT {MAY_STILL_SEE}",
-                today, ConsentWithdrawn.type)
-            if withdrawn != "UPDATE 0":
+            deliveries = Deliveries(conn)
+            withdrawn = await deliveries.withdraw_due_unseen(today, ConsentWithdrawn.type)
+            if withdrawn:
                 log.info("%s deliveries withdrawn before sending: their partner may no longer see the case",
-                         withdrawn.split()[-1])
-            # Chosen without locks (a window function cannot lock), then claimed by an UPDATE that
-            # checks again that each is still due and allowed, so two senders never claim the same
-            # delivery and a permission that ended meanwhile is seen.
-            return await conn.fetch(
-                "WITH busy (partner_id, n) AS (SELECT * FROM unnest($3::uuid[], $4::int[])), "
-                "due AS (SELECT x.delivery_id, row_number() OVER (PARTITION BY x.partner_id "
-                "        ORDER BY x.next_attempt_at) + coalesce(b.n, 0) AS slot "
-                "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
-                "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
-                "         OR (x.status = 'sending' AND x.lease_until < now())) "
-                "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL), "
-                "chosen AS (SELECT delivery_id FROM due WHERE slot <= $5 ORDER BY slot LIMIT $6) "
-                "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-                "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
-                f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
-                "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
-                "p.webhook_url, p.webhook_secret",
-                today, ConsentWithdrawn.type, partners, [self.in_flight[p] for p in partners],
-                self.policy.per_partner, min(room, 100), lease)
+                         withdrawn)
+            # Claimed under a lease (adapters/deliveries.py): two senders never claim one delivery.
+            return await deliveries.claim(today, ConsentWithdrawn.type, busy, self.policy.per_partner,
+                                          min(room, 100), self.policy.lease_s)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         status, retry_after, error = None, None, None
@@ -204,29 +175,22 @@ class WebhookSender:
                      error: str | None) -> None:
         result = outcome(status)
         async with self.pool.acquire() as conn, conn.transaction():
+            # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
+            deliveries = Deliveries(conn)
             if result == "delivered":
-                await conn.execute("UPDATE deliveries SET status = 'delivered', delivered_at = now(), "
-                                   "last_status = $2, last_error = NULL WHERE delivery_id = $1 AND status = 'sending'",
-                                   row["delivery_id"], status)
+                await deliveries.delivered(row["delivery_id"], status)
                 return
             if result == "gone":
-                await conn.execute("UPDATE partners SET webhook_disabled_at = now() WHERE partner_id = $1",
-                                   row["partner_id"])
+                await Registry(conn).disable_webhook(row["partner_id"])
             delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
             if delay is None:
                 await self.dead_letter(conn, row, status, error)
                 return
-            await conn.execute(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, last_status = $3, last_error = $4 "
-                "WHERE delivery_id = $1 AND status = 'sending'",
-                row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
+            await deliveries.retry_at(row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
 
     async def dead_letter(self, conn: asyncpg.Connection, row: asyncpg.Record, status: int | None,
                           error: str | None) -> None:
-        updated = await conn.execute(
-            "UPDATE deliveries SET status = 'dead', last_status = $2, last_error = $3 "
-            "WHERE delivery_id = $1 AND status = 'sending'", row["delivery_id"], status, error)
-        if updated == "UPDATE 0":
+        if not await Deliveries(conn).dead(row["delivery_id"], status, error):
             return
         data = json.loads(row["body"])["data"]
         await append(conn, DeliveryFailed(

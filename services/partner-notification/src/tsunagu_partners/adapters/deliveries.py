@@ -1,0 +1,147 @@
+"""Deliveries: one event queued for one partner's webhook, and what became of it.
+
+Concurrency rules, stated here and beside each statement that needs one:
+
+- Queueing is idempotent on (partner_id, event_id): a redelivered event finds its delivery there
+  (ON CONFLICT DO NOTHING). It runs under the case's advisory lock like all of the fan-out.
+- The sender claims with a lease: due rows are chosen without locks (a window function cannot
+  lock), then claimed by one UPDATE that checks again that each is still due and still allowed.
+  Two senders never claim one delivery: the second UPDATE re-reads a row the first changed and
+  finds it no longer due. A sender that dies mid-send leaves the row 'sending' until its lease
+  ends; then it is due again.
+- A send's outcome is recorded only `WHERE status = 'sending'`: a delivery withdrawn (consent
+  withdrawn) while it was being sent stays withdrawn, and the outcome is dropped.
+- A redelivery by hand moves only a 'dead' or 'delivered' row: one being sent is left to its sender.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from uuid import UUID
+
+import asyncpg
+
+DELIVERIES_CHANNEL = "tsunagu_deliveries"
+
+# A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2: the
+# withdrawal notice's type, which is always sent): a delivery queued before a withdrawal or the end
+# of a consent's validity is not sent after it.
+MAY_STILL_SEE = (
+    "(d.event_type = $2 OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
+    "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1) "
+    # A consent counts only for the purposes the delivery's event needs (NULL: any); a basis for all.
+    "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))")
+DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
+       "OR (d.status = 'sending' AND d.lease_until < now()))")
+
+
+class Deliveries:
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    # the fan-out -----------------------------------------------------------------------------
+
+    async def queue(self, delivery_id: UUID, partner_id: UUID, event_id: UUID, event_type: str, case_id: UUID,
+                    body: str, purposes: list[str] | None) -> None:
+        """Once per (partner, event); the sender is woken when the transaction commits."""
+        await self.conn.execute(
+            "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
+            "next_attempt_at, created_at, purposes) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7) "
+            "ON CONFLICT (partner_id, event_id) DO NOTHING",
+            delivery_id, partner_id, event_id, event_type, case_id, body, purposes)
+        await self.conn.execute(f"SELECT pg_notify('{DELIVERIES_CHANNEL}', '')")
+
+    async def published(self, event_id: UUID, topic: str) -> bool:
+        """Whether the event is already in the outbox for the partner's own topic (a redelivered event)."""
+        return bool(await self.conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2",
+                                             event_id, topic))
+
+    async def withdraw_unsent(self, case_id: UUID, partner_id: UUID, except_event_id: UUID,
+                              consented: list[str]) -> None:
+        """Withdraw the case's deliveries not yet made to the partner, unless a consent that remains is
+        for a purpose they need (one for any purpose, when they need none in particular).
+
+        Under the case's lock; a row being sent is withdrawn too, and its sender's outcome then dropped."""
+        await self.conn.execute("UPDATE deliveries SET status = 'withdrawn' WHERE case_id = $1 AND partner_id = $2 "
+                                "AND status IN ('pending', 'sending') AND event_id <> $3 "
+                                "AND NOT coalesce(purposes && $4::text[], cardinality($4::text[]) > 0)",
+                                case_id, partner_id, except_event_id, consented)
+
+    # the HTTP API ----------------------------------------------------------------------------
+
+    async def of_partner(self, partner_id: UUID, status: str | None, limit: int) -> list[asyncpg.Record]:
+        """The partner's delivery log, newest first."""
+        return await self.conn.fetch(
+            "SELECT delivery_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
+            "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
+            "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
+
+    async def redeliver(self, partner_id: UUID, delivery_id: UUID, today: date) -> bool:
+        """Queue a delivered or dead delivery again; False when it is not one, or the partner may no
+        longer see its case.
+
+        Only while the partner may still see the case, under a consent for a purpose the event needs
+        (as the fan-out queued it): a withdrawn consent is not undone by hand. One UPDATE: a row being
+        sent ('sending') is not taken from its sender."""
+        updated = await self.conn.execute(
+            "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
+            "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
+            "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
+            "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
+            "AND (g.valid_until IS NULL OR g.valid_until >= $3) "
+            "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))",
+            delivery_id, partner_id, today)
+        return updated != "UPDATE 0"
+
+    # the sender ------------------------------------------------------------------------------
+
+    async def withdraw_due_unseen(self, today: date, withdrawal_type: str) -> int:
+        """Due deliveries whose partner may no longer see the case are marked 'withdrawn', not sent."""
+        withdrawn = await self.conn.execute(
+            f"UPDATE deliveries d SET status = 'withdrawn' WHERE {DUE} AND NOT {MAY_STILL_SEE}",
+            today, withdrawal_type)
+        return int(withdrawn.split()[-1])
+
+    async def claim(self, today: date, withdrawal_type: str, busy: dict[UUID, int], per_partner: int, limit: int,
+                    lease_s: float) -> list[asyncpg.Record]:
+        """Due deliveries, at most `per_partner` in flight for any one partner (counting `busy`),
+        leased to the caller for `lease_s`."""
+        partners = list(busy)
+        # Chosen without locks (a window function cannot lock), then claimed by an UPDATE that
+        # checks again that each is still due and allowed, so two senders never claim the same
+        # delivery and a permission that ended meanwhile is seen.
+        return await self.conn.fetch(
+            "WITH busy (partner_id, n) AS (SELECT * FROM unnest($3::uuid[], $4::int[])), "
+            "due AS (SELECT x.delivery_id, row_number() OVER (PARTITION BY x.partner_id "
+            "        ORDER BY x.next_attempt_at) + coalesce(b.n, 0) AS slot "
+            "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
+            "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
+            "         OR (x.status = 'sending' AND x.lease_until < now())) "
+            "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL), "
+            "chosen AS (SELECT delivery_id FROM due WHERE slot <= $5 ORDER BY slot LIMIT $6) "
+            "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+            "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
+            f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
+            "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
+            "p.webhook_url, p.webhook_secret",
+            today, withdrawal_type, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
+
+    async def delivered(self, delivery_id: UUID, status: int) -> None:
+        await self.conn.execute("UPDATE deliveries SET status = 'delivered', delivered_at = now(), "
+                                "last_status = $2, last_error = NULL WHERE delivery_id = $1 AND status = 'sending'",
+                                delivery_id, status)
+
+    async def retry_at(self, delivery_id: UUID, at: datetime, status: int | None, error: str | None) -> None:
+        await self.conn.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, last_status = $3, last_error = $4 "
+            "WHERE delivery_id = $1 AND status = 'sending'", delivery_id, at, status, error)
+
+    async def dead(self, delivery_id: UUID, status: int | None, error: str | None) -> bool:
+        """False when the delivery was no longer being sent (withdrawn meanwhile): nothing to report."""
+        updated = await self.conn.execute(
+            "UPDATE deliveries SET status = 'dead', last_status = $2, last_error = $3 "
+            "WHERE delivery_id = $1 AND status = 'sending'", delivery_id, status, error)
+        return updated != "UPDATE 0"
+
+
+__all__ = ["DELIVERIES_CHANNEL", "DUE", "MAY_STILL_SEE", "Deliveries"]

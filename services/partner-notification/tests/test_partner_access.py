@@ -23,8 +23,8 @@ from tsunagu_contracts import (
 )
 from tsunagu_contracts.japan import JST
 from tsunagu_partners.domain.commands import RegisterPartner
-from tsunagu_partners.domain.errors import Rejected
-from tsunagu_partners.entrypoints.http import refused
+from tsunagu_servicehost.errors import Rejected
+from tsunagu_servicehost.errors import Refused
 from tsunagu_partners.handlers.access import referral_for
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.fan_out import (
@@ -105,7 +105,7 @@ async def may_act(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID)
         await referral_for(conn, partner_id, referral_id, today=MORNING.date(), refused_ja="同意がありません。",
                            refused_en="no consent")
     except Rejected as rejected:
-        return refused(rejected).status
+        return Refused.of(rejected).status
     return 200
 
 

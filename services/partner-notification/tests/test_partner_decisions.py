@@ -7,8 +7,8 @@ import pytest
 from tsunagu_contracts import PartnerResponded, uuid7
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
 from tsunagu_partners.domain.commands import RespondToReferral
-from tsunagu_partners.domain.errors import Rejected, Why
-from tsunagu_partners.entrypoints.http import refused
+from tsunagu_servicehost.errors import Rejected, Why
+from tsunagu_servicehost.errors import Refused
 from tsunagu_partners.handlers.access import check_referral
 from tsunagu_partners.handlers.responses import answer
 
@@ -90,7 +90,7 @@ async def test_a_statutory_basis_is_enough_for_any_referral(store, partner, refe
 
 
 def test_each_refusal_has_one_http_status():
-    assert [refused(Rejected(why, "ja", "en")).status for why in Why] == [404, 409, 403, 422]
+    assert [Refused.of(Rejected(why, "ja", "en")).status for why in Why] == [404, 409, 403, 422]
 
 
 async def respond(store, partner, referral, response: str, **body):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 from uuid import UUID
 
 import httpx
@@ -18,7 +17,6 @@ from tsunagu_partners.adapters.deliveries import Deliveries
 from tsunagu_partners.adapters.provisions import Provisions
 from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
-from tsunagu_partners.domain.errors import Rejected, Why
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
 from tsunagu_partners.handlers.responses import respond
@@ -31,22 +29,6 @@ from tsunagu_topics import ensure_topics
 COORDINATOR = require(Role.COORDINATOR)
 _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
 SESSION_SECONDS = 3600
-STATUS = {Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.FORBIDDEN: 403, Why.INVALID: 422}
-T = TypeVar("T")
-
-
-def refused(rejected: Rejected) -> Refused:
-    """The domain's refusal as the HTTP answer it is given: the one place the two meet."""
-    return Refused(STATUS[rejected.why], rejected.message_ja, rejected.message_en, rejected.field)
-
-
-async def answering(work: Awaitable[T]) -> T:
-    """Await the handler; a domain refusal (raised inside its transaction, so nothing was kept) answers
-    with its status."""
-    try:
-        return await work
-    except Rejected as rejected:
-        raise refused(rejected) from None
 
 
 def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
@@ -110,7 +92,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                 dependencies=[Depends(partner_or(Role.COORDINATOR))])
     async def put_subscription(partner_id: UUID, command: Subscription) -> dict:
         async with runtime.db.acquire() as conn, conn.transaction():
-            await answering(set_subscription(conn, partner_id, command))
+            await set_subscription(conn, partner_id, command)
         return command.model_dump(mode="json")
 
     @router.get("/{partner_id}/deliveries", summary="配信記録 (the partner's delivery log)",
@@ -156,7 +138,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
         acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
         nowhere. Answers for one referral are applied in the order they were accepted."""
         async with runtime.db.acquire() as conn, conn.transaction():
-            response_id = await answering(respond(conn, partner_id, referral_id, command, now=datetime.now(UTC)))
+            response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
         return {"response_id": str(response_id)}
 
     @router.get("/{partner_id}/referrals/{referral_id}",
@@ -164,7 +146,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                 dependencies=[Depends(partner_or())])
     async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
         # The pool, not a connection: none is held while intake answers (handlers/details.py).
-        return await answering(provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC)))
+        return await provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
 
     @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])

@@ -11,7 +11,7 @@ import asyncpg
 from tsunagu_contracts.codes import ConsentPurpose
 from tsunagu_partners.adapters.access import PartnerAccess
 from tsunagu_partners.domain.answers import CLOSED
-from tsunagu_partners.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_partners.domain.routing import referral_purposes
 
 ACTIVE = frozenset({"requested", "accepted", "contact_made"})

@@ -15,7 +15,7 @@ from cryptography.fernet import MultiFernet
 from tsunagu_contracts import PartnerDeliveries
 from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.commands import RegisterPartner, Subscription
-from tsunagu_partners.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 
 TOKEN_PREFIX = "tzp_"
 

@@ -24,7 +24,7 @@ from tsunagu_partners.adapters.access import PartnerAccess
 from tsunagu_partners.adapters.referrals import Referrals
 from tsunagu_partners.domain.answers import AnswerRefused, status_after
 from tsunagu_partners.domain.commands import RespondToReferral
-from tsunagu_partners.domain.errors import Rejected
+from tsunagu_servicehost.errors import Rejected
 from tsunagu_partners.handlers.access import AccessReads, check_referral
 
 Publish = Callable[[Event], Awaitable[Any]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tsunagu_teststack.fakes import FakeUnitOfWork
+
 from dataclasses import replace
 from tsunagu_contracts.codes import TenancyStage
 from tsunagu_housing.domain.model import DueRule
@@ -135,16 +137,6 @@ class FakeRepository:
         return max(recorded, key=lambda c: c["at"])["result"] if recorded else None
 
 
-class FakeUnitOfWork:
-    def __init__(self, repo: FakeRepository | None = None):
-        self.repo = repo or FakeRepository()
-        self.events = []
-
-    def emit(self, *events):
-        self.events.extend(events)
-
-    def of(self, event_type):
-        return [e for e in self.events if isinstance(e, event_type)]
 
 
 class FakeSealer:
@@ -154,7 +146,7 @@ class FakeSealer:
 
 @pytest.fixture
 def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
+    return FakeUnitOfWork(FakeRepository())
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from tsunagu_teststack.fakes import FakeUnitOfWork
+
 from tsunagu_intake.domain.model import Consent
 
 
@@ -97,16 +99,6 @@ class FakeRepository:
         self.idempotency_keys[(principal, key)][1:] = [status, body]
 
 
-class FakeUnitOfWork:
-    def __init__(self, repo: FakeRepository | None = None):
-        self.repo = repo or FakeRepository()
-        self.events = []
-
-    def emit(self, *events):
-        self.events.extend(events)
-
-    def of(self, event_type):
-        return [e for e in self.events if isinstance(e, event_type)]
 
 
 class FakeCipher:
@@ -124,7 +116,7 @@ class FakeCipher:
 
 @pytest.fixture
 def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
+    return FakeUnitOfWork(FakeRepository())
 
 
 @pytest.fixture

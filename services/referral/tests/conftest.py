@@ -3,10 +3,11 @@ methods as the PostgreSQL ones. Locks are not modelled: each test runs one handl
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
+
+from tsunagu_teststack.fakes import FakeUnitOfWork
 
 from tsunagu_referral.domain.model import Silence
 from tsunagu_referral.domain.referral import ACTIVE, Status
@@ -107,29 +108,8 @@ class FakeRepository:
         self.table[need] = list(candidates)
 
 
-class FakeUnitOfWork:
-    def __init__(self, repo: FakeRepository | None = None):
-        self.repo = repo or FakeRepository()
-        self.events = []
-
-    def emit(self, *events):
-        self.events.extend(events)
-
-    @asynccontextmanager
-    async def savepoint(self):
-        # The handlers refuse before they change anything, so there is nothing to roll back here
-        # but the events.
-        emitted = len(self.events)
-        try:
-            yield
-        except BaseException:
-            del self.events[emitted:]
-            raise
-
-    def of(self, event_type):
-        return [e for e in self.events if isinstance(e, event_type)]
 
 
 @pytest.fixture
 def uow() -> FakeUnitOfWork:
-    return FakeUnitOfWork()
+    return FakeUnitOfWork(FakeRepository())

@@ -21,22 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
 import asyncpg
 import httpx
 
 from tsunagu_servicehost.auth import Role, issue_token
-from tsunagu_teststack.databases import ScratchDatabases
-from tsunagu_teststack.infrastructure import provide
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.bench import running
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
-from tsunagu_topics import ensure_topics
-from tsunagu_topics.create import delete_namespace
 
 REQUESTED = "tsunagu.referral.requested.v1"
 NEED = "no_food"
@@ -112,60 +105,33 @@ async def released_by_sweep(partners: ServiceProcess) -> str:
 
 
 async def main(rate: float, seconds: float, quiet_s: float) -> None:
-    with ExitStack() as resources:
-        infra = provide(resources)
-        namespace = f"bench-{secrets.token_hex(3)}."
-        await ensure_topics(infra.kafka_bootstrap, namespace=namespace)
-        databases = ScratchDatabases(infra.postgres_admin_dsn)
-        logs = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
-
-        async def service(name: str, **env: str) -> ServiceProcess:
-            return ServiceProcess(name, kafka_bootstrap=infra.kafka_bootstrap,
-                                  database_url=await databases.create(name), log_dir=logs,
-                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": namespace, **env})
-
-        intake = await service("intake")
-        referral = await service("referral")
-        partners = await service("partner-notification", TSUNAGU_PARTNERS_INTAKE_URL=intake.url)
-        services = (intake, referral, partners)
+    async with running("intake", "referral", "partner-notification") as services:
+        intake, referral, partners = services.values()
+        async with ReceiverServer() as server:
+            receiver = Receiver()
+            partner_id = await partner_routed_for(NEED, partners, referral, server.add("partner", receiver))
+            began = time.perf_counter()
+            posted, refused = await post_steadily(intake.url, partner_id, rate, seconds)
+            posting = time.perf_counter() - began
+            await settled(receiver, partners.database_url, quiet_s, limit_s=300)
+            referrals = {r.event["data"]["referral_id"] for r in receiver.of_type(REQUESTED)}
+        swept = await released_by_sweep(partners)
+        conn = await asyncpg.connect(partners.database_url)
         try:
-            for s in services:
-                await s.migrate()
-                await s.start()
-            await asyncio.sleep(3)  # let the consumers join their groups
-            async with ReceiverServer() as server:
-                receiver = Receiver()
-                partner_id = await partner_routed_for(NEED, partners, referral, server.add("partner", receiver))
-                began = time.perf_counter()
-                posted, refused = await post_steadily(intake.url, partner_id, rate, seconds)
-                posting = time.perf_counter() - began
-                await settled(receiver, partners.database_url, quiet_s, limit_s=300)
-                referrals = {r.event["data"]["referral_id"] for r in receiver.of_type(REQUESTED)}
-            swept = await released_by_sweep(partners)
-            conn = await asyncpg.connect(partners.database_url)
-            try:
-                held = await conn.fetchval("SELECT count(*) FROM held_events WHERE headers->>'ce_type' = $1",
-                                           REQUESTED)
-                statuses = dict(await conn.fetch("SELECT status, count(*) FROM deliveries WHERE event_type = $1 "
-                                                 "GROUP BY status", REQUESTED))
-            finally:
-                await conn.close()
-            delivered = len(referrals)
-            print(f"rate: {rate:g} consultations/s for {seconds:g} s (posting took {posting:.1f} s), "
-                  f"one need routed to one partner, consent for it in each")
-            print(f"posted:    {posted:5d}   (refused or failed: {refused})")
-            print(f"delivered: {delivered:5d}   (referrals the partner's receiver got)")
-            print(f"held:      {held:5d}   (still in held_events after the deliveries settled)")
-            print(f"lost:      {posted - delivered - held:5d}   (neither delivered nor held)")
-            print(f"released by the sweep: {swept}")
-            print(f"partner-notification's referral deliveries by status: {statuses}")
-            print(f"service logs: {logs}")
+            held = await conn.fetchval("SELECT count(*) FROM held_events WHERE headers->>'ce_type' = $1", REQUESTED)
+            statuses = dict(await conn.fetch("SELECT status, count(*) FROM deliveries WHERE event_type = $1 "
+                                             "GROUP BY status", REQUESTED))
         finally:
-            for s in services:
-                await s.stop()
-            await databases.drop_all()
-            await delete_namespace(infra.kafka_bootstrap, namespace)
-
+            await conn.close()
+        delivered = len(referrals)
+        print(f"rate: {rate:g} consultations/s for {seconds:g} s (posting took {posting:.1f} s), "
+              f"one need routed to one partner, consent for it in each")
+        print(f"posted:    {posted:5d}   (refused or failed: {refused})")
+        print(f"delivered: {delivered:5d}   (referrals the partner's receiver got)")
+        print(f"held:      {held:5d}   (still in held_events after the deliveries settled)")
+        print(f"lost:      {posted - delivered - held:5d}   (neither delivered nor held)")
+        print(f"released by the sweep: {swept}")
+        print(f"partner-notification's referral deliveries by status: {statuses}")
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
-import tempfile
 import time
-from contextlib import ExitStack
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -33,12 +29,9 @@ from standardwebhooks.webhooks import Webhook
 
 from tsunagu_contracts.japan import JST
 from tsunagu_servicehost.auth import Role, issue_token
-from tsunagu_teststack.databases import ScratchDatabases
-from tsunagu_teststack.infrastructure import provide
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.bench import running
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
-from tsunagu_topics import ensure_topics
-from tsunagu_topics.create import delete_namespace
 
 MISSED = "tsunagu.housing.check-in-missed.v1"
 HOME = {"landlord": "ざま不動産", "address": "座間市1-1", "moved_in_on": "2027-01-15"}
@@ -49,7 +42,7 @@ def bearer(role: Role) -> dict[str, str]:
 
 
 def percentile(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else (values or [float("nan")])[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else (values or [float("nan")])[0]
 
 
 async def housing_partner(partners: ServiceProcess, housing: ServiceProcess, url: str) -> dict:
@@ -105,92 +98,67 @@ async def watch_supports(housing_db: str, posted: dict[str, float], expected: in
 
 
 async def main(rate: float, seconds: float, timer_s: float) -> None:
-    with ExitStack() as resources:
-        infra = provide(resources)
-        namespace = f"bench-{secrets.token_hex(3)}."
-        await ensure_topics(infra.kafka_bootstrap, namespace=namespace)
-        databases = ScratchDatabases(infra.postgres_admin_dsn)
-        logs = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
+    async with running("intake", "referral", "housing-support", "partner-notification",
+                       env={"housing-support": {"TSUNAGU_HOUSING_TIMER_INTERVAL_S": str(timer_s)}}) as services:
+        intake, referral, housing, partners = services.values()
+        async with ReceiverServer() as server:
+            receiver = Receiver()
+            partner = await housing_partner(partners, housing, server.add("sumairu", receiver))
+            began = time.perf_counter()
+            posted: dict[str, float] = {}
+            watching = asyncio.create_task(watch_supports(housing.database_url, posted, expected=int(rate * seconds),
+                                                          limit_s=120 + seconds))
+            await post_steadily(intake.url, partner["partner_id"], rate, seconds, posted)
+            posting = time.perf_counter() - began
+            seen = await watching
+            conn = await asyncpg.connect(housing.database_url)
+            try:
+                per_case = await conn.fetch("SELECT case_id::text, array_agg(support_id::text) AS ids "
+                                            "FROM supports GROUP BY case_id")
+            finally:
+                await conn.close()
+            doubled = sum(len(r["ids"]) > 1 for r in per_case)
+            latencies = [(seen[c] - t) * 1000 for c, t in posted.items() if c in seen]
+            print(f"supports: {rate:g} consultations/s with a housing need for {seconds:g} s "
+                  f"(posting took {posting:.1f} s)")
+            print(f"  posted {len(posted)}, supports opened {len(seen)}, doubled {doubled}, "
+                  f"lost {len(set(posted) - set(seen))}")
+            print(f"  POST to support opened: p50 {percentile(latencies, 50):.0f} ms, "
+                  f"p99 {percentile(latencies, 99):.0f} ms, max {max(latencies):.0f} ms")
 
-        async def service(name: str, **env: str) -> ServiceProcess:
-            return ServiceProcess(name, kafka_bootstrap=infra.kafka_bootstrap,
-                                  database_url=await databases.create(name), log_dir=logs,
-                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": namespace, **env})
-
-        intake = await service("intake")
-        referral = await service("referral")
-        housing = await service("housing-support", TSUNAGU_HOUSING_TIMER_INTERVAL_S=str(timer_s))
-        partners = await service("partner-notification", TSUNAGU_PARTNERS_INTAKE_URL=intake.url)
-        services = (intake, referral, housing, partners)
-        try:
-            for s in services:
-                await s.migrate()
-                await s.start()
-            await asyncio.sleep(3)  # let the consumers join their groups
-            async with ReceiverServer() as server:
-                receiver = Receiver()
-                partner = await housing_partner(partners, housing, server.add("sumairu", receiver))
-                began = time.perf_counter()
-                posted: dict[str, float] = {}
-                watching = asyncio.create_task(watch_supports(housing.database_url, posted, expected=int(rate * seconds),
-                                                              limit_s=120 + seconds))
-                await post_steadily(intake.url, partner["partner_id"], rate, seconds, posted)
-                posting = time.perf_counter() - began
-                seen = await watching
-                conn = await asyncpg.connect(housing.database_url)
-                try:
-                    per_case = await conn.fetch("SELECT case_id::text, array_agg(support_id::text) AS ids "
-                                                "FROM supports GROUP BY case_id")
-                finally:
-                    await conn.close()
-                doubled = sum(len(r["ids"]) > 1 for r in per_case)
-                latencies = [(seen[c] - t) * 1000 for c, t in posted.items() if c in seen]
-                print(f"supports: {rate:g} consultations/s with a housing need for {seconds:g} s "
-                      f"(posting took {posting:.1f} s)")
-                print(f"  posted {len(posted)}, supports opened {len(seen)}, doubled {doubled}, "
-                      f"lost {len(set(posted) - set(seen))}")
-                print(f"  POST to support opened: p50 {percentile(latencies, 50):.0f} ms, "
-                      f"p99 {percentile(latencies, 99):.0f} ms, max {max(latencies):.0f} ms")
-
-                support_ids = [r["ids"][0] for r in per_case]
-                due = (datetime.now(JST) + timedelta(seconds=20)).replace(microsecond=0)
-                rule = {"rules": [{"kind": "safety_contact", "grace_minutes": 0,
-                                   "rrule": f"DTSTART;TZID=Asia/Tokyo:{due:%Y%m%dT%H%M%S}\nRRULE:FREQ=DAILY;COUNT=1"}]}
-                async with httpx.AsyncClient(base_url=housing.url, timeout=60, headers=bearer(Role.COUNCIL),
-                                             limits=httpx.Limits(max_connections=16)) as http:
-                    async def move_in(sid: str) -> None:
-                        await http.put(f"/v1/supports/{sid}/lead", json={"member_id": partner["member_id"]})
-                        for stage, body in (("application", {}), ("contract", {}),
-                                            ("move_in", {"tenancy": HOME, "check_in_schedule": rule})):
-                            (await http.post(f"/v1/supports/{sid}/stage", json={"to_stage": stage, **body})
-                             ).raise_for_status()
-                    await asyncio.gather(*(move_in(s) for s in support_ids))
-                deadline_mono = time.monotonic() + (due - datetime.now(JST)).total_seconds()
-                waited = time.monotonic()
-                while len(receiver.of_type(MISSED)) < len(support_ids) and time.monotonic() - waited < 120:
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(2)
-                missed = receiver.of_type(MISSED)
-                for r in missed:
-                    Webhook(partner["webhook_secret"]).verify(r.body, r.headers)
-                by_support: dict[str, int] = {}
-                for r in missed:
-                    by_support[r.event["data"]["support_id"]] = by_support.get(r.event["data"]["support_id"], 0) + 1
-                loop_to_mono = time.monotonic() - asyncio.get_running_loop().time()
-                delays = [(r.at + loop_to_mono - deadline_mono) * 1000 for r in missed]
-            print(f"missed check-ins: {len(support_ids)} tenancies, one check-in due at the same moment, none recorded "
-                  f"(timer every {timer_s:g} s)")
-            print(f"  webhooks {len(missed)} for {len(by_support)} supports, doubled "
-                  f"{sum(n > 1 for n in by_support.values())}, lost {len(set(support_ids) - set(by_support))}")
-            if delays:
-                print(f"  deadline to verified webhook: p50 {percentile(delays, 50) / 1000:.1f} s, "
-                      f"p99 {percentile(delays, 99) / 1000:.1f} s, max {max(delays) / 1000:.1f} s")
-            print(f"service logs: {logs}")
-        finally:
-            for s in services:
-                await s.stop()
-            await databases.drop_all()
-            await delete_namespace(infra.kafka_bootstrap, namespace)
+            support_ids = [r["ids"][0] for r in per_case]
+            due = (datetime.now(JST) + timedelta(seconds=20)).replace(microsecond=0)
+            rule = {"rules": [{"kind": "safety_contact", "grace_minutes": 0,
+                               "rrule": f"DTSTART;TZID=Asia/Tokyo:{due:%Y%m%dT%H%M%S}\nRRULE:FREQ=DAILY;COUNT=1"}]}
+            async with httpx.AsyncClient(base_url=housing.url, timeout=60, headers=bearer(Role.COUNCIL),
+                                         limits=httpx.Limits(max_connections=16)) as http:
+                async def move_in(sid: str) -> None:
+                    await http.put(f"/v1/supports/{sid}/lead", json={"member_id": partner["member_id"]})
+                    for stage, body in (("application", {}), ("contract", {}),
+                                        ("move_in", {"tenancy": HOME, "check_in_schedule": rule})):
+                        (await http.post(f"/v1/supports/{sid}/stage", json={"to_stage": stage, **body})
+                         ).raise_for_status()
+                await asyncio.gather(*(move_in(s) for s in support_ids))
+            deadline_mono = time.monotonic() + (due - datetime.now(JST)).total_seconds()
+            waited = time.monotonic()
+            while len(receiver.of_type(MISSED)) < len(support_ids) and time.monotonic() - waited < 120:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)
+            missed = receiver.of_type(MISSED)
+            for r in missed:
+                Webhook(partner["webhook_secret"]).verify(r.body, r.headers)
+            by_support: dict[str, int] = {}
+            for r in missed:
+                by_support[r.event["data"]["support_id"]] = by_support.get(r.event["data"]["support_id"], 0) + 1
+            loop_to_mono = time.monotonic() - asyncio.get_running_loop().time()
+            delays = [(r.at + loop_to_mono - deadline_mono) * 1000 for r in missed]
+        print(f"missed check-ins: {len(support_ids)} tenancies, one check-in due at the same moment, none recorded "
+              f"(timer every {timer_s:g} s)")
+        print(f"  webhooks {len(missed)} for {len(by_support)} supports, doubled "
+              f"{sum(n > 1 for n in by_support.values())}, lost {len(set(support_ids) - set(by_support))}")
+        if delays:
+            print(f"  deadline to verified webhook: p50 {percentile(delays, 50) / 1000:.1f} s, "
+                  f"p99 {percentile(delays, 99) / 1000:.1f} s, max {max(delays) / 1000:.1f} s")
 
 
 if __name__ == "__main__":

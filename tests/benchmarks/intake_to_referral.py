@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
 import asyncpg
 import httpx
 
 from tsunagu_servicehost.auth import Role, issue_token
-from tsunagu_teststack.databases import ScratchDatabases
-from tsunagu_teststack.infrastructure import provide
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
-from tsunagu_topics import ensure_topics
-from tsunagu_topics.create import delete_namespace
+from tsunagu_teststack.bench import running
+from tsunagu_teststack.services import AUTH_SECRET
 
 BODY = {
     "counter": "tax", "channel": "counter", "urgency": "high",
@@ -38,57 +31,38 @@ def person(i: int) -> dict:
 
 
 async def main(count: int, clients: int) -> None:
-    with ExitStack() as resources:
-        infra = provide(resources)
-        namespace = f"bench-{secrets.token_hex(3)}."
-        await ensure_topics(infra.kafka_bootstrap, namespace=namespace)
-        databases = ScratchDatabases(infra.postgres_admin_dsn)
-        logs = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
-        env = {"TSUNAGU_TOPIC_NAMESPACE": namespace}
-        intake = ServiceProcess("intake", kafka_bootstrap=infra.kafka_bootstrap,
-                                database_url=await databases.create("intake"), log_dir=logs, extra_env=env)
-        referral = ServiceProcess("referral", kafka_bootstrap=infra.kafka_bootstrap,
-                                  database_url=await databases.create("referral"), log_dir=logs, extra_env=env)
-        try:
-            for service in (intake, referral):
-                await service.migrate()
-                await service.start()
-            await asyncio.sleep(3)  # let the referral consumers join their group
-            headers = {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', Role.COUNTER)}"}
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for i in range(count):
-                queue.put_nowait(i)
-            latencies: list[float] = []
+    async with running("intake", "referral") as services:
+        intake, referral = services.values()
+        headers = {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', Role.COUNTER)}"}
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(count):
+            queue.put_nowait(i)
+        latencies: list[float] = []
 
-            async def client() -> None:
-                async with httpx.AsyncClient(base_url=intake.url, timeout=30, headers=headers) as http:
-                    while not queue.empty():
-                        i = queue.get_nowait()
-                        began = time.perf_counter()
-                        response = await http.post("/v1/consultations", json=BODY | {"person": person(i)})
-                        response.raise_for_status()
-                        latencies.append(time.perf_counter() - began)
+        async def client() -> None:
+            async with httpx.AsyncClient(base_url=intake.url, timeout=30, headers=headers) as http:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    began = time.perf_counter()
+                    response = await http.post("/v1/consultations", json=BODY | {"person": person(i)})
+                    response.raise_for_status()
+                    latencies.append(time.perf_counter() - began)
 
-            conn = await asyncpg.connect(referral.database_url)
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(clients)))
-            posted = time.perf_counter() - started
-            while await conn.fetchval("SELECT count(*) FROM referrals") < count * 4:
-                await asyncio.sleep(0.05)
-            done = time.perf_counter() - started
-            await conn.close()
-            latencies.sort()
-            print(f"consultations: {count} (4 needs each), concurrent clients: {clients}")
-            print(f"intake accepted:          {count / posted:7.1f} consultations/s "
-                  f"(POST p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
-                  f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms)")
-            print(f"end to end into referral: {count / done:7.1f} consultations/s "
-                  f"({count * 4 / done:.1f} referrals/s; all {count * 4} referrals after {done:.2f} s)")
-        finally:
-            for service in (intake, referral):
-                await service.stop()
-            await databases.drop_all()
-            await delete_namespace(infra.kafka_bootstrap, namespace)
+        conn = await asyncpg.connect(referral.database_url)
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        posted = time.perf_counter() - started
+        while await conn.fetchval("SELECT count(*) FROM referrals") < count * 4:
+            await asyncio.sleep(0.05)
+        done = time.perf_counter() - started
+        await conn.close()
+        latencies.sort()
+        print(f"consultations: {count} (4 needs each), concurrent clients: {clients}")
+        print(f"intake accepted:          {count / posted:7.1f} consultations/s "
+              f"(POST p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+              f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms)")
+        print(f"end to end into referral: {count / done:7.1f} consultations/s "
+              f"({count * 4 / done:.1f} referrals/s; all {count * 4} referrals after {done:.2f} s)")
 
 
 if __name__ == "__main__":

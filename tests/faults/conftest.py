@@ -190,7 +190,7 @@ class Loop:
         report.lost = len(set(self.posted) - set(first_arrival))
         latencies = [(first_arrival[c] - t) * 1000 for c, t in self.posted.items() if c in first_arrival]
         if len(latencies) > 1:
-            q = statistics.quantiles(latencies, n=100)
+            q = statistics.quantiles(latencies, n=100, method="inclusive")
             report.latency_ms = {"p50": q[49], "p99": q[98], "max": max(latencies)}
         report.held = await self.count("partner-notification", "SELECT count(*) FROM held_events")
         for name in SERVICES:

@@ -42,7 +42,9 @@ def bearer(role: Role) -> dict[str, str]:
 
 
 def percentile(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else (values or [float("nan")])[0]
+    if len(values) < 2:
+        return (values or [float("nan")])[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def housing_partner(partners: ServiceProcess, housing: ServiceProcess, url: str) -> dict:

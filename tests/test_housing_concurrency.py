@@ -13,13 +13,11 @@ from tsunagu_contracts.codes import Division
 from tsunagu_contracts.japan import JST
 from tsunagu_housing.adapters.repository import Repository
 from tsunagu_housing.adapters.sealing import Sealer
-from tsunagu_housing.bootstrap import build_service
 from tsunagu_housing.domain.commands import CheckInSchedule, MoveStage, OpenSupport, RecordCheckIn
 from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.handlers import check_ins, supports
 from tsunagu_outbox import UnitOfWork
-from tsunagu_servicehost.migrations import upgrade
 
 pytestmark = pytest.mark.stack
 COUNCIL = Actor("council-staff", "council")
@@ -28,9 +26,8 @@ HOME = {"landlord": "ざま不動産", "address": "座間市1-1", "moved_in_on":
 
 
 @pytest.fixture
-async def pool(scratch_database):
-    await asyncio.to_thread(upgrade, build_service(), scratch_database)
-    async with asyncpg.create_pool(scratch_database, min_size=2, max_size=8) as pool:
+async def pool(migrated_database):
+    async with asyncpg.create_pool(await migrated_database("housing-support"), min_size=2, max_size=8) as pool:
         yield pool
 
 

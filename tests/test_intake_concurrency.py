@@ -11,20 +11,17 @@ from cryptography.fernet import Fernet
 from tsunagu_contracts import CaseClosed, ConsentWithdrawn
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.adapters.repository import unit_of_work
-from tsunagu_intake.bootstrap import build_service
 from tsunagu_intake.domain.commands import EXAMPLE, RegisterConsultation
 from tsunagu_intake.handlers import consents, consultations, referral_view
 from tsunagu_servicehost.errors import Rejected
-from tsunagu_servicehost.migrations import upgrade
 
 pytestmark = pytest.mark.stack
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-async def pool(scratch_database):
-    await asyncio.to_thread(upgrade, build_service(), scratch_database)
-    async with asyncpg.create_pool(scratch_database, min_size=2, max_size=10) as pool:
+async def pool(migrated_database):
+    async with asyncpg.create_pool(await migrated_database("intake"), min_size=2, max_size=10) as pool:
         yield pool
 
 

@@ -30,7 +30,6 @@ from tsunagu_partners.handlers.fan_out import (
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
-from tsunagu_teststack import ServiceProcess
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.waiting import eventually
 
@@ -43,11 +42,9 @@ CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
 
 
 @pytest.fixture
-async def database(infrastructure, scratch_database, tmp_path) -> str:
+async def database(migrated_database) -> str:
     """A scratch database with partner-notification's own migrations applied."""
-    await ServiceProcess("partner-notification", kafka_bootstrap=infrastructure.kafka_bootstrap,
-                         database_url=scratch_database, log_dir=tmp_path).migrate()
-    return scratch_database
+    return await migrated_database("partner-notification")
 
 
 async def a_partner(conn: asyncpg.Connection, webhook_url: str = "http://127.0.0.1:9/unused") -> dict:

@@ -33,7 +33,6 @@ from tsunagu_partners.handlers.fan_out import (
 )
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
-from tsunagu_teststack import ServiceProcess
 
 pytestmark = pytest.mark.stack
 
@@ -43,19 +42,22 @@ CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
 
 
 @pytest.fixture
-async def conn(infrastructure, scratch_database, tmp_path):
+async def database(migrated_database) -> str:
+    return await migrated_database("partner-notification")
+
+
+@pytest.fixture
+async def conn(database):
     """A connection to a scratch database with partner-notification's own migrations applied."""
-    await ServiceProcess("partner-notification", kafka_bootstrap=infrastructure.kafka_bootstrap,
-                         database_url=scratch_database, log_dir=tmp_path).migrate()
-    connection = await asyncpg.connect(scratch_database)
+    connection = await asyncpg.connect(database)
     yield connection
     await connection.close()
 
 
 @pytest.fixture
-async def pool(conn, scratch_database):
-    """The service's pool, as the HTTP routes use it; `conn` has migrated the database."""
-    async with asyncpg.create_pool(scratch_database, min_size=1, max_size=2) as created:
+async def pool(database):
+    """The service's pool, as the HTTP routes use it."""
+    async with asyncpg.create_pool(database, min_size=1, max_size=2) as created:
         yield created
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
@@ -11,7 +12,8 @@ import pytest
 import pytest_asyncio
 
 from tsunagu_teststack.databases import ScratchDatabases
-from tsunagu_teststack.infrastructure import Infrastructure, provide
+from tsunagu_servicehost.migrations import upgrade
+from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 from tsunagu_topics import ensure_topics
@@ -37,6 +39,18 @@ async def scratch_databases(infrastructure: Infrastructure) -> AsyncIterator[Scr
 async def scratch_database(scratch_databases: ScratchDatabases) -> str:
     """URL of a new, empty database and the role that owns it."""
     return await scratch_databases.create()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def migrated_database(scratch_databases: ScratchDatabases) -> Callable[[str], Awaitable[str]]:
+    """Factory: `await migrated_database("referral")` gives the URL of a new database carrying that
+    service's migrations, for tests that call its handlers and adapters directly."""
+    async def make(service: str) -> str:
+        url = await scratch_databases.create(service)
+        built = importlib.import_module(f"{stack_config()['services'][service]['module']}.bootstrap").build_service()
+        await asyncio.to_thread(upgrade, built, url)
+        return url
+    return make
 
 
 @pytest_asyncio.fixture(loop_scope="session")

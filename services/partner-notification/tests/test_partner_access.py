@@ -171,12 +171,12 @@ async def test_a_referral_reaches_its_partner_under_a_consent_to_referral_or_to_
 
 
 async def test_a_referral_held_under_a_consent_for_another_purpose_is_swept_out_only_by_a_fitting_one(
-        conn, scratch_database):
+        conn, database):
     partner, case_id = await a_partner(conn), uuid7()
     await handle(conn, on_consent_granted, consent(case_id, partner, "check_in"))
     await handle(conn, on_referral_requested, referral(case_id, partner, "housing"))
     held = await conn.fetchval("SELECT count(*) FROM held_events")
-    pool = await asyncpg.create_pool(scratch_database, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
     try:
         sweeper = HeldSweeper(pool, CollectorRegistry())
         under_check_in = await sweeper.sweep(today=MORNING.date())

@@ -28,7 +28,7 @@ import httpx
 
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
-from tsunagu_teststack.bench import running
+from tsunagu_teststack.bench import running, steadily
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 
 REQUESTED = "tsunagu.referral.requested.v1"
@@ -71,12 +71,7 @@ async def post_steadily(intake_url: str, partner_id: str, rate: float, seconds: 
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=intake_url, timeout=60, headers=bearer(Role.COUNTER),
                                  limits=limits) as http:
-        loop = asyncio.get_running_loop()
-        started, tasks = loop.time(), []
-        for i in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, started + i / rate - loop.time()))
-            tasks.append(asyncio.create_task(post(http, i)))
-        await asyncio.gather(*tasks)
+        await steadily(rate, seconds, lambda i: post(http, i))
     return sum(outcomes), len(outcomes) - sum(outcomes)
 
 

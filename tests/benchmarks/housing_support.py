@@ -30,7 +30,7 @@ from standardwebhooks.webhooks import Webhook
 from tsunagu_contracts.japan import JST
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
-from tsunagu_teststack.bench import running
+from tsunagu_teststack.bench import running, steadily
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 
 MISSED = "tsunagu.housing.check-in-missed.v1"
@@ -75,12 +75,7 @@ async def post_steadily(intake_url: str, partner_id: str, rate: float, seconds: 
 
     async with httpx.AsyncClient(base_url=intake_url, timeout=60, headers=bearer(Role.COUNTER),
                                  limits=httpx.Limits(max_connections=64)) as http:
-        loop = asyncio.get_running_loop()
-        started, tasks = loop.time(), []
-        for i in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, started + i / rate - loop.time()))
-            tasks.append(asyncio.create_task(post(http, i)))
-        await asyncio.gather(*tasks)
+        await steadily(rate, seconds, lambda i: post(http, i))
 
 
 async def watch_supports(housing_db: str, posted: dict[str, float], expected: int, limit_s: float

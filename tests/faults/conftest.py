@@ -25,6 +25,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_teststack.bench import steadily
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import repo_root
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
@@ -144,12 +145,7 @@ class Loop:
     async def drive(self, rate: float, seconds: float) -> None:
         async with httpx.AsyncClient(timeout=10, headers=bearer(Role.COUNTER),
                                      limits=httpx.Limits(max_connections=64)) as http:
-            loop = asyncio.get_running_loop()
-            began, tasks = loop.time(), []
-            for i in range(int(rate * seconds)):
-                await asyncio.sleep(max(0.0, began + i / rate - loop.time()))
-                tasks.append(asyncio.create_task(self.consult(http, i)))
-            await asyncio.gather(*tasks)
+            await steadily(rate, seconds, lambda i: self.consult(http, i))
 
     def delivered_cases(self) -> set[str]:
         return {r.event["subject"] for r in self.receiver.of_type(REQUESTED)}

@@ -69,6 +69,14 @@ async def a_partner(conn: asyncpg.Connection) -> UUID:
     return UUID(created["partner_id"])
 
 
+async def grant_for(conn: asyncpg.Connection, case_id: UUID, partner: UUID, grant: str) -> None:
+    """A consent for a purpose, or "statutory basis for <purpose>"."""
+    if grant.startswith("statutory"):
+        await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
+    else:
+        await handle(conn, on_consent_granted, consent(case_id, partner, grant))
+
+
 async def handle(conn: asyncpg.Connection, handler, envelope: Envelope) -> None:
     async with conn.transaction():
         await handler(conn, envelope)
@@ -150,10 +158,7 @@ async def test_closing_a_case_closes_its_active_referrals_and_reopening_gives_th
 async def test_a_referral_reaches_its_partner_under_a_consent_to_referral_or_to_its_needs_support(
         conn, need, grant, reaches):
     partner, case_id = await a_partner(conn), uuid7()
-    if grant.startswith("statutory"):
-        await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
-    else:
-        await handle(conn, on_consent_granted, consent(case_id, partner, grant))
+    await grant_for(conn, case_id, partner, grant)
     requested = referral(case_id, partner, need)
     await handle(conn, on_referral_requested, requested)
     await handle(conn, fan_out, Envelope(data=ReferralAccepted(
@@ -220,10 +225,7 @@ PERSON = {"name": "相模 太郎", "name_kana": "さがみ たろう", "phone": 
 async def test_a_partner_receives_and_the_provision_records_only_the_items_the_purpose_needs(
         conn, pool, need, grant, items):
     partner, case_id, person_ref = await a_partner(conn), uuid7(), uuid7()
-    if grant.startswith("statutory"):
-        await handle(conn, on_basis_recorded, basis(case_id, partner, grant.rsplit(" ", 1)[-1]))
-    else:
-        await handle(conn, on_consent_granted, consent(case_id, partner, grant))
+    await grant_for(conn, case_id, partner, grant)
     requested = referral(case_id, partner, need)
     await handle(conn, on_referral_requested, requested)
 

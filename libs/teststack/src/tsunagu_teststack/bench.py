@@ -48,3 +48,13 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
                 await service.stop()
             await databases.drop_all()
             await delete_namespace(infra.kafka_bootstrap, namespace)
+
+
+async def steadily(rate: float, seconds: float, send) -> None:
+    """Open loop: start `send(i)` every 1/rate s for `seconds`, whatever the answers take; then wait for all."""
+    loop = asyncio.get_running_loop()
+    started, tasks = loop.time(), []
+    for i in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, started + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(send(i)))
+    await asyncio.gather(*tasks)

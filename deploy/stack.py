@@ -62,6 +62,7 @@ def service_env(name: str) -> dict[str, str]:
         "TSUNAGU_AUTH_SECRET": secrets["auth_secret"],
         "TSUNAGU_HTTP_HOST": "127.0.0.1",
         "TSUNAGU_HTTP_PORT": str(svc["port"]),
+        "TSUNAGU_INSTANCE_ID": f"{name}-1",  # one instance of each: a restart keeps its partitions
         "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
         "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
     }

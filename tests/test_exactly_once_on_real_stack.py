@@ -74,6 +74,21 @@ async def metric(service, name: str) -> float:
                if line.startswith(name) and not line.startswith("#"))
 
 
+async def intake_topic_members(infrastructure, namespace: str) -> list[dict]:
+    """The referral group's members that consume the intake topic, once the group is stable."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    await admin.start()
+    try:
+        response = await admin.describe_consumer_groups([f"{namespace}tsunagu-referral"])
+    finally:
+        await admin.close()
+    group = response[0].to_object()["groups"][0]
+    if group["state"] != "Stable":
+        return []
+    intake_topic = (namespace + INTAKE_CASES.name).encode()
+    return [m for m in group["members"] if intake_topic in m["member_assignment"]]
+
+
 async def test_a_redelivered_event_changes_nothing(service_process, producer, kafka_namespace, infrastructure):
     referral = await service_process("referral")
     event, event_id = a_consultation_event(), uuid7()
@@ -178,23 +193,9 @@ async def test_a_second_instance_joins_the_group_and_shares_the_partitions(
     database = await scratch_databases.create("referral")
     one = await service_process("referral", database_url=database)
     await service_process("referral", database_url=database, migrate=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
-    await admin.start()
-
-    intake_topic = (kafka_namespace + INTAKE_CASES.name).encode()
-
-    async def intake_topic_members():
-        response = await admin.describe_consumer_groups([f"{kafka_namespace}tsunagu-referral"])
-        group = response[0].to_object()["groups"][0]
-        if group["state"] != "Stable":
-            return []
-        return [m for m in group["members"] if intake_topic in m["member_assignment"]]
-
-    try:
-        # Each instance has one consumer per input topic; two of them now share the intake topic.
-        sharing = await eventually(intake_topic_members, until=lambda m: len(m) == 2)
-    finally:
-        await admin.close()
+    # Each instance has one consumer per input topic; two of them now share the intake topic.
+    sharing = await eventually(lambda: intake_topic_members(infrastructure, kafka_namespace),
+                               until=lambda m: len(m) == 2)
     assert sharing[0]["member_assignment"] != sharing[1]["member_assignment"]
 
     events = [a_consultation_event() for _ in range(12)]
@@ -202,6 +203,29 @@ async def test_a_second_instance_joins_the_group_and_shares_the_partitions(
         await publish(producer, kafka_namespace, event)
     await eventually(lambda: query(one, "SELECT count(*) FROM sheets"), until=lambda n: n == 12)
     assert await query(one, "SELECT count(*) FROM referrals") == 48
+
+
+async def test_a_named_instance_killed_and_restarted_takes_its_partitions_back_as_the_same_member(
+        service_process, producer, kafka_namespace, scratch_databases, infrastructure):
+    database = await scratch_databases.create("referral")
+    named = {"TSUNAGU_INSTANCE_ID": "referral-7"}
+    first = await service_process("referral", database_url=database, extra_env=named)
+    # A static member's id is its instance name and a suffix the broker chooses (KIP-345).
+    [member] = await eventually(lambda: intake_topic_members(infrastructure, kafka_namespace),
+                                until=lambda m: len(m) == 1)
+    assert member["member_id"].startswith(f"referral-7.{INTAKE_CASES.name}-")
+
+    await first.kill()
+    restarted = await service_process("referral", database_url=database, migrate=False, extra_env=named)
+    [taken_back] = await eventually(lambda: intake_topic_members(infrastructure, kafka_namespace),
+                                    until=lambda m: len(m) == 1 and m[0]["member_id"] != member["member_id"])
+    assert taken_back["member_id"].startswith(f"referral-7.{INTAKE_CASES.name}-")
+    assert taken_back["member_assignment"] == member["member_assignment"]
+
+    event = a_consultation_event()
+    await publish(producer, kafka_namespace, event)
+    await eventually(lambda: query(restarted, "SELECT count(*) FROM sheets WHERE case_id = $1", event.case_id),
+                     until=lambda n: n == 1)
 
 
 async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_fixed(

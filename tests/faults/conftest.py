@@ -85,7 +85,8 @@ class Loop:
 
     async def start(self, server: ReceiverServer, **env: dict[str, str]) -> None:
         for name in SERVICES:
-            extra = {"TSUNAGU_TOPIC_NAMESPACE": self.namespace, **env.get(name.replace("-", "_"), {})}
+            extra = {"TSUNAGU_TOPIC_NAMESPACE": self.namespace, "TSUNAGU_INSTANCE_ID": f"{name}-1",
+                     **env.get(name.replace("-", "_"), {})}
             if name == "partner-notification":
                 extra |= {"TSUNAGU_PARTNERS_INTAKE_URL": self.services["intake"].url,
                           "TSUNAGU_PARTNERS_RETRY_SCALE": "0.001", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}

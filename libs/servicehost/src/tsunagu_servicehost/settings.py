@@ -28,6 +28,10 @@ class ServiceSettings(BaseSettings):
     topic_namespace: str = Field(default="", pattern=r"^([a-z0-9-]+\.)?$", description=(
         "Prefix of every topic and consumer group, e.g. `test-1a2b.`; empty in production. Lets tests "
         "share one broker without seeing each other's records."))
+    instance_id: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$", description=(
+        "This process's stable name among the service's instances, e.g. `referral-1`: its consumers "
+        "join their group as static members (KIP-345), so a restart takes back the same partitions "
+        "without a rebalance. Unique per running instance; empty: dynamic membership."))
     failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
     auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")
     outbox_max_attempts: int = Field(default=5, ge=1, le=50, description="Failed publishes of one outbox row "

@@ -38,3 +38,19 @@ def test_the_checked_in_openapi_document_is_what_the_code_serves__run_make_contr
 
     checked_in = json.loads((repo_root() / "services" / name / "openapi.json").read_text())
     assert checked_in == app_of(name).openapi()
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_every_operation_names_the_error_bodies_it_can_answer_with(name):
+    document = app_of(name).openapi()
+    operations = [(path, op) for path, ops in document["paths"].items()
+                  if path not in {"/healthz", "/readyz", "/metrics"} for op in ops.values()]
+    assert operations
+    for path, operation in operations:
+        unavailable = operation["responses"]["503"]
+        assert "Retry-After" in unavailable["headers"], path
+        assert unavailable["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
+        if "422" in operation["responses"]:
+            invalid = operation["responses"]["422"]["content"]["application/json"]["schema"]
+            assert invalid == {"$ref": "#/components/schemas/InvalidRequest"}, path
+    assert "HTTPValidationError" not in document["components"]["schemas"], "FastAPI's 422 shape is not what we send"

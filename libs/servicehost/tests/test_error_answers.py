@@ -5,7 +5,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tsunagu_servicehost.errors import Rejected, install_error_handlers
+from tsunagu_servicehost.errors import ErrorAnswer, InvalidRequest, Rejected, install_error_handlers
 
 UNAVAILABLE = {
     "connection refused": ConnectionRefusedError(111, "Connect call failed"),
@@ -35,7 +35,7 @@ async def test_an_unreachable_database_is_answered_503_with_retry_after_in_japan
 
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
-    body = response.json()
+    body = ErrorAnswer.model_validate(response.json()).model_dump()  # the body the OpenAPI documents name
     assert "一時的に利用できません" in body["message_ja"] and "何も保存されていません" in body["message_ja"]
     assert "temporarily unavailable" in body["message_en"] and "nothing was stored" in body["message_en"]
 
@@ -51,3 +51,20 @@ async def test_a_handler_s_rejection_is_answered_with_its_status_in_japanese_and
 
     assert conflict.status_code == 409 and conflict.json()["message_ja"] == "すでに撤回されています。"
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "person_ref"
+    InvalidRequest.model_validate(invalid.json())
+
+
+async def test_an_invalid_request_is_answered_with_the_documented_field_errors():
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/things/{count}")
+    async def store(count: int) -> None:
+        raise AssertionError("never reached")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://service") as client:
+        response = await client.post("/things/many")
+
+    assert response.status_code == 422
+    answer = InvalidRequest.model_validate(response.json())
+    assert [(e.field, e.location) for e in answer.errors] == [("count", "path")]

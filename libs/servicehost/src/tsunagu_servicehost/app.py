@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_servicehost.deadletters import DeadLetterWriter
-from tsunagu_servicehost.errors import install_error_handlers
+from tsunagu_servicehost.errors import ERROR_ANSWERS, install_error_handlers
 from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.publishing import publish_record, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
@@ -122,5 +122,5 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     install_request_tracing(app, provider, service.name)
     app.include_router(health_router(runtime))
     for router in service.http(runtime) if service.http else ():
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_ANSWERS)
     return app

@@ -15,6 +15,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger("tsunagu.servicehost")
 
@@ -101,6 +102,44 @@ def field_errors(errors) -> list[dict]:
                     "location": loc[0] if loc else "body", "type": error["type"],
                     "message_ja": message_ja, "message_en": message_en})
     return out
+
+
+class ErrorAnswer(BaseModel):
+    """What a person reads when a request is refused or cannot be served: Japanese first."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "message_ja": "データベースが一時的に利用できません。何も保存されていません。しばらくしてから、もう一度お試しください。",
+        "message_en": "The database is temporarily unavailable; nothing was stored. Please try again shortly."}]})
+
+    message_ja: str
+    message_en: str
+
+
+class FieldError(BaseModel):
+    field: str | None
+    location: str
+    type: str
+    message_ja: str
+    message_en: str
+
+
+class InvalidRequest(ErrorAnswer):
+    """422: nothing was stored; each field's fault in both languages."""
+
+    errors: list[FieldError]
+
+
+ERROR_ANSWERS: dict[int | str, dict] = {
+    422: {"model": InvalidRequest, "description": "The request is invalid; nothing was stored."},
+    503: {
+        "model": ErrorAnswer,
+        "description": "The database or a service this request needs is unavailable; nothing was stored. "
+                       "Send the same request again after `Retry-After` seconds.",
+        "headers": {"Retry-After": {"description": "Seconds to wait before sending the request again.",
+                                    "schema": {"type": "integer"}}},
+    },
+}
+"""The error bodies the handlers below send from any route, for each service's OpenAPI document."""
 
 
 def install_error_handlers(app: FastAPI) -> None:

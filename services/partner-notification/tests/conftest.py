@@ -1,18 +1,27 @@
-"""Fakes the partner handlers run on in unit tests: in-memory referrals, permissions and published
-events, with the same methods as the adapters over PostgreSQL."""
+"""Fakes the partner handlers run on in unit tests: an in-memory repository with the same adapters
+and methods as the one over PostgreSQL (adapters/repository.py), and the shared fake unit of work.
+Locks are only recorded: each test runs one handler at a time."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from itertools import count
 from uuid import UUID
 
 import pytest
 
+from tsunagu_contracts import uuid7
+from tsunagu_contracts.japan import japan_date
+from tsunagu_teststack.fakes import FakeUnitOfWork
+
 
 @dataclass
 class Grant:
-    grant_id: int
+    grant_id: UUID
     case_id: UUID
     partner_id: UUID
     basis: str
@@ -20,64 +29,292 @@ class Grant:
     valid_until: date | None = None
     revoked: bool = False
 
-    def valid_on(self, today: date) -> bool:
-        return not self.revoked and (self.valid_until is None or self.valid_until >= today)
+    def valid_on(self, day: date) -> bool:
+        return not self.revoked and (self.valid_until is None or self.valid_until >= day)
+
+    def reaches(self, purposes) -> bool:
+        """A consent reaches what needs one of its purpose (or needs none); a basis reaches everything."""
+        return self.basis != "consent" or purposes is None or self.purpose in purposes
 
 
 @dataclass
-class FakePartnerStore:
-    """adapters.access.PartnerAccess and adapters.referrals.Referrals, in memory."""
+class Tables:
+    """What the database holds, as the adapters see it."""
 
-    referrals: dict[UUID, dict] = field(default_factory=dict)
+    partners: dict[UUID, dict] = field(default_factory=dict)
+    subscriptions: dict[UUID, dict] = field(default_factory=dict)
     grants: list[Grant] = field(default_factory=list)
+    case_needs: dict[UUID, set[str]] = field(default_factory=dict)
+    referrals: dict[UUID, dict] = field(default_factory=dict)
     responses: list[tuple] = field(default_factory=list)
-    published: list = field(default_factory=list)
+    deliveries: list[dict] = field(default_factory=list)
+    outbox: set[tuple[UUID, str]] = field(default_factory=set)
+    held: list[dict] = field(default_factory=list)
+    provisions: list[dict] = field(default_factory=list)
+    locked: list[UUID] = field(default_factory=list)
+    busy_cases: set[UUID] = field(default_factory=set)
+    clock: count = field(default_factory=count)
 
     def add_referral(self, referral_id: UUID, partner_id: UUID, case_id: UUID, *, need: str = "housing",
                      status: str = "requested") -> None:
-        self.referrals[referral_id] = {"partner_id": partner_id, "case_id": case_id, "municipality_code": "142166",
-                                       "need": need, "status": status}
+        self.referrals[referral_id] = {"referral_id": referral_id, "partner_id": partner_id, "case_id": case_id,
+                                       "municipality_code": "142166", "need": need, "status": status,
+                                       "status_before_close": None}
 
     def add_grant(self, case_id: UUID, partner_id: UUID, basis: str, purpose: str, **kwargs) -> Grant:
-        grant = Grant(len(self.grants) + 1, case_id, partner_id, basis, purpose, **kwargs)
+        grant = Grant(uuid7(), case_id, partner_id, basis, purpose, **kwargs)
         self.grants.append(grant)
         return grant
 
-    # PartnerAccess
+    def valid_grants(self, case_id: UUID, partner_id: UUID | None, day: date) -> list[Grant]:
+        return [g for g in self.grants if g.case_id == case_id and partner_id in (None, g.partner_id)
+                and g.valid_on(day)]
 
-    async def referral(self, partner_id, referral_id):
-        row = self.referrals.get(referral_id)
-        return row if row is not None and row["partner_id"] == partner_id else None
 
-    async def grant(self, case_id, partner_id, today, purposes, preferred_purpose):
-        fitting = [g for g in self.grants if g.case_id == case_id and g.partner_id == partner_id
-                   and g.valid_on(today) and (g.basis != "consent" or g.purpose in purposes)]
-        fitting.sort(key=lambda g: (g.basis != "consent", g.purpose == preferred_purpose, g.grant_id))
-        return {"basis": fitting[0].basis, "purpose": fitting[0].purpose} if fitting else None
+class FakeHeldEvents:
+    def __init__(self, t: Tables):
+        self.t = t
 
-    async def other_purposes(self, case_id, partner_id, today):
-        purposes = sorted({g.purpose for g in self.grants if g.case_id == case_id and g.partner_id == partner_id
-                           and g.valid_on(today)})
-        return purposes or None
+    async def lock_case(self, case_id):
+        self.t.locked.append(case_id)
 
-    # Referrals
+    async def try_lock_case(self, case_id):
+        if case_id in self.t.busy_cases:
+            return False
+        self.t.locked.append(case_id)
+        return True
+
+    async def hold(self, case_id, partner_id, event_id, headers_json, value, purposes):
+        if not any((h["case_id"], h["partner_id"], h["event_id"]) == (case_id, partner_id, event_id)
+                   for h in self.t.held):
+            self.t.held.append({"case_id": case_id, "partner_id": partner_id, "event_id": event_id,
+                                "headers": headers_json, "value": value, "purposes": purposes,
+                                "held_at": next(self.t.clock)})
+
+    async def take(self, case_id, partner_id):
+        taken = [h for h in self.t.held if (h["case_id"], h["partner_id"]) == (case_id, partner_id)]
+        self.t.held = [h for h in self.t.held if h not in taken]
+        return sorted(taken, key=lambda h: h["held_at"])
+
+    async def releasable(self, today, limit):
+        pairs: dict[tuple, int] = {}
+        for h in self.t.held:
+            event_day = japan_date(datetime.fromisoformat(json.loads(h["headers"])["ce_time"]))
+            if h["partner_id"] in self.t.subscriptions and any(
+                    g.reaches(h["purposes"]) for g in self.t.valid_grants(h["case_id"], h["partner_id"],
+                                                                          max(today, event_day))):
+                key = (h["case_id"], h["partner_id"])
+                pairs[key] = min(pairs.get(key, h["held_at"]), h["held_at"])
+        return [{"case_id": c, "partner_id": p} for (c, p), _ in sorted(pairs.items(), key=lambda kv: kv[1])][:limit]
+
+    async def count(self, case_id=None, partner_id=None):
+        return sum(1 for h in self.t.held if case_id in (None, h["case_id"]) and partner_id in (None, h["partner_id"]))
+
+
+class FakePermissions:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def remember_needs(self, case_id, person_ref, needs):
+        self.t.case_needs.setdefault(case_id, set()).update(needs)
+
+    async def add_need(self, case_id, need):
+        if case_id in self.t.case_needs:
+            self.t.case_needs[case_id].add(need)
+
+    async def case_needs(self, case_id):
+        return frozenset(self.t.case_needs.get(case_id, ()))
+
+    async def grant(self, grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until=None):
+        if all(g.grant_id != grant_id for g in self.t.grants):
+            self.t.grants.append(Grant(grant_id, case_id, partner_id, basis, purpose, valid_until))
+
+    async def revoke(self, grant_id, at):
+        for g in self.t.grants:
+            if g.grant_id == grant_id:
+                g.revoked = True
+
+    async def remaining(self, case_id, partner_id, on):
+        valid = self.t.valid_grants(case_id, partner_id, on)
+        return sorted({g.purpose for g in valid if g.basis == "consent"}), any(g.basis != "consent" for g in valid)
+
+    async def partners_allowed(self, case_id, on):
+        rows = []
+        for partner_id in dict.fromkeys(g.partner_id for g in self.t.valid_grants(case_id, None, on)):
+            if partner_id not in self.t.partners or partner_id not in self.t.subscriptions:
+                continue
+            valid = self.t.valid_grants(case_id, partner_id, on)
+            consented = sorted({g.purpose for g in valid if g.basis == "consent"}) or None
+            rows.append({**self.t.partners[partner_id], **self.t.subscriptions[partner_id], "consented": consented,
+                         "statutory": any(g.basis != "consent" for g in valid)})
+        return rows
+
+
+class FakeDeliveries:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def queue(self, delivery_id, partner_id, event_id, event_type, case_id, body, purposes):
+        if not any((d["partner_id"], d["event_id"]) == (partner_id, event_id) for d in self.t.deliveries):
+            self.t.deliveries.append({"delivery_id": delivery_id, "partner_id": partner_id, "event_id": event_id,
+                                      "event_type": event_type, "case_id": case_id, "body": body,
+                                      "purposes": purposes, "status": "pending"})
+
+    async def published(self, event_id, topic):
+        return (event_id, topic) in self.t.outbox
+
+    async def withdraw_unsent(self, case_id, partner_id, except_event_id, consented):
+        for d in self.t.deliveries:
+            still_covered = bool(set(d["purposes"]) & set(consented)) if d["purposes"] is not None else bool(consented)
+            if ((d["case_id"], d["partner_id"]) == (case_id, partner_id) and d["status"] in ("pending", "sending")
+                    and d["event_id"] != except_event_id and not still_covered):
+                d["status"] = "withdrawn"
+
+    def _sending(self, delivery_id):
+        return next((d for d in self.t.deliveries if d["delivery_id"] == delivery_id and d["status"] == "sending"),
+                    None)
+
+    async def delivered(self, delivery_id, status):
+        if d := self._sending(delivery_id):
+            d.update(status="delivered", last_status=status)
+
+    async def retry_at(self, delivery_id, at, status, error):
+        if d := self._sending(delivery_id):
+            d.update(status="pending", next_attempt_at=at, last_status=status, last_error=error)
+
+    async def dead(self, delivery_id, status, error):
+        if d := self._sending(delivery_id):
+            d.update(status="dead", last_status=status, last_error=error)
+            return True
+        return False
+
+
+class FakeReferrals:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def open(self, referral_id, case_id, partner_id, municipality_code, need, at):
+        self.t.referrals.setdefault(referral_id, {
+            "referral_id": referral_id, "case_id": case_id, "partner_id": partner_id,
+            "municipality_code": municipality_code, "need": need, "status": "requested",
+            "status_before_close": None})
+
+    async def need_of(self, referral_id):
+        row = self.t.referrals.get(referral_id)
+        return row["need"] if row else None
+
+    async def close_case(self, case_id, closed, active):
+        for r in self.t.referrals.values():
+            if r["case_id"] == case_id and r["status"] in active:
+                r.update(status=closed, status_before_close=r["status"])
+
+    async def reopen_case(self, case_id, closed):
+        for r in self.t.referrals.values():
+            if r["case_id"] == case_id and r["status"] == closed:
+                r.update(status=r["status_before_close"], status_before_close=None)
 
     async def lock_status(self, referral_id, partner_id=None):
-        row = self.referrals.get(referral_id)
+        row = self.t.referrals.get(referral_id)
         return row["status"] if row is not None and partner_id in (None, row["partner_id"]) else None
 
     async def set_status(self, referral_id, status, at):
-        self.referrals[referral_id]["status"] = status
+        self.t.referrals[referral_id]["status"] = status
 
     async def record_response(self, response_id, partner_id, referral_id, response, at):
-        self.responses.append((response_id, partner_id, referral_id, response))
+        self.t.responses.append((response_id, partner_id, referral_id, response))
 
-    # the outbox
 
-    async def publish(self, event) -> None:
-        self.published.append(event)
+class FakeRegistry:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def add_partner(self, partner_id, name, need_categories, areas, contact_json, api_token_hash, webhook_url,
+                          sealed_webhook_secret, kafka_topic, at):
+        self.t.partners[partner_id] = {"partner_id": partner_id, "webhook_url": webhook_url,
+                                       "kafka_topic": kafka_topic, "api_token_hash": api_token_hash,
+                                       "webhook_secret": sealed_webhook_secret, "webhook_disabled": False}
+
+    async def add_subscription(self, partner_id, event_types, need_categories, areas):
+        self.t.subscriptions[partner_id] = {"event_types": event_types, "need_categories": need_categories,
+                                            "areas": areas}
+
+    async def set_subscription(self, partner_id, event_types, need_categories, areas):
+        if partner_id not in self.t.subscriptions:
+            return False
+        await self.add_subscription(partner_id, event_types, need_categories, areas)
+        return True
+
+    async def partner_of_token_hash(self, api_token_hash):
+        return next((p for p, row in self.t.partners.items() if row["api_token_hash"] == api_token_hash), None)
+
+    async def receiving(self, partner_id):
+        row = self.t.partners.get(partner_id)
+        return {k: row[k] for k in ("partner_id", "webhook_url", "kafka_topic")} if row else None
+
+    async def enable_webhook(self, partner_id):
+        self.t.partners[partner_id]["webhook_disabled"] = False
+
+    async def disable_webhook(self, partner_id):
+        self.t.partners[partner_id]["webhook_disabled"] = True
+
+
+class FakeAccess:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def referral(self, partner_id, referral_id):
+        row = self.t.referrals.get(referral_id)
+        return row if row is not None and row["partner_id"] == partner_id else None
+
+    async def grant(self, case_id, partner_id, today, purposes, preferred_purpose):
+        fitting = [g for g in self.t.valid_grants(case_id, partner_id, today) if g.reaches(purposes)]
+        fitting.sort(key=lambda g: (g.basis != "consent", g.purpose == preferred_purpose))
+        return {"basis": fitting[0].basis, "purpose": fitting[0].purpose} if fitting else None
+
+    async def other_purposes(self, case_id, partner_id, today):
+        return sorted({g.purpose for g in self.t.valid_grants(case_id, partner_id, today)}) or None
+
+
+class FakeProvisions:
+    def __init__(self, t: Tables):
+        self.t = t
+
+    async def record(self, provision_id, partner_id, person_ref, case_id, referral_id, items, basis, purpose, at):
+        self.t.provisions.append({"partner_id": partner_id, "person_ref": person_ref, "referral_id": referral_id,
+                                  "items": items, "basis": basis, "purpose": purpose})
+
+
+class FakeRepository:
+    """adapters.repository.Repository in memory: the same adapters, over one set of tables."""
+
+    def __init__(self, tables: Tables | None = None):
+        self.tables = t = tables or Tables()
+        self.held, self.permissions, self.deliveries = FakeHeldEvents(t), FakePermissions(t), FakeDeliveries(t)
+        self.referrals, self.registry, self.access = FakeReferrals(t), FakeRegistry(t), FakeAccess(t)
+        self.provisions = FakeProvisions(t)
 
 
 @pytest.fixture
-def store() -> FakePartnerStore:
-    return FakePartnerStore()
+def repo() -> FakeRepository:
+    return FakeRepository()
+
+
+@pytest.fixture
+def uow(repo) -> FakeUnitOfWork:
+    return FakeUnitOfWork(repo)
+
+
+@pytest.fixture
+def new_uow(repo):
+    """Gives a new fake unit of work over the same tables at each call (the sweep's, a detail fetch's);
+    `new_uow.done` lists those whose block ended without an error, as committed."""
+    done: list[FakeUnitOfWork] = []
+
+    @asynccontextmanager
+    async def new() -> AsyncIterator[FakeUnitOfWork]:
+        unit = FakeUnitOfWork(repo)
+        yield unit
+        done.append(unit)
+
+    new.done = done
+    return new

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 from datetime import date, datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 import asyncpg
@@ -23,10 +24,13 @@ from tsunagu_contracts import (
     uuid7,
 )
 from tsunagu_contracts.japan import JST
+from tsunagu_outbox import unit_of_work, unit_of_work_on
+from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.fan_out import (
     deliver, fan_out, on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
 )
+from tsunagu_partners.entrypoints.kafka import consumed
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
@@ -48,10 +52,11 @@ async def database(migrated_database) -> str:
 
 
 async def a_partner(conn: asyncpg.Connection, webhook_url: str = "http://127.0.0.1:9/unused") -> dict:
-    return await register_partner(conn, RegisterPartner(
-        name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
-        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
-        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    async with unit_of_work_on(conn, Repository) as uow:
+        return await register_partner(uow, RegisterPartner(
+            name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
+            contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
+            partner_id=uuid7(), cipher=CIPHER, now=MORNING)
 
 
 def referral(case_id: UUID, partner_id, at: datetime = MORNING) -> Envelope[ReferralRequested]:
@@ -85,8 +90,9 @@ def withdrawal(granted: Envelope[ConsentGranted], at: datetime) -> Envelope[Cons
 
 
 async def in_transaction(conn: asyncpg.Connection, handler, envelope) -> None:
+    """As its consumer runs it: in a transaction of its own."""
     async with conn.transaction():
-        await handler(conn, envelope)
+        await consumed(handler)(conn, envelope)
 
 
 async def blocked_or_done(task: asyncio.Task, conn: asyncpg.Connection, watcher: asyncpg.Connection) -> None:
@@ -106,9 +112,9 @@ async def interleaved(first: tuple, second: tuple, watcher: asyncpg.Connection) 
     (conn_1, handler_1, envelope_1), (conn_2, handler_2, envelope_2) = first, second
     tx_1, tx_2 = conn_1.transaction(), conn_2.transaction()
     await tx_1.start()
-    await handler_1(conn_1, envelope_1)
+    await consumed(handler_1)(conn_1, envelope_1)
     await tx_2.start()
-    task = asyncio.create_task(handler_2(conn_2, envelope_2))
+    task = asyncio.create_task(consumed(handler_2)(conn_2, envelope_2))
     await blocked_or_done(task, conn_2, watcher)
     await tx_1.commit()
     await task
@@ -156,7 +162,7 @@ async def test_the_sweep_releases_held_events_whose_permission_exists_and_only_t
                     "VALUES ($1, $2, $3, $4, 'consent', 'referral', $5)", uuid7(), case_id, partner, uuid7(),
                     valid_until)
 
-        released = await HeldSweeper(pool, registry).sweep(today=MORNING.date() + timedelta(days=2))
+        released = await HeldSweeper(partial(unit_of_work, pool, Repository), registry).sweep(today=MORNING.date() + timedelta(days=2))
 
         async with pool.acquire() as conn:
             held = {r["case_id"] for r in await conn.fetch("SELECT case_id FROM held_events")}
@@ -185,7 +191,8 @@ async def test_an_estate_clearance_is_held_until_the_consent_given_for_it_not_on
                 id=uuid7(), source="/tsunagu/housing-support")
             await in_transaction(conn, fan_out, clearance)
             held_at = await conn.fetchval("SELECT held_at FROM held_events")
-            swept_under_other_purpose = await HeldSweeper(pool, CollectorRegistry()).sweep(today=MORNING.date())
+            swept_under_other_purpose = await HeldSweeper(partial(unit_of_work, pool, Repository),
+                                                          CollectorRegistry()).sweep(today=MORNING.date())
             held_before, still_held_at = await conn.fetchrow("SELECT count(*), max(held_at) FROM held_events")
             await in_transaction(conn, on_consent_granted, consent(case_id, partner, purpose="estate_clearance"))
             queued = await conn.fetchval("SELECT count(*) FROM deliveries WHERE event_type = $1",
@@ -239,10 +246,11 @@ async def test_the_sender_does_not_send_what_the_partner_may_no_longer_see(datab
                                    else "UPDATE permissions SET valid_until = current_date - 7 WHERE $1", True)
                 # A withdrawal notice, always sent: once it arrives, the sender has looked at both.
                 row = await conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners")
-                async with conn.transaction():
-                    await deliver(conn, row, withdrawal(granted, datetime.now(JST)))
+                async with unit_of_work_on(conn, Repository) as uow:
+                    await deliver(uow, row, withdrawal(granted, datetime.now(JST)))
 
-            sender = WebhookSender(pool, CIPHER, DeliveryPolicy(poll_s=0.05, timeout_s=5))
+            sender = WebhookSender(pool, partial(unit_of_work, pool, Repository), CIPHER,
+                                   DeliveryPolicy(poll_s=0.05, timeout_s=5))
             running = asyncio.create_task(sender.run())
             try:
                 await eventually(lambda: asyncio.sleep(0, receiver.of_type(WITHDRAWN)), until=bool)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 from datetime import datetime
+from functools import partial
 from uuid import UUID
 
 import asyncpg
@@ -22,10 +23,13 @@ from tsunagu_contracts import (
     StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.japan import JST
+from tsunagu_outbox import unit_of_work, unit_of_work_on
+from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_servicehost.errors import Rejected
 from tsunagu_servicehost.errors import Refused
-from tsunagu_partners.handlers.access import referral_for
+from tsunagu_partners.entrypoints.kafka import consumed
+from tsunagu_partners.handlers.access import check_referral
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.fan_out import (
     fan_out, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
@@ -62,10 +66,11 @@ async def pool(database):
 
 
 async def a_partner(conn: asyncpg.Connection) -> UUID:
-    created = await register_partner(conn, RegisterPartner(
-        name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search", "work_trouble"], areas=["142166"],
-        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url="http://127.0.0.1:9/unused"),
-        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    async with unit_of_work_on(conn, Repository) as uow:
+        created = await register_partner(uow, RegisterPartner(
+            name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search", "work_trouble"],
+            areas=["142166"], contact={"department": "相談窓口", "email": "desk@example.org"},
+            webhook_url="http://127.0.0.1:9/unused"), partner_id=uuid7(), cipher=CIPHER, now=MORNING)
     return UUID(created["partner_id"])
 
 
@@ -78,8 +83,9 @@ async def grant_for(conn: asyncpg.Connection, case_id: UUID, partner: UUID, gran
 
 
 async def handle(conn: asyncpg.Connection, handler, envelope: Envelope) -> None:
+    """As its consumer runs it: in a transaction of its own."""
     async with conn.transaction():
-        await handler(conn, envelope)
+        await consumed(handler)(conn, envelope)
 
 
 def referral(case_id: UUID, partner_id: UUID, need: str = "no_food") -> Envelope[ReferralRequested]:
@@ -112,8 +118,9 @@ def case_event(event_type, case_id: UUID, **data) -> Envelope:
 async def may_act(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID) -> int:
     """200 when the partner may act on the referral, else the status it is refused with."""
     try:
-        await referral_for(conn, partner_id, referral_id, today=MORNING.date(), refused_ja="同意がありません。",
-                           refused_en="no consent")
+        async with unit_of_work_on(conn, Repository) as uow:
+            await check_referral(uow.repo.access, partner_id, referral_id, today=MORNING.date(),
+                                 refused_ja="同意がありません。", refused_en="no consent")
     except Rejected as rejected:
         return Refused.of(rejected).status
     return 200
@@ -183,7 +190,7 @@ async def test_a_referral_held_under_a_consent_for_another_purpose_is_swept_out_
     held = await conn.fetchval("SELECT count(*) FROM held_events")
     pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
     try:
-        sweeper = HeldSweeper(pool, CollectorRegistry())
+        sweeper = HeldSweeper(partial(unit_of_work, pool, Repository), CollectorRegistry())
         under_check_in = await sweeper.sweep(today=MORNING.date())
         # A consent that fits, recorded without releasing what was held (the sweep's reason to be).
         await conn.execute("INSERT INTO permissions (grant_id, case_id, partner_id, person_ref, basis, purpose) "
@@ -233,7 +240,8 @@ async def test_a_partner_receives_and_the_provision_records_only_the_items_the_p
         assert asked_for == case_id
         return {"person_ref": str(person_ref), **PERSON}
 
-    provided = await provide(pool, partner, requested.data.referral_id, intake, now=MORNING)
+    provided = await provide(partial(unit_of_work, pool, Repository), partner, requested.data.referral_id, intake,
+                             now=MORNING)
     recorded = await conn.fetchrow("SELECT person_ref, items, purpose FROM provisions")
 
     assert provided["person"] == {"person_ref": str(person_ref), **{item: PERSON[item] for item in items}}
@@ -251,7 +259,8 @@ async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(con
     async def intake(_case_id: UUID) -> dict:
         return {"person_ref": str(uuid7()), **PERSON, "phone": None}
 
-    provided = await provide(pool, partner, requested.data.referral_id, intake, now=MORNING)
+    provided = await provide(partial(unit_of_work, pool, Repository), partner, requested.data.referral_id, intake,
+                             now=MORNING)
 
     assert set(provided["person"]) == {"person_ref", "name", "name_kana"}
     assert await conn.fetchval("SELECT items FROM provisions") == ["name", "name_kana"]

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import os
 from datetime import datetime
+from functools import partial
 from uuid import UUID
 
 import asyncpg
@@ -15,7 +16,10 @@ from cryptography.fernet import Fernet, MultiFernet
 
 from tsunagu_contracts import ConsentGranted, Envelope, ReferralRequested, uuid7
 from tsunagu_contracts.japan import JST
+from tsunagu_outbox import unit_of_work, unit_of_work_on
+from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.domain.commands import RegisterPartner
+from tsunagu_partners.entrypoints.kafka import consumed
 from tsunagu_partners.handlers.fan_out import on_consent_granted, on_referral_requested
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
@@ -36,10 +40,11 @@ async def database(migrated_database) -> str:
 
 async def a_referral_queued_for(conn: asyncpg.Connection, webhook_url: str) -> None:
     """A partner with the person's consent, and a referral to it waiting in its deliveries."""
-    partner = await register_partner(conn, RegisterPartner(
-        name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
-        contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
-        partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    async with unit_of_work_on(conn, Repository) as uow:
+        partner = await register_partner(uow, RegisterPartner(
+            name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
+            contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
+            partner_id=uuid7(), cipher=CIPHER, now=MORNING)
     partner_id, case_id = UUID(partner["partner_id"]), uuid7()
     consent = ConsentGranted(case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=uuid7(),
                              person_ref=uuid7(), recipient={"kind": "partner", "partner_id": partner_id},
@@ -50,7 +55,7 @@ async def a_referral_queued_for(conn: asyncpg.Connection, webhook_url: str) -> N
         "recipient": {"kind": "partner", "partner_id": str(partner_id)}})
     for handler, event in ((on_consent_granted, consent), (on_referral_requested, referral)):
         async with conn.transaction():
-            await handler(conn, Envelope(data=event, id=uuid7(), source="/tsunagu/test"))
+            await consumed(handler)(conn, Envelope(data=event, id=uuid7(), source="/tsunagu/test"))
 
 
 async def sent_until_settled(database: str, receiver: Receiver, policy: DeliveryPolicy) -> asyncpg.Record:
@@ -61,7 +66,8 @@ async def sent_until_settled(database: str, receiver: Receiver, policy: Delivery
         async with ReceiverServer() as server:
             async with pool.acquire() as conn:
                 await a_referral_queued_for(conn, server.add("partner", receiver))
-            sender = asyncio.create_task(WebhookSender(pool, CIPHER, policy).run())
+            sender = asyncio.create_task(WebhookSender(pool, partial(unit_of_work, pool, Repository), CIPHER,
+                                                       policy).run())
             try:
                 return await eventually(
                     lambda: pool.fetchrow("SELECT status, attempts, last_status, last_error FROM deliveries"),

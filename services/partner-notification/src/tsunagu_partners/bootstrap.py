@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
 from tsunagu_partners.handlers.sweep import HeldSweeper
@@ -76,10 +78,11 @@ def build_service() -> Service:
                                  intake_timeout_s=settings.intake_timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
-        await WebhookSender(runtime.db, cipher_from(settings), policy).run()
+        await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy).run()
 
     async def held_events(runtime: Runtime) -> None:
-        await HeldSweeper(runtime.db, runtime.registry, interval_s=settings.held_sweep_s).run()
+        await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,
+                          interval_s=settings.held_sweep_s).run()
 
     return Service(
         name="partner-notification",

@@ -2,8 +2,9 @@
 
 Concurrency: these reads take no locks of their own. The callers that must not be overtaken take
 one first and decide under it: an answer holds the referral's row lock (`Referrals.lock_status`,
-FOR UPDATE on partner_referrals) and a detail fetch the case's advisory lock (held_events.lock_case),
-the locks the consent and case events take before they change what is read here.
+FOR UPDATE on partner_referrals) and a detail fetch the case's advisory lock
+(`HeldEvents.lock_case`), the locks the consent and case events take before they change what is
+read here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ see it. It is held, and released when the consent (or a statutory basis) is reco
 
 The rule (DESIGN §5, concurrency): every transaction that reads a case's permissions to decide
 what to deliver or hold, or that changes a case's permissions and releases its held events, first
-takes the case's transaction-scoped advisory lock (`lock_case`; every handler in fan_out.py is
+takes the case's transaction-scoped advisory lock (`HeldEvents.lock_case`; every handler in fan_out.py is
 `handlers.held.case_locked`), before its own writes. So the referral path and the consent path for one case
 run one after the other, never interleaved:
 
@@ -25,7 +25,7 @@ is never awaited while holding a row lock another case-locked transaction could 
 again in the same transaction (a handler, then the fan-out it calls) only nests.
 
 The sweep is the safety net DESIGN asks of anything parked: a periodic task (`sweep.HeldSweeper`)
-releases held rows whose permission exists (`releasable`), each case under the same lock.
+releases held rows whose permission exists (`HeldEvents.releasable`), each case under the same lock.
 """
 
 from __future__ import annotations
@@ -45,45 +45,19 @@ def case_lock_key(case_id: UUID) -> int:
     return int.from_bytes(hashlib.blake2b(case_id.bytes, digest_size=4).digest(), "big", signed=True)
 
 
-async def lock_case(conn: asyncpg.Connection, case_id: UUID) -> None:
-    """Wait for the case's lock; it is held until the transaction ends (call it inside one)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
-
-
-async def try_lock_case(conn: asyncpg.Connection, case_id: UUID) -> bool:
-    return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
-
-
-async def releasable(conn: asyncpg.Connection, today: date, limit: int) -> list[asyncpg.Record]:
-    """(case, partner) pairs the sweep releases, longest held first.
-
-    The test is the fan-out's own (a subscribed partner, a permission valid on the event's Japan
-    date, for a purpose the event needs) and also valid today, so that what is released is delivered and sent, not held again.
-    Should the fan-out still hold an event again, its new `held_at` puts it at the back: the batch
-    never gets stuck on the same pairs. Read without locks: the sweep takes each case's lock before
-    releasing, and the release decides again.
-    """
-    return await conn.fetch(
-        "SELECT h.case_id, h.partner_id FROM held_events h "
-        "WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.partner_id = h.partner_id) "
-        "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
-        "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
-        "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date)) "
-        # A consent reaches a purpose-bound event only when given for one of the purposes the fan-out
-        # stored with it (routing.purposes_for: by event type, and for a referral by its need).
-        "  AND (g.basis <> 'consent' OR h.purposes IS NULL OR g.purpose = ANY(h.purposes))) "
-        "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
-
-
-async def held_count(conn: asyncpg.Connection, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:
-    return await conn.fetchval("SELECT count(*) FROM held_events WHERE ($1::uuid IS NULL OR case_id = $1) "
-                               "AND ($2::uuid IS NULL OR partner_id = $2)", case_id, partner_id)
-
 class HeldEvents:
     """Held rows of one case, written and taken out only under that case's lock (`lock_case`)."""
 
     def __init__(self, conn: asyncpg.Connection):
         self.conn = conn
+
+    async def lock_case(self, case_id: UUID) -> None:
+        """Wait for the case's lock; it is held until the transaction ends (call it inside one)."""
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
+
+    async def try_lock_case(self, case_id: UUID) -> bool:
+        return await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS,
+                                        case_lock_key(case_id))
 
     async def hold(self, case_id: UUID, partner_id: UUID, event_id: UUID, headers_json: str, value: bytes,
                    purposes: list[str] | None) -> None:
@@ -102,5 +76,29 @@ class HeldEvents:
                                      "RETURNING headers, value, held_at", case_id, partner_id)
         return sorted(rows, key=lambda r: r["held_at"])
 
+    async def releasable(self, today: date, limit: int) -> list[asyncpg.Record]:
+        """(case, partner) pairs the sweep releases, longest held first.
 
-__all__ = ["HeldEvents", "held_count", "lock_case", "releasable", "try_lock_case"]
+        The test is the fan-out's own (a subscribed partner, a permission valid on the event's Japan
+        date, for a purpose the event needs) and also valid today, so that what is released is delivered and sent, not held again.
+        Should the fan-out still hold an event again, its new `held_at` puts it at the back: the batch
+        never gets stuck on the same pairs. Read without locks: the sweep takes each case's lock before
+        releasing, and the release decides again.
+        """
+        return await self.conn.fetch(
+            "SELECT h.case_id, h.partner_id FROM held_events h "
+            "WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.partner_id = h.partner_id) "
+            "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = h.case_id AND g.partner_id = h.partner_id "
+            "  AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= greatest($1::date, "
+            "  ((h.headers->>'ce_time')::timestamptz AT TIME ZONE 'Asia/Tokyo')::date)) "
+            # A consent reaches a purpose-bound event only when given for one of the purposes the fan-out
+            # stored with it (routing.purposes_for: by event type, and for a referral by its need).
+            "  AND (g.basis <> 'consent' OR h.purposes IS NULL OR g.purpose = ANY(h.purposes))) "
+            "GROUP BY h.case_id, h.partner_id ORDER BY min(h.held_at) LIMIT $2", today, limit)
+
+    async def count(self, case_id: UUID | None = None, partner_id: UUID | None = None) -> int:
+        return await self.conn.fetchval("SELECT count(*) FROM held_events WHERE ($1::uuid IS NULL OR case_id = $1) "
+                                        "AND ($2::uuid IS NULL OR partner_id = $2)", case_id, partner_id)
+
+
+__all__ = ["HeldEvents", "case_lock_key"]

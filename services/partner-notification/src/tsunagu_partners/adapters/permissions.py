@@ -1,7 +1,7 @@
 """What lets a partner see a case (a consent for a purpose, or a statutory basis), and the case's needs.
 
 Concurrency: every write here is made by a fan-out handler holding the case's advisory lock
-(held_events.lock_case), and every read that decides what to deliver or hold is made under it too;
+(`HeldEvents.lock_case`), and every read that decides what to deliver or hold is made under it too;
 so a consent recorded and a referral fanned out for one case happen one after the other. The
 inserts are idempotent on the grant id (ON CONFLICT DO NOTHING), a revocation only sets
 `revoked_at` once, and a case's needs only grow (an upsert that unions them).

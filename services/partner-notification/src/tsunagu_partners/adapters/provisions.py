@@ -1,7 +1,7 @@
 """The record of personal data provided to partners (個人情報保護法 art. 29): written once per fetch, never changed.
 
 Concurrency: a provision is only inserted, under a fresh id, by a detail fetch holding its case's
-advisory lock (held_events.lock_case), so a consent withdrawn or a case closed is either seen by
+advisory lock (`HeldEvents.lock_case`), so a consent withdrawn or a case closed is either seen by
 the fetch's check or comes after the provision is committed.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
@@ -13,9 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_contracts import PartnerDeliveries, uuid7
 from tsunagu_contracts.japan import japan_date
-from tsunagu_partners.adapters.deliveries import Deliveries
-from tsunagu_partners.adapters.provisions import Provisions
-from tsunagu_partners.adapters.registry import Registry
+from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
@@ -55,8 +54,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
             raise Refused(401, "認証が必要です。", "A bearer token is required.")
         token = credentials.credentials
         if token.startswith(TOKEN_PREFIX):
-            async with runtime.db.acquire() as conn:
-                who = await partner_of_token(conn, token)
+            async with unit_of_work(runtime.db) as uow:
+                who = await partner_of_token(uow, token)
             if who is None:
                 raise Refused(401, "トークンが無効です。", "The token is invalid.")
             if who != partner_id:
@@ -83,31 +82,31 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
             # order and would stop at a record for a topic that does not exist.
             await ensure_topics(runtime.settings.kafka_bootstrap, [PartnerDeliveries.for_partner(partner_id)],
                                 namespace=runtime.settings.topic_namespace)
-        async with runtime.db.acquire() as conn, conn.transaction():
-            created = await register_partner(conn, command, partner_id=partner_id, cipher=cipher,
+        async with unit_of_work(runtime.db) as uow:
+            created = await register_partner(uow, command, partner_id=partner_id, cipher=cipher,
                                              now=datetime.now(UTC))
         return created | {"notice_ja": "API トークンと Webhook シークレットは今回だけ表示されます。安全に保管してください。"}
 
     @router.put("/{partner_id}/subscription", summary="購読を設定する (set what the partner receives)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR))])
     async def put_subscription(partner_id: UUID, command: Subscription) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            await set_subscription(conn, partner_id, command)
+        async with unit_of_work(runtime.db) as uow:
+            await set_subscription(uow, partner_id, command)
         return command.model_dump(mode="json")
 
     @router.get("/{partner_id}/deliveries", summary="配信記録 (the partner's delivery log)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
     async def deliveries(partner_id: UUID, status: Annotated[str | None, Query(pattern="^[a-z]+$")] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
-        async with runtime.db.acquire() as conn:
-            rows = await Deliveries(conn).of_partner(partner_id, status, limit)
+        async with unit_of_work(runtime.db) as uow:
+            rows = await uow.repo.deliveries.of_partner(partner_id, status, limit)
         return [jsonable(r) for r in rows]
 
     @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
-        async with runtime.db.acquire() as conn, conn.transaction():
-            redelivered = await Deliveries(conn).redeliver(partner_id, delivery_id, japan_date(datetime.now(UTC)))
+        async with unit_of_work(runtime.db) as uow:
+            redelivered = await uow.repo.deliveries.redeliver(partner_id, delivery_id, japan_date(datetime.now(UTC)))
         if not redelivered:
             raise Refused.conflict("この配信は再配信できません（配信中、同意の撤回後、または取消済み）。",
                                    "only a delivered or dead delivery the partner may still see can be redelivered")
@@ -116,8 +115,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     @router.post("/{partner_id}/webhook/enable", status_code=204, summary="Webhook を再開する (re-enable after 410)",
                  dependencies=[Depends(COORDINATOR)])
     async def enable(partner_id: UUID) -> None:
-        async with runtime.db.acquire() as conn:
-            await Registry(conn).enable_webhook(partner_id)
+        async with unit_of_work(runtime.db) as uow:
+            await uow.repo.registry.enable_webhook(partner_id)
 
     @router.post("/{partner_id}/session",
                  summary="他のサービス用のトークンを得る (exchange the API token for a 1-hour token other services accept)",
@@ -137,22 +136,24 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
         completed. An answer that does not fit where the referral stands (contact before acceptance, a second
         acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
         nowhere. Answers for one referral are applied in the order they were accepted."""
-        async with runtime.db.acquire() as conn, conn.transaction():
-            response_id = await respond(conn, partner_id, referral_id, command, now=datetime.now(UTC))
+        async with unit_of_work(runtime.db) as uow:
+            response_id = await respond(uow, partner_id, referral_id, command, now=datetime.now(UTC))
         return {"response_id": str(response_id)}
 
     @router.get("/{partner_id}/referrals/{referral_id}",
                 summary="紹介の本人情報を取得する (fetch details; each fetch is recorded as a provision)",
                 dependencies=[Depends(partner_or())])
     async def get_details(partner_id: UUID, referral_id: UUID) -> dict:
-        # The pool, not a connection: none is held while intake answers (handlers/details.py).
-        return await provide(runtime.db, partner_id, referral_id, fetch_person, now=datetime.now(UTC))
+        # A unit of work per step, not one around it all: no connection is held while intake answers
+        # (handlers/details.py).
+        return await provide(partial(unit_of_work, runtime.db), partner_id, referral_id, fetch_person,
+                             now=datetime.now(UTC))
 
     @router.get("/{partner_id}/provisions", summary="提供記録 (provisions of personal data to this partner)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
     async def provisions(partner_id: UUID, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
-        async with runtime.db.acquire() as conn:
-            rows = await Provisions(conn).of_partner(partner_id, limit)
+        async with unit_of_work(runtime.db) as uow:
+            rows = await uow.repo.provisions.of_partner(partner_id, limit)
         return [jsonable(r) for r in rows]
 
     return [router]

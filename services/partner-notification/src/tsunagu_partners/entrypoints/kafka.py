@@ -6,16 +6,25 @@ from tsunagu_contracts import (
     INTAKE_CASES, REFERRALS, TENANCIES, CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn,
     ConsultationRegistered, NeedIdentified, ReferralRequested, StatutoryBasisRecorded,
 )
+from tsunagu_outbox import in_unit_of_work
+from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.handlers import fan_out as f
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import EventConsumer
 
 
+def consumed(handler):
+    """The handler as its consumer runs it: in the consumer's transaction, as a unit of work, with
+    the whole envelope (a partner's delivery keeps the event's own id and source)."""
+    return in_unit_of_work(Repository, handler, envelope=True)
+
+
 def subscribe(runtime: Runtime) -> None:
-    EventConsumer(runtime, INTAKE_CASES, {
+    EventConsumer(runtime, INTAKE_CASES, {event: consumed(handler) for event, handler in {
         ConsultationRegistered: f.on_consultation, NeedIdentified: f.on_need, ConsentGranted: f.on_consent_granted,
         ConsentWithdrawn: f.on_consent_withdrawn, StatutoryBasisRecorded: f.on_basis_recorded,
-    }).subscribe()
+    }.items()}).subscribe()
     own = {ReferralRequested: f.on_referral_requested, CaseClosed: f.on_case_closed, CaseReopened: f.on_case_reopened}
-    EventConsumer(runtime, REFERRALS, {event: own.get(event, f.fan_out) for event in REFERRALS.events}).subscribe()
-    EventConsumer(runtime, TENANCIES, {event: f.fan_out for event in TENANCIES.events}).subscribe()
+    EventConsumer(runtime, REFERRALS, {event: consumed(own.get(event, f.fan_out))
+                                       for event in REFERRALS.events}).subscribe()
+    EventConsumer(runtime, TENANCIES, {event: consumed(f.fan_out) for event in TENANCIES.events}).subscribe()

@@ -6,10 +6,7 @@ from datetime import date
 from typing import Any, Protocol
 from uuid import UUID
 
-import asyncpg
-
 from tsunagu_contracts.codes import ConsentPurpose
-from tsunagu_partners.adapters.access import PartnerAccess
 from tsunagu_partners.domain.answers import CLOSED
 from tsunagu_servicehost.errors import Rejected
 from tsunagu_partners.domain.routing import referral_purposes
@@ -22,13 +19,6 @@ class AccessReads(Protocol):
     async def grant(self, case_id: UUID, partner_id: UUID, today: date, purposes: list[str],
                     preferred_purpose: str) -> Any: ...
     async def other_purposes(self, case_id: UUID, partner_id: UUID, today: date) -> list[str] | None: ...
-
-
-async def referral_for(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, *, today: date,
-                       refused_ja: str, refused_en: str) -> tuple[asyncpg.Record, asyncpg.Record]:
-    """The referral addressed to this partner, and the consent or statutory basis that lets it act."""
-    return await check_referral(PartnerAccess(conn), partner_id, referral_id, today=today,
-                                refused_ja=refused_ja, refused_en=refused_en)
 
 
 async def check_referral(reads: AccessReads, partner_id: UUID, referral_id: UUID, *, today: date,

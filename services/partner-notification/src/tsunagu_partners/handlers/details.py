@@ -11,14 +11,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
-
 from tsunagu_contracts import uuid7
 from tsunagu_contracts.japan import japan_date
-from tsunagu_partners.adapters.provisions import Provisions
+from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.domain.provision import provided
-from tsunagu_partners.handlers.access import referral_for
-from tsunagu_partners.adapters.held_events import lock_case
+from tsunagu_partners.handlers.access import check_referral
 
 FetchPerson = Callable[[UUID], Awaitable[dict]]
 
@@ -26,27 +23,28 @@ REFUSED = {"refused_ja": "本人の同意がないため、本人情報は提供
            "refused_en": "no consent or statutory basis for this partner: nothing is provided"}
 
 
-async def provide(pool: asyncpg.Pool, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
+async def provide(new_uow: NewUnitOfWork, partner_id: UUID, referral_id: UUID, fetch_person: FetchPerson, *,
                   now: datetime) -> dict:
     """The person's details the partner's purpose needs, recorded as a provision.
 
     No connection is held while intake answers: the pool is the consumers' too, and a slow intake
-    would otherwise leave them none (ten fetches at a time took it all). The permission is checked
-    in one short transaction; intake is asked with no connection held; the provision is recorded in
-    a second short transaction that decides again, under the case's lock (adapters/held_events.py), so that a
-    consent withdrawn or a case closed meanwhile refuses the fetch, and nothing is given or recorded.
+    would otherwise leave them none (ten fetches at a time took it all). So `new_uow` gives a unit
+    of work per step, each its own short transaction: the permission is checked in one; intake is
+    asked with none open; the provision is recorded in a second that decides again, under the
+    case's lock (adapters/held_events.py), so that a consent withdrawn or a case closed meanwhile
+    refuses the fetch, and nothing is given or recorded.
     """
     today = japan_date(now)
-    async with pool.acquire() as conn, conn.transaction():
-        referral, _ = await referral_for(conn, partner_id, referral_id, today=today, **REFUSED)
+    async with new_uow() as uow:
+        referral, _ = await check_referral(uow.repo.access, partner_id, referral_id, today=today, **REFUSED)
     person = await fetch_person(referral["case_id"])
-    async with pool.acquire() as conn, conn.transaction():
-        await lock_case(conn, referral["case_id"])
-        referral, grant = await referral_for(conn, partner_id, referral_id, today=today, **REFUSED)
+    async with new_uow() as uow:
+        await uow.repo.held.lock_case(referral["case_id"])
+        referral, grant = await check_referral(uow.repo.access, partner_id, referral_id, today=today, **REFUSED)
         given = provided(person, grant["purpose"])
         items = list(given)
-        await Provisions(conn).record(uuid7(), partner_id, UUID(person["person_ref"]), referral["case_id"], referral_id,
-                                      items, grant["basis"], grant["purpose"], now)
+        await uow.repo.provisions.record(uuid7(), partner_id, UUID(person["person_ref"]), referral["case_id"],
+                                         referral_id, items, grant["basis"], grant["purpose"], now)
     return {"referral_id": str(referral_id), "case_id": str(referral["case_id"]), "need": referral["need"],
             "person": {"person_ref": person["person_ref"], **given},
             "provision": {"basis": grant["basis"], "purpose": grant["purpose"], "items": items,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-
-import asyncpg
+from typing import Any
 
 from tsunagu_contracts import (
     CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event,
@@ -19,12 +18,6 @@ from tsunagu_contracts import (
 from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.events.referral import ReferralEvent
 from tsunagu_contracts.japan import japan_date
-from tsunagu_outbox import append
-from tsunagu_partners.adapters.deliveries import Deliveries
-from tsunagu_partners.adapters.held_events import HeldEvents
-from tsunagu_partners.adapters.permissions import Permissions
-from tsunagu_partners.adapters.referrals import Referrals
-from tsunagu_partners.adapters.registry import Registry
 from tsunagu_partners.domain.answers import CLOSED
 from tsunagu_partners.domain.routing import Wants, permits, purposes_for
 from tsunagu_partners.domain.webhooks import cloudevent_body
@@ -33,36 +26,35 @@ from tsunagu_partners.handlers.held import case_locked
 from tsunagu_partners.handlers.referral_status import follow_referral
 
 
-async def referral_need(conn: asyncpg.Connection, event: Event) -> str | None:
+async def referral_need(uow, event: Event) -> str | None:
     """The need a referral event is about: its own when it says, else its referral's as requested."""
     if isinstance(event, ReferralRequested):
         return event.need.value
     if isinstance(event, ReferralEvent):
-        return await Referrals(conn).need_of(event.referral_id)
+        return await uow.repo.referrals.need_of(event.referral_id)
     return None
 
 
-async def partners_who_may_see(conn: asyncpg.Connection, case_id, today: date, event: Event,
-                               need: str | None = None) -> list[asyncpg.Record]:
+async def partners_who_may_see(uow, case_id, today: date, event: Event,
+                               need: str | None = None) -> list[Any]:
     """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
     (for a referral event, one its referral's `need` serves)."""
-    rows = await Permissions(conn).partners_allowed(case_id, today)
+    rows = await uow.repo.permissions.partners_allowed(case_id, today)
     return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
-async def deliver(conn: asyncpg.Connection, partner: asyncpg.Record, envelope: Envelope,
-                  need: str | None = None) -> None:
+async def deliver(uow, partner, envelope: Envelope, need: str | None = None) -> None:
     """Queue one event for one partner, once: a redelivered event finds its delivery already there.
 
     The delivery keeps the consent purposes the event needs (for a referral's event, those its
     `need` serves), so that a withdrawal leaves it pending only while a consent for one remains."""
     e = envelope.data
     if partner["webhook_url"]:
-        await Deliveries(conn).queue(uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id,
-                                     cloudevent_body(envelope), _values(purposes_for(e, need)))
+        await uow.repo.deliveries.queue(uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id,
+                                        cloudevent_body(envelope), _values(purposes_for(e, need)))
     if partner["kafka_topic"]:
-        if not await Deliveries(conn).published(envelope.id, partner["kafka_topic"]):
-            await append(conn, e, source=envelope.source, topic=partner["kafka_topic"], event_id=envelope.id)
+        if not await uow.repo.deliveries.published(envelope.id, partner["kafka_topic"]):
+            uow.forward(e, topic=partner["kafka_topic"], source=envelope.source, event_id=envelope.id)
 
 
 def _values(purposes) -> list[str] | None:
@@ -76,8 +68,8 @@ def addressed_elsewhere(event: Event, partner_id) -> bool:
     return bool(recipients) and all(r.partner_id != partner_id for r in recipients)
 
 
-async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelope: Envelope,
-                                                allowed: set, need: str | None = None) -> None:
+async def hold_if_addressed_without_permission(uow, envelope: Envelope, allowed: set,
+                                                need: str | None = None) -> None:
     """Consent arrives on intake's topic, referrals on referral's: read by separate consumers, a
     referral addressed to a partner can come first. It is held, and delivered when the consent is,
     a consent for one of the purposes it needs (kept with it for the sweep)."""
@@ -86,110 +78,110 @@ async def hold_if_addressed_without_permission(conn: asyncpg.Connection, envelop
     for recipient in e.addressees():
         if recipient.partner_id is not None and recipient.partner_id not in allowed:
             record = encode(e, source=envelope.source, event_id=envelope.id)
-            await HeldEvents(conn).hold(e.case_id, recipient.partner_id, envelope.id,
-                                        json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
+            await uow.repo.held.hold(e.case_id, recipient.partner_id, envelope.id,
+                                     json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
 
 
-async def release_held(conn: asyncpg.Connection, case_id, partner_id) -> int:
+async def release_held(uow, case_id, partner_id) -> int:
     """Fan out again what was held for the partner; returns how many events were taken out."""
     # Under the case's lock (adapters/held_events.py): no held row of the case is uncommitted elsewhere.
-    rows = await HeldEvents(conn).take(case_id, partner_id)
+    rows = await uow.repo.held.take(case_id, partner_id)
     for row in rows:
-        await fan_out(conn, decode(json.loads(row["headers"]), bytes(row["value"])))
+        await fan_out(uow, decode(json.loads(row["headers"]), bytes(row["value"])))
     return len(rows)
 
 
 @case_locked
-async def fan_out(conn: asyncpg.Connection, envelope: Envelope) -> None:
+async def fan_out(uow, envelope: Envelope) -> None:
     e: Event = envelope.data
-    await follow_referral(conn, e)
-    case_needs = await Permissions(conn).case_needs(e.case_id)
-    need = await referral_need(conn, e)
-    partners = await partners_who_may_see(conn, e.case_id, japan_date(e.occurred_at), e, need)
-    await hold_if_addressed_without_permission(conn, envelope, {p["partner_id"] for p in partners}, need)
+    await follow_referral(uow, e)
+    case_needs = await uow.repo.permissions.case_needs(e.case_id)
+    need = await referral_need(uow, e)
+    partners = await partners_who_may_see(uow, e.case_id, japan_date(e.occurred_at), e, need)
+    await hold_if_addressed_without_permission(uow, envelope, {p["partner_id"] for p in partners}, need)
     for partner in partners:
         if addressed_elsewhere(e, partner["partner_id"]):
             continue
         wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
                       frozenset(partner["areas"]))
         if wants.matches(e, case_needs):
-            await deliver(conn, partner, envelope, need)
+            await deliver(uow, partner, envelope, need)
 
 
 @case_locked
-async def on_consultation(conn: asyncpg.Connection, envelope: Envelope[ConsultationRegistered]) -> None:
+async def on_consultation(uow, envelope: Envelope[ConsultationRegistered]) -> None:
     e = envelope.data
-    await Permissions(conn).remember_needs(e.case_id, e.person_ref, [n.value for n in e.needs])
-    await fan_out(conn, envelope)
+    await uow.repo.permissions.remember_needs(e.case_id, e.person_ref, [n.value for n in e.needs])
+    await fan_out(uow, envelope)
 
 
 @case_locked
-async def on_need(conn: asyncpg.Connection, envelope: Envelope[NeedIdentified]) -> None:
-    await Permissions(conn).add_need(envelope.data.case_id, envelope.data.need.value)
-    await fan_out(conn, envelope)
+async def on_need(uow, envelope: Envelope[NeedIdentified]) -> None:
+    await uow.repo.permissions.add_need(envelope.data.case_id, envelope.data.need.value)
+    await fan_out(uow, envelope)
 
 
 @case_locked
-async def on_consent_granted(conn: asyncpg.Connection, envelope: Envelope[ConsentGranted]) -> None:
-    e = envelope.data
-    if e.recipient.kind is RecipientKind.PARTNER:
-        await Permissions(conn).grant(e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, "consent",
-                                      e.purpose.value, e.valid_until)
-        await release_held(conn, e.case_id, e.recipient.partner_id)
-
-
-@case_locked
-async def on_basis_recorded(conn: asyncpg.Connection, envelope: Envelope[StatutoryBasisRecorded]) -> None:
+async def on_consent_granted(uow, envelope: Envelope[ConsentGranted]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
-        await Permissions(conn).grant(e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value,
-                                      e.purpose.value)
-        await release_held(conn, e.case_id, e.recipient.partner_id)
+        await uow.repo.permissions.grant(e.consent_id, e.case_id, e.recipient.partner_id, e.person_ref, "consent",
+                                         e.purpose.value, e.valid_until)
+        await release_held(uow, e.case_id, e.recipient.partner_id)
 
 
 @case_locked
-async def on_consent_withdrawn(conn: asyncpg.Connection, envelope: Envelope[ConsentWithdrawn]) -> None:
+async def on_basis_recorded(uow, envelope: Envelope[StatutoryBasisRecorded]) -> None:
+    e = envelope.data
+    if e.recipient.kind is RecipientKind.PARTNER:
+        await uow.repo.permissions.grant(e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value,
+                                         e.purpose.value)
+        await release_held(uow, e.case_id, e.recipient.partner_id)
+
+
+@case_locked
+async def on_consent_withdrawn(uow, envelope: Envelope[ConsentWithdrawn]) -> None:
     """Stop at once, and tell the partner: the withdrawal is the last thing it hears of the case."""
     e = envelope.data
     if e.recipient.kind is not RecipientKind.PARTNER:
         return
-    permissions = Permissions(conn)
+    permissions = uow.repo.permissions
     await permissions.revoke(e.consent_id, e.occurred_at)
-    partner = await Registry(conn).receiving(e.recipient.partner_id)
+    partner = await uow.repo.registry.receiving(e.recipient.partner_id)
     if partner is not None:
-        await deliver(conn, partner, envelope)
+        await deliver(uow, partner, envelope)
     consented, statutory = await permissions.remaining(e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
     if not statutory:
         # Deliveries not yet made are withdrawn with the consent, unless a consent that remains is
         # for a purpose they need (one for any purpose, when they need none in particular).
-        await Deliveries(conn).withdraw_unsent(e.case_id, e.recipient.partner_id, envelope.id, consented)
+        await uow.repo.deliveries.withdraw_unsent(e.case_id, e.recipient.partner_id, envelope.id, consented)
 
 
 @case_locked
-async def on_referral_requested(conn: asyncpg.Connection, envelope: Envelope[ReferralRequested]) -> None:
+async def on_referral_requested(uow, envelope: Envelope[ReferralRequested]) -> None:
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
-        await Referrals(conn).open(e.referral_id, e.case_id, e.recipient.partner_id, e.municipality_code,
-                                   e.need.value, e.occurred_at)
-    await fan_out(conn, envelope)
+        await uow.repo.referrals.open(e.referral_id, e.case_id, e.recipient.partner_id, e.municipality_code,
+                                      e.need.value, e.occurred_at)
+    await fan_out(uow, envelope)
 
 
 @case_locked
-async def on_case_closed(conn: asyncpg.Connection, envelope: Envelope[CaseClosed]) -> None:
+async def on_case_closed(uow, envelope: Envelope[CaseClosed]) -> None:
     """A closed case ends what its partners may do: no answers, no more of the person's details.
 
     Each active referral keeps the status it had, for the case's reopening. The referral service
     changes no referral of a closed case, so nothing else moves a closed one meanwhile.
     """
-    await Referrals(conn).close_case(envelope.data.case_id, CLOSED, list(ACTIVE))
-    await fan_out(conn, envelope)
+    await uow.repo.referrals.close_case(envelope.data.case_id, CLOSED, list(ACTIVE))
+    await fan_out(uow, envelope)
 
 
 @case_locked
-async def on_case_reopened(conn: asyncpg.Connection, envelope: Envelope[CaseReopened]) -> None:
+async def on_case_reopened(uow, envelope: Envelope[CaseReopened]) -> None:
     """The person came back: the referral service takes up the case's referrals where they were, so do we."""
-    await Referrals(conn).reopen_case(envelope.data.case_id, CLOSED)
-    await fan_out(conn, envelope)
+    await uow.repo.referrals.reopen_case(envelope.data.case_id, CLOSED)
+    await fan_out(uow, envelope)
 
 
 __all__ = ["fan_out", "on_basis_recorded", "on_case_closed", "on_case_reopened", "on_consent_granted",

@@ -6,20 +6,17 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg
-
 from tsunagu_contracts import Envelope
-from tsunagu_partners.adapters.held_events import lock_case
 
-H = TypeVar("H", bound=Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[Any]])
+H = TypeVar("H", bound=Callable[[Any, Envelope[Any]], Awaitable[Any]])
 
 
 def case_locked(handler: H) -> H:
     """The handler takes its event's case lock before anything else it does."""
     @functools.wraps(handler)
-    async def locked(conn: asyncpg.Connection, envelope: Envelope[Any]) -> Any:
-        await lock_case(conn, envelope.data.case_id)
-        return await handler(conn, envelope)
+    async def locked(uow, envelope: Envelope[Any]) -> Any:
+        await uow.repo.held.lock_case(envelope.data.case_id)
+        return await handler(uow, envelope)
     return locked  # type: ignore[return-value]
 
 

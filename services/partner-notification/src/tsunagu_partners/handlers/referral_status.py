@@ -11,23 +11,20 @@ about one referral happen one after the other, each seeing the other's result.
 
 from __future__ import annotations
 
-import asyncpg
-
 from tsunagu_contracts import (
     Event, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted,
 )
-from tsunagu_partners.adapters.referrals import Referrals
 from tsunagu_partners.domain.answers import reported_status_applies
 
 REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
                    ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
 
 
-async def follow_referral(conn: asyncpg.Connection, e: Event) -> None:
+async def follow_referral(uow, e: Event) -> None:
     """Bring the copy up to date with one of referral's events (any other event changes nothing)."""
     if type(e) in REFERRAL_STATUS:
         reported = REFERRAL_STATUS[type(e)]
-        referrals = Referrals(conn)
+        referrals = uow.repo.referrals
         current = await referrals.lock_status(e.referral_id)
         if current is not None and reported_status_applies(current, reported):
             await referrals.set_status(e.referral_id, reported, e.occurred_at)

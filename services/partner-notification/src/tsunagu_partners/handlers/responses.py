@@ -9,45 +9,22 @@ the case id), so referral applies them in the order they were accepted here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
 from uuid import UUID
 
-import asyncpg
 from pydantic import ValidationError
 
-from tsunagu_contracts import Event, PartnerResponded, uuid7
+from tsunagu_contracts import PartnerResponded, uuid7
 from tsunagu_contracts.japan import japan_date
-from tsunagu_outbox import append
-from tsunagu_partners.adapters.access import PartnerAccess
-from tsunagu_partners.adapters.referrals import Referrals
 from tsunagu_partners.domain.answers import AnswerRefused, status_after
 from tsunagu_partners.domain.commands import RespondToReferral
 from tsunagu_servicehost.errors import Rejected
-from tsunagu_partners.handlers.access import AccessReads, check_referral
-
-Publish = Callable[[Event], Awaitable[Any]]
+from tsunagu_partners.handlers.access import check_referral
 
 
-class ReferralCopies(Protocol):
-    async def lock_status(self, referral_id: UUID, partner_id: UUID | None = None) -> str | None: ...
-    async def set_status(self, referral_id: UUID, status: str, at: datetime) -> None: ...
-    async def record_response(self, response_id: UUID, partner_id: UUID, referral_id: UUID, response: str,
-                              at: datetime) -> None: ...
-
-
-async def respond(conn: asyncpg.Connection, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *,
-                  now: datetime) -> UUID:
-    """Check the answer against the referral, store it and publish it, in the caller's transaction."""
-    async def publish(event: Event) -> None:
-        await append(conn, event)
-    return await answer(Referrals(conn), PartnerAccess(conn), publish, partner_id, referral_id, cmd, now=now)
-
-
-async def answer(referrals: ReferralCopies, access: AccessReads, publish: Publish, partner_id: UUID,
-                 referral_id: UUID, cmd: RespondToReferral, *, now: datetime) -> UUID:
+async def respond(uow, partner_id: UUID, referral_id: UUID, cmd: RespondToReferral, *, now: datetime) -> UUID:
     """Check the answer against the referral, store it and publish it; refused answers change nothing."""
+    referrals = uow.repo.referrals
     current = await referrals.lock_status(referral_id, partner_id)
     if current is None:
         raise Rejected.not_found("この団体宛ての紹介", "referral addressed to this partner")
@@ -55,7 +32,7 @@ async def answer(referrals: ReferralCopies, access: AccessReads, publish: Publis
         status = status_after(current, cmd.response)
     except AnswerRefused as refused:
         raise Rejected.conflict(refused.message_ja, refused.message_en) from None
-    referral, _ = await check_referral(access, partner_id, referral_id, today=japan_date(now),
+    referral, _ = await check_referral(uow.repo.access, partner_id, referral_id, today=japan_date(now),
                                        refused_ja="本人の同意が撤回されたため、この紹介には回答できません。",
                                        refused_en="the person's consent for this partner was withdrawn")
     response_id = uuid7()
@@ -70,5 +47,5 @@ async def answer(referrals: ReferralCopies, access: AccessReads, publish: Publis
     await referrals.record_response(response_id, partner_id, referral_id, cmd.response.value, now)
     # At once, in this transaction: the partner's next answer is checked against this one.
     await referrals.set_status(referral_id, status, now)
-    await publish(event)
+    uow.emit(event)
     return response_id

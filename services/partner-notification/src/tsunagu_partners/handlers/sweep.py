@@ -12,21 +12,20 @@ import logging
 from datetime import UTC, date, datetime
 from uuid import UUID
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tsunagu_contracts.japan import japan_date
+from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.handlers.fan_out import release_held
-from tsunagu_partners.adapters.held_events import held_count, releasable, try_lock_case
 from tsunagu_servicehost.consumer import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger("tsunagu.partners.held")
 
 
 class HeldSweeper:
-    def __init__(self, pool: asyncpg.Pool, registry: CollectorRegistry, *, interval_s: float = 5.0,
+    def __init__(self, new_uow: NewUnitOfWork, registry: CollectorRegistry, *, interval_s: float = 5.0,
                  batch: int = 100):
-        self.pool, self.interval_s, self.batch = pool, interval_s, batch
+        self.new_uow, self.interval_s, self.batch = new_uow, interval_s, batch
         self.held = Gauge("tsunagu_partners_held_events",
                           "Events held until the partner they are addressed to may see them", registry=registry)
         self.released = Counter("tsunagu_partners_held_events_released",
@@ -47,8 +46,8 @@ class HeldSweeper:
     async def sweep(self, today: date | None = None) -> int:
         """One pass over at most `batch` (case, partner) pairs; returns how many events it released."""
         today = today or japan_date(datetime.now(UTC))
-        async with self.pool.acquire() as conn:
-            pairs = await releasable(conn, today, self.batch)
+        async with self.new_uow() as uow:
+            pairs = await uow.repo.held.releasable(today, self.batch)
         released = 0
         for pair in pairs:
             try:
@@ -58,8 +57,8 @@ class HeldSweeper:
             except Exception:  # noqa: BLE001 - one event that cannot be fanned out does not stop the others
                 log.exception("held events of case %s for partner %s could not be released",
                               pair["case_id"], pair["partner_id"])
-        async with self.pool.acquire() as conn:
-            still_held = await held_count(conn)
+        async with self.new_uow() as uow:
+            still_held = await uow.repo.held.count()
         self.held.set(still_held)
         if released:
             self.released.inc(released)
@@ -68,12 +67,12 @@ class HeldSweeper:
         return released
 
     async def release(self, case_id: UUID, partner_id: UUID) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await try_lock_case(conn, case_id):
+        async with self.new_uow() as uow:
+            if not await uow.repo.held.try_lock_case(case_id):
                 return 0  # a consumer is on the case right now; it, or the next pass, releases them
-            taken = await release_held(conn, case_id, partner_id)
+            taken = await release_held(uow, case_id, partner_id)
             # Under the lock the pair's rows are this transaction's: what is there now was held again.
-            return taken - await held_count(conn, case_id, partner_id)
+            return taken - await uow.repo.held.count(case_id, partner_id)
 
 
 __all__ = ["HeldSweeper"]

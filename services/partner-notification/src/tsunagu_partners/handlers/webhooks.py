@@ -25,9 +25,8 @@ from cryptography.fernet import MultiFernet
 from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
-from tsunagu_outbox import append
-from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL, Deliveries
-from tsunagu_partners.adapters.registry import Registry
+from tsunagu_outbox import NewUnitOfWork
+from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL
 from tsunagu_partners.domain.webhooks import (
     RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
@@ -66,8 +65,11 @@ def check_lease(timeout_s: float, lease_s: float) -> None:
 
 
 class WebhookSender:
-    def __init__(self, pool: asyncpg.Pool, cipher: MultiFernet, policy: DeliveryPolicy):
-        self.pool, self.cipher, self.policy = pool, cipher, policy
+    """`pool` gives the connection that listens for new deliveries; everything else is done in units
+    of work from `new_uow`."""
+
+    def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy):
+        self.pool, self.new_uow, self.cipher, self.policy = pool, new_uow, cipher, policy
         self.in_flight: Counter = Counter()
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
@@ -128,15 +130,16 @@ class WebhookSender:
             return []
         busy = {p: n for p, n in self.in_flight.items() if n > 0}
         today = japan_date(datetime.now(UTC))
-        async with self.pool.acquire() as conn:
-            deliveries = Deliveries(conn)
-            withdrawn = await deliveries.withdraw_due_unseen(today, ConsentWithdrawn.type)
-            if withdrawn:
-                log.info("%s deliveries withdrawn before sending: their partner may no longer see the case",
-                         withdrawn)
+        # Two transactions, one statement each: a sender never holds the rows it withdrew while it
+        # claims others, where another sender doing the same could wait on it as it waits on that one.
+        async with self.new_uow() as uow:
+            withdrawn = await uow.repo.deliveries.withdraw_due_unseen(today, ConsentWithdrawn.type)
+        if withdrawn:
+            log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
+        async with self.new_uow() as uow:
             # Claimed under a lease (adapters/deliveries.py): two senders never claim one delivery.
-            return await deliveries.claim(today, ConsentWithdrawn.type, busy, self.policy.per_partner,
-                                          min(room, 100), self.policy.lease_s)
+            return await uow.repo.deliveries.claim(today, ConsentWithdrawn.type, busy, self.policy.per_partner,
+                                                   min(room, 100), self.policy.lease_s)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         status, retry_after, error = None, None, None
@@ -174,26 +177,25 @@ class WebhookSender:
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
                      error: str | None) -> None:
         result = outcome(status)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.new_uow() as uow:
             # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
-            deliveries = Deliveries(conn)
+            deliveries = uow.repo.deliveries
             if result == "delivered":
                 await deliveries.delivered(row["delivery_id"], status)
                 return
             if result == "gone":
-                await Registry(conn).disable_webhook(row["partner_id"])
+                await uow.repo.registry.disable_webhook(row["partner_id"])
             delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
             if delay is None:
-                await self.dead_letter(conn, row, status, error)
+                await self.dead_letter(uow, row, status, error)
                 return
             await deliveries.retry_at(row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
 
-    async def dead_letter(self, conn: asyncpg.Connection, row: asyncpg.Record, status: int | None,
-                          error: str | None) -> None:
-        if not await Deliveries(conn).dead(row["delivery_id"], status, error):
+    async def dead_letter(self, uow, row: asyncpg.Record, status: int | None, error: str | None) -> None:
+        if not await uow.repo.deliveries.dead(row["delivery_id"], status, error):
             return
         data = json.loads(row["body"])["data"]
-        await append(conn, DeliveryFailed(
+        uow.emit(DeliveryFailed(
             case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=datetime.now(UTC),
             delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
             channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status,

@@ -49,6 +49,8 @@ class Tables:
     responses: list[tuple] = field(default_factory=list)
     deliveries: list[dict] = field(default_factory=list)
     outbox: set[tuple[UUID, str]] = field(default_factory=set)
+    unpublished: list[dict] = field(default_factory=list)
+    """Forwarded rows committed to the outbox that the relay has not yet published."""
     held: list[dict] = field(default_factory=list)
     provisions: list[dict] = field(default_factory=list)
     locked: list[UUID] = field(default_factory=list)
@@ -162,6 +164,12 @@ class FakeDeliveries:
 
     async def published(self, event_id, topic):
         return (event_id, topic) in self.t.outbox
+
+    async def unpublished_forwards(self, case_id, topic):
+        return [r for r in self.t.unpublished if (r["topic"], r["record_key"]) == (topic, str(case_id))]
+
+    async def drop_forwards(self, ids):
+        self.t.unpublished = [r for r in self.t.unpublished if r["id"] not in ids]
 
     async def withdraw_unsent(self, case_id, partner_id, except_event_id, consented):
         for d in self.t.deliveries:

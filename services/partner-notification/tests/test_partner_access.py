@@ -279,3 +279,28 @@ async def test_withdrawing_the_consent_to_referral_withdraws_its_pending_notices
 
     assert dict(await conn.fetch("SELECT event_type, status FROM deliveries")) == {
         REQUESTED: "withdrawn", ConsentWithdrawn.type: "pending"}, "a consent to check-ins is not one to referrals"
+
+
+async def test_a_withdrawal_takes_back_what_was_forwarded_to_the_partners_topic_and_is_not_yet_published(conn):
+    async with unit_of_work_on(conn, Repository) as uow:
+        created = await register_partner(uow, RegisterPartner(
+            name="フードバンクかながわ", need_categories=["no_food"], areas=["142166"],
+            contact={"department": "相談窓口", "email": "desk@example.org"}, kafka_topic=True),
+            partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+    partner, case_id = UUID(created["partner_id"]), uuid7()
+    to_referral, to_check_ins = consent(case_id, partner, "referral"), consent(case_id, partner, "check_in")
+    for granted in (to_referral, to_check_ins):
+        await handle(conn, on_consent_granted, granted)
+    published, unpublished = referral(case_id, partner), referral(case_id, partner)
+    await handle(conn, on_referral_requested, published)
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", published.id)
+    await handle(conn, on_referral_requested, unpublished)
+    g = to_referral.data
+    withdrawn = Envelope(data=ConsentWithdrawn(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=g.consent_id,
+        person_ref=g.person_ref, recipient=g.recipient, purpose=g.purpose), id=uuid7(), source="/tsunagu/intake")
+    await handle(conn, on_consent_withdrawn, withdrawn)
+
+    forwarded = await conn.fetch("SELECT event_id FROM outbox WHERE topic = $1 ORDER BY id", created["kafka_topic"])
+    assert [r["event_id"] for r in forwarded] == [published.id, withdrawn.id], \
+        "the published referral cannot be taken back; the unpublished one is, and the partner is told"

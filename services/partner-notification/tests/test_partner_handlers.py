@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
     CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, DeliveryFailed, Envelope, ReferralAccepted,
-    ReferralRequested, StatutoryBasisRecorded, uuid7,
+    ReferralRequested, StatutoryBasisRecorded, encode, uuid7,
 )
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
 from tsunagu_contracts.japan import JST
@@ -327,6 +327,33 @@ async def test_a_withdrawal_for_a_partner_that_receives_on_kafka_is_forwarded_to
 
     assert [(w.event_id, w.topic) for w in uow.forwarded] == [(told.id, repo.tables.partners[partner]["kafka_topic"])]
 
+
+
+def committed_not_yet_published(uow, repo) -> None:
+    """What the unit of work forwarded is in the outbox, and the relay has not run yet."""
+    for forward in uow.forwarded:
+        record = encode(forward.event, source=forward.source, event_id=forward.event_id)
+        repo.tables.unpublished.append({
+            "id": len(repo.tables.unpublished), "event_id": forward.event_id, "topic": forward.topic,
+            "record_key": record.key.decode(), "value": record.value,
+            "headers": json.dumps({k: v.decode() for k, v in record.headers})})
+    uow.forwarded.clear()
+
+
+@pytest.mark.parametrize(("remaining", "kept"), [(None, False), ("check_in", False), ("referral", True)])
+async def test_a_withdrawal_takes_back_a_forward_not_yet_published_unless_what_remains_still_reaches_it(
+        uow, repo, remaining, kept):
+    partner, case_id = await a_partner(uow, webhook=False, kafka=True), uuid7()
+    withdrawn = consent(case_id, partner)
+    await f.on_consent_granted(uow, withdrawn)
+    if remaining:
+        await f.on_consent_granted(uow, consent(case_id, partner, remaining))
+    requested = referral(case_id, partner)
+    await f.on_referral_requested(uow, requested)
+    committed_not_yet_published(uow, repo)
+    await f.on_consent_withdrawn(uow, withdrawal(withdrawn))
+
+    assert [r["event_id"] for r in repo.tables.unpublished] == ([requested.id] if kept else [])
 
 # the held sweep ------------------------------------------------------------------------------------
 

@@ -12,6 +12,11 @@ Concurrency rules, stated here and beside each statement that needs one:
 - A send's outcome is recorded only `WHERE status = 'sending'`: a delivery withdrawn (consent
   withdrawn) while it was being sent stays withdrawn, and the outcome is dropped.
 - A redelivery by hand moves only a 'dead' or 'delivered' row: one being sent is left to its sender.
+- An event forwarded to a partner's own topic is an outbox row until the relay publishes it. A
+  withdrawal deletes the case's unpublished rows for that topic under the case's lock. The relay is
+  the outbox's single writer (tsunagu_outbox.relay): it reads due rows without locking them and marks
+  them published after the send, so a row it read before the withdrawal committed is still
+  published; the window is one batch's send.
 """
 
 from __future__ import annotations
@@ -55,6 +60,16 @@ class Deliveries:
         """Whether the event is already in the outbox for the partner's own topic (a redelivered event)."""
         return bool(await self.conn.fetchval("SELECT 1 FROM outbox WHERE event_id = $1 AND topic = $2",
                                              event_id, topic))
+
+    async def unpublished_forwards(self, case_id: UUID, topic: str) -> list[asyncpg.Record]:
+        """The case's events forwarded to a partner's topic and not yet published (id, headers, value)."""
+        # record_key is the case id (the contracts' record key); the lane index serves this.
+        return await self.conn.fetch("SELECT id, event_id, headers, value FROM outbox WHERE topic = $1 "
+                                     "AND record_key = $2 AND published_at IS NULL ORDER BY id", topic, str(case_id))
+
+    async def drop_forwards(self, ids: list[int]) -> None:
+        """Withdraw forwards not yet published. Under the case's lock (see the module's rules)."""
+        await self.conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND published_at IS NULL", ids)
 
     async def withdraw_unsent(self, case_id: UUID, partner_id: UUID, except_event_id: UUID,
                               consented: list[str]) -> None:

@@ -155,6 +155,24 @@ async def on_consent_withdrawn(uow, envelope: Envelope[ConsentWithdrawn]) -> Non
         # Deliveries not yet made are withdrawn with the consent, unless a consent that remains is
         # for a purpose they need (one for any purpose, when they need none in particular).
         await uow.repo.deliveries.withdraw_unsent(e.case_id, e.recipient.partner_id, envelope.id, consented)
+        if partner is not None and partner["kafka_topic"]:
+            await withdraw_unpublished_forwards(uow, e.case_id, partner["kafka_topic"], envelope.id, consented)
+
+
+async def withdraw_unpublished_forwards(uow, case_id, topic: str, except_event_id, consented: list[str]) -> None:
+    """What was forwarded to the partner's own topic and is not yet published goes with the consent,
+    by the same rule as its webhook deliveries."""
+    dropped = []
+    for row in await uow.repo.deliveries.unpublished_forwards(case_id, topic):
+        if row["event_id"] == except_event_id:
+            continue
+        event = decode(json.loads(row["headers"]), bytes(row["value"])).data
+        need = await referral_need(uow, event)
+        if not (consented and permits(event, frozenset(consented), statutory=False, need=need)):
+            dropped.append(row["id"])
+    if dropped:
+        await uow.repo.deliveries.drop_forwards(dropped)
+
 
 
 @case_locked

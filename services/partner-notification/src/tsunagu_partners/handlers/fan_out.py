@@ -174,7 +174,6 @@ async def withdraw_unpublished_forwards(uow, case_id, topic: str, except_event_i
         await uow.repo.deliveries.drop_forwards(dropped)
 
 
-
 @case_locked
 async def on_referral_requested(uow, envelope: Envelope[ReferralRequested]) -> None:
     e = envelope.data

@@ -15,6 +15,7 @@ on clients of their own: the subscribers' consumers are never asked to do anythi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
@@ -41,26 +42,26 @@ class KafkaOffsets:
         self.consumer: AIOKafkaConsumer | None = None
 
     async def refresh(self, timeout: float) -> None:
-        """Read the offsets; the caller bounds the time. A broker that does not answer leaves the figures
-        as they were and the clients are built again next time."""
+        """Read the offsets within `timeout` seconds. A broker that does not answer in time leaves the
+        figures as they were, and the clients are built again next time."""
         try:
-            await self._start()
-            await self._read()
+            async with asyncio.timeout(timeout):
+                await self._start()
+                await self._read()
         except Exception as exc:  # noqa: BLE001 - /readyz reports the broker; the figures wait for it
             log.debug("consumer lag not refreshed: %s", type(exc).__name__)
             await self.stop()
 
     async def _start(self) -> None:
+        # Kept before they start, so that `stop` closes one whose start was cut short.
         if self.admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
-            await admin.start()
-            self.admin = admin
+            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+            await self.admin.start()
         if self.consumer is None:
             # No group: it only asks for offsets, never joins or commits.
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
-                                        group_id=None, enable_auto_commit=False)
-            await consumer.start()
-            self.consumer = consumer
+            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                             group_id=None, enable_auto_commit=False)
+            await self.consumer.start()
 
     async def _read(self) -> None:
         topics = [*self.topics, self.dead_letter_topic]

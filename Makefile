@@ -1,6 +1,7 @@
-# Tsunagu: `make run` starts the whole system, `make test` runs every test.
-# Both install what is missing first: uv and the locked Python packages, Kafka's jars from
-# Maven Central, PostgreSQL from Debian's packages.
+# Tsunagu: `make run` starts the whole system, `make test` runs every test, `make status` shows
+# the running stack. They install what is missing first: uv and the locked Python packages, Kafka's
+# jars from Maven Central, PostgreSQL from Debian's packages; `make test` also the AsyncAPI parser
+# (Node.js), which only the contracts' tests use.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,12 +10,13 @@ UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop infra deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
+.PHONY: run test stop status infra python-deps deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
+	@echo "make status the running stack on one screen (exit 1 when something needs a person)"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
@@ -36,7 +38,9 @@ contracts/tools/node_modules/.installed: contracts/tools/package-lock.json
 	npm ci --prefix contracts/tools --no-audit --no-fund --loglevel=error
 	@touch $@
 
-deps: .venv/.synced contracts/tools/node_modules/.installed
+python-deps: .venv/.synced
+
+deps: python-deps contracts/tools/node_modules/.installed
 
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps
@@ -45,12 +49,18 @@ contracts: deps
 		partner-notification:tsunagu_partners; do \
 		.venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; done
 	@echo "services/*/openapi.json regenerated"
+	.venv/bin/python -m tsunagu_servicehost.alerting > deploy/prometheus/alerts.yml
 
-infra: deps
+infra: python-deps
 	$(PYTHON) deploy/stack.py infra
 
-run: deps
+# Only what running needs: Node.js is for the contracts' tests.
+run: python-deps
 	@$(PYTHON) deploy/stack.py run
+
+# Each service's /readyz and /metrics, judged by the alert rules' thresholds (docs/operations.md).
+status: python-deps
+	@.venv/bin/python -m tsunagu_servicehost.status --stack deploy/stack.toml
 
 stop:
 	@$(PYTHON) deploy/stack.py stop
@@ -80,21 +90,21 @@ compose-env:
 	@umask 077 && $(PYTHON) deploy/stack.py compose-env > .env && echo "wrote .env"
 
 # Consultations per second through intake -> Kafka -> referral (prints figures, asserts nothing).
-bench: deps
+bench: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/intake_to_referral.py $(BENCH_ARGS)
 
 # Webhook deliveries per second, and the delay a hanging receiver adds to the others.
-bench-partners: deps
+bench-partners: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/partner_deliveries.py $(BENCH_ARGS)
 
 # Referrals that race their consent, at a steady 40 consultations/s: posted, delivered, held, lost.
-bench-held: deps
+bench-held: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/held_referrals.py $(BENCH_ARGS)
 
 # Supports opened from housing referrals at a steady rate, and missed check-ins to the lead partner.
-bench-housing: deps
+bench-housing: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/housing_support.py $(BENCH_ARGS)

@@ -39,7 +39,7 @@ def test_each_service_has_the_same_port_database_and_module_as_make_run(name):
 
 
 def test_the_stack_has_no_service_that_compose_lacks_and_none_extra():
-    infrastructure = {"kafka", "postgres", "jaeger", "otel-collector", "topics"}
+    infrastructure = {"kafka", "postgres", "jaeger", "otel-collector", "topics", "prometheus", "grafana"}
     assert set(COMPOSE) - infrastructure == set(STACK["services"])
 
 
@@ -93,3 +93,27 @@ def test_every_service_gets_the_secrets_make_run_gives_it_from_the_env_file(name
     secret_vars = {line.split("=", 1)[0].removeprefix("export ") for line in run_env.splitlines()
                    if any(w in line.split("=", 1)[0] for w in ("SECRET", "KEY"))}
     assert secret_vars <= compose_vars
+
+
+def test_prometheus_scrapes_every_service_and_loads_the_alert_rules():
+    prometheus = COMPOSE["prometheus"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {group["labels"]["service"]: group["targets"] for job in config["scrape_configs"]
+               for group in job["static_configs"] if job["job_name"] == "tsunagu"}
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in prometheus["volumes"]}
+
+    assert targets == {name: [f"{name}:{s['port']}"] for name, s in STACK["services"].items()}
+    for rule_file in config["rule_files"]:
+        assert (ROOT / mounts[rule_file]).is_file(), f"{rule_file} is mounted from the repository"
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard():
+    grafana = COMPOSE["grafana"]
+    mounts = {volume.split(":")[1]: ROOT / volume.split(":")[0] for volume in grafana["volumes"]}
+    datasources = yaml.safe_load((mounts["/etc/grafana/provisioning/datasources"] / "prometheus.yml").read_text())
+    providers = yaml.safe_load((mounts["/etc/grafana/provisioning/dashboards"] / "tsunagu.yml").read_text())
+
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    dashboards = mounts[providers["providers"][0]["options"]["path"]]
+    assert (dashboards / "tsunagu.json").is_file()

@@ -16,13 +16,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
-from tsunagu_servicehost.deadletters import DeadLetterWriter
+from tsunagu_servicehost.deadletters import DeadLetterWriter, replay_group
 from tsunagu_servicehost.errors import ERROR_ANSWERS, install_error_handlers
 from tsunagu_servicehost.health import health_router
+from tsunagu_servicehost.lag import KafkaOffsets
+from tsunagu_servicehost.metrics import HttpMetrics, ScrapeTimeFigures
 from tsunagu_servicehost.publishing import publish_record, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_contracts import dead_letter_topic
 from tsunagu_telemetry import tracer_provider
 
 log = logging.getLogger("tsunagu.servicehost")
@@ -44,6 +47,11 @@ class Runtime:
     dead_letters: DeadLetterWriter | None = None
     paused_consumers: dict[str, str] = field(default_factory=dict)
     """Topic → why its consumer is paused (the database cannot apply records); /readyz reports them."""
+    consumed_topics: list[str] = field(default_factory=list)
+    """The topics the service's consumer group reads (on this deployment's broker), for its lag."""
+    offsets: KafkaOffsets | None = None
+    figures: ScrapeTimeFigures | None = None
+    """What /metrics reads from the database and the broker before it answers."""
 
     def topic(self, name: str) -> str:
         """The name a registry topic has on this deployment's broker."""
@@ -82,6 +90,12 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
                                ["topic", "outcome"], registry=registry)
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
     outbox_metrics = OutboxMetrics(registry)
+    runtime.offsets = KafkaOffsets(
+        registry, settings.kafka_bootstrap, f"tsunagu-{service.name}-offsets",
+        group=runtime.topic(f"tsunagu-{service.name}"), topics=runtime.consumed_topics,
+        dead_letter_topic=runtime.topic(dead_letter_topic(service.name).name),
+        dead_letter_group=replay_group(settings.topic_namespace, service.name))
+    runtime.figures = ScrapeTimeFigures(registry, service.gauges)
     if service.subscribe:
         service.subscribe(runtime)
 
@@ -110,6 +124,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.offsets.stop()
             await runtime.broker.stop()
             await runtime.dead_letters.stop()  # after the consumers, which may be writing one
             await runtime.pool.close()
@@ -120,6 +135,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     install_request_tracing(app, provider, service.name)
+    app.add_middleware(HttpMetrics, registry=registry)
     app.include_router(health_router(runtime))
     for router in service.http(runtime) if service.http else ():
         app.include_router(router, responses=ERROR_ANSWERS)

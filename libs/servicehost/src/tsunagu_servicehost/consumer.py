@@ -101,6 +101,7 @@ class EventConsumer:
         """Consecutive pauses for an unavailable database; 0 while it answers."""
 
     def subscribe(self) -> None:
+        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.broker.subscriber(
             self.runtime.topic(self.topic.name),
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),

@@ -20,6 +20,11 @@ from tsunagu_servicehost.settings import ServiceSettings
 DLQ_PREFIX = "x-dlq-"
 
 
+def replay_group(namespace: str, service: str) -> str:
+    """The consumer group `replay-dead-letters` commits in: what it has not reached is still waiting."""
+    return f"{namespace}tsunagu-{service}-replay"
+
+
 class DeadLetterWriter:
     """Writes dead letters with their original key, value and header bytes.
 
@@ -52,7 +57,7 @@ class DeadLetterWriter:
 async def replay(service: Service, settings: ServiceSettings, *, limit: int | None = None) -> int:
     topic = settings.topic_namespace + dead_letter_topic(service.name).name
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.topic_namespace}tsunagu-{service.name}-replay",
+        bootstrap_servers=settings.kafka_bootstrap, group_id=replay_group(settings.topic_namespace, service.name),
         enable_auto_commit=False, auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True)
     await consumer.start()

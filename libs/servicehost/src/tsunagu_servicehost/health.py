@@ -53,6 +53,12 @@ def check_consumers(runtime: "Runtime") -> str:
     return "; ".join(f"{topic} paused: {reason}" for topic, reason in sorted(paused.items())) or "ok"
 
 
+async def readiness(runtime: "Runtime") -> dict[str, str]:
+    """Each dependency: `ok`, or why the service cannot use it (what /readyz answers)."""
+    kafka, database = await asyncio.gather(check_kafka(runtime), check_database(runtime))
+    return {"kafka": kafka, "database": database, "consumers": check_consumers(runtime)}
+
+
 def health_router(runtime: "Runtime") -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -63,14 +69,15 @@ def health_router(runtime: "Runtime") -> APIRouter:
     @router.get("/readyz", summary="準備状態 (readiness)", response_model=Readiness,
                 responses={503: {"model": Readiness, "description": "A dependency is not usable."}})
     async def readyz() -> JSONResponse:
-        kafka, database = await asyncio.gather(check_kafka(runtime), check_database(runtime))
-        checks = {"kafka": kafka, "database": database, "consumers": check_consumers(runtime)}
+        checks = await readiness(runtime)
         ready = all(v == "ok" for v in checks.values())
         body = Readiness(status="ready" if ready else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
+        if runtime.figures is not None:
+            await runtime.figures.refresh(runtime)
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
+from tsunagu_servicehost.metrics import DatabaseGauge
+
 if TYPE_CHECKING:
     from tsunagu_servicehost.app import Runtime
 
@@ -27,6 +29,8 @@ class Service:
     """Registers the service's Kafka subscribers on `runtime.broker`; called before the broker starts."""
     on_start: Sequence[Callable[["Runtime"], Awaitable[None]]] = field(default=())
     """Background work started once the broker and pool are up (relays, timers)."""
+    gauges: Sequence[DatabaseGauge] = ()
+    """Figures read from the service's database when /metrics is scraped (what is overdue, held, disabled)."""
     checks: Sequence[Callable[[], None]] = ()
     """Run before serving; each exits with a clear message when the service's own settings are missing."""
     version: str = "0.1.0"

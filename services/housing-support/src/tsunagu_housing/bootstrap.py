@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_housing.adapters.gauges import GAUGES
 from tsunagu_housing.adapters.sealing import Sealer
 from tsunagu_housing.entrypoints import http, kafka
 from tsunagu_housing.entrypoints.timers import run_timers
@@ -50,5 +51,6 @@ def build_service() -> Service:
         http=partial(http.build_router, sealer=sealer, default_every_days=settings.default_check_in_days),
         subscribe=kafka.subscribe,
         on_start=(timers,),
+        gauges=GAUGES,
         checks=(check_settings,),
     )

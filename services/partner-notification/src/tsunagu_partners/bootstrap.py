@@ -11,11 +11,12 @@ from cryptography.fernet import Fernet, MultiFernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_partners.adapters.gauges import GAUGES
 from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
 from tsunagu_partners.handlers.sweep import HeldSweeper
-from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender, check_lease
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookMetrics, WebhookSender, check_lease
 from tsunagu_servicehost import Runtime, Service
 
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"
@@ -78,7 +79,8 @@ def build_service() -> Service:
                                  intake_timeout_s=settings.intake_timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
-        await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy).run()
+        await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,
+                            WebhookMetrics(runtime.registry)).run()
 
     async def held_events(runtime: Runtime) -> None:
         await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,
@@ -91,6 +93,7 @@ def build_service() -> Service:
         http=routers,
         subscribe=kafka.subscribe,
         on_start=(webhooks, held_events),
+        gauges=GAUGES,
         checks=(check_settings,),
     )
 

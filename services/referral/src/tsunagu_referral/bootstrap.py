@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_referral.adapters.gauges import GAUGES
 from tsunagu_referral.entrypoints import http, kafka
 from tsunagu_referral.entrypoints.timers import run_timers
 from tsunagu_referral.domain.model import Policy
@@ -38,4 +39,5 @@ def build_service() -> Service:
         http=partial(http.build_router, policy=policy),
         subscribe=partial(kafka.subscribe, policy=policy),
         on_start=(timers,),
+        gauges=GAUGES,
     )

@@ -25,6 +25,13 @@ _VISIBLE = ("($%d::uuid IS NULL OR EXISTS (SELECT 1 FROM members lm WHERE lm.mem
             "WHERE vt.support_id = s.support_id AND vm.partner_id = $%d))")
 
 
+TO_FOLLOW_UP = (
+    "(c.status = 'missed' OR c.escalation IS NOT NULL) AND s.stage <> 'ended' "
+    "AND NOT EXISTS (SELECT 1 FROM check_ins later WHERE later.support_id = c.support_id "
+    "AND later.status = 'recorded' AND later.at > c.at AND later.result NOT IN ('not_at_home', 'emergency'))")
+"""A missed or escalated check-in `c` of support `s` that no reassuring check-in has answered since."""
+
+
 def visible(n: int) -> str:
     return _VISIBLE % (n, n, n)
 
@@ -131,10 +138,8 @@ async def check_ins_to_follow_up(conn: asyncpg.Connection, *, member: UUID | Non
     """Missed and escalated check-ins with no reassuring check-in after them: what to do now."""
     rows = await conn.fetch(
         "SELECT c.*, s.case_id, s.lead_member_id FROM check_ins c JOIN supports s USING (support_id) "
-        "WHERE (c.status = 'missed' OR c.escalation IS NOT NULL) AND s.stage <> 'ended' "
-        "AND NOT EXISTS (SELECT 1 FROM check_ins later WHERE later.support_id = c.support_id "
-        "AND later.status = 'recorded' AND later.at > c.at AND later.result NOT IN ('not_at_home', 'emergency')) "
-        f"AND ($1::uuid IS NULL OR s.lead_member_id = $1) AND {visible(2)} ORDER BY c.at LIMIT 500",
+        f"WHERE {TO_FOLLOW_UP} AND ($1::uuid IS NULL OR s.lead_member_id = $1) AND {visible(2)} "
+        "ORDER BY c.at LIMIT 500",
         member, partner_id)
     return [check_in_view(r) | {"case_id": str(r["case_id"]), "lead_member_id": str(r["lead_member_id"])}
             for r in rows]

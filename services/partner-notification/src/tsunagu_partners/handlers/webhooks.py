@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 from cryptography.fernet import MultiFernet
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PrometheusCounter
 
 from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
@@ -64,12 +67,30 @@ def check_lease(timeout_s: float, lease_s: float) -> None:
                          f"{LEASE_MARGIN_S:g} s or more, or a slow send is claimed and sent again while it runs")
 
 
+class WebhookMetrics:
+    """Each attempt by how it settled: `delivered`, `retrying` (another attempt is scheduled), `gone`
+    (410: the endpoint is disabled and the delivery dead), `dead` (the schedule is spent)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.attempts = PrometheusCounter("tsunagu_webhook_deliveries", "Webhook delivery attempts, by outcome",
+                                          ["outcome"], registry=registry)
+        self.duration = Histogram("tsunagu_webhook_delivery_duration_seconds", "Time from sending a webhook to its "
+                                  "answer (or the deadline), by outcome", ["outcome"],
+                                  buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=registry)
+
+    def observe(self, outcome: str, seconds: float) -> None:
+        self.attempts.labels(outcome).inc()
+        self.duration.labels(outcome).observe(seconds)
+
+
 class WebhookSender:
     """`pool` gives the connection that listens for new deliveries; everything else is done in units
     of work from `new_uow`."""
 
-    def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy):
+    def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy,
+                 metrics: WebhookMetrics | None = None):
         self.pool, self.new_uow, self.cipher, self.policy = pool, new_uow, cipher, policy
+        self.metrics = metrics or WebhookMetrics(CollectorRegistry())
         self.in_flight: Counter = Counter()
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
@@ -147,6 +168,7 @@ class WebhookSender:
             now = datetime.now(UTC)
             headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
                                      row["body"], now)
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
                     status, retry_after_header = await self.post(client, row["webhook_url"], row["body"], headers)
@@ -155,7 +177,8 @@ class WebhookSender:
                 error = "TimeoutError"  # the deadline passed: whatever the answer began with, it is a failure
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
-            await self.record(row, status, retry_after, error)
+            took = time.perf_counter() - started
+            self.metrics.observe(await self.record(row, status, retry_after, error), took)
         except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
             log.exception("delivery %s could not be recorded", row["delivery_id"])
         finally:
@@ -175,21 +198,23 @@ class WebhookSender:
             return response.status_code, response.headers.get("retry-after")
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
-                     error: str | None) -> None:
+                     error: str | None) -> str:
+        """Record how the attempt went; returns it as WebhookMetrics counts it."""
         result = outcome(status)
         async with self.new_uow() as uow:
             # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
             deliveries = uow.repo.deliveries
             if result == "delivered":
                 await deliveries.delivered(row["delivery_id"], status)
-                return
+                return result
             if result == "gone":
                 await uow.repo.registry.disable_webhook(row["partner_id"])
             delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
             if delay is None:
                 await self.dead_letter(uow, row, status, error)
-                return
+                return "gone" if result == "gone" else "dead"
             await deliveries.retry_at(row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
+            return "retrying"
 
     async def dead_letter(self, uow, row: asyncpg.Record, status: int | None, error: str | None) -> None:
         if not await uow.repo.deliveries.dead(row["delivery_id"], status, error):

@@ -9,6 +9,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+ID_FIELDS = ("case_id", "referral_id", "partner_id", "support_id", "tenancy_id", "delivery_id", "need",
+             "primary_need")
+"""The fields that become span attributes, by name: a field added later with a person's data in it
+never becomes one by accident."""
+
+
+def id_attributes(source: object) -> dict[str, str]:
+    """`tsunagu.<field>` attributes for the ids and codes that `source` (an event, a row) has."""
+    found = {name: getattr(source, name, None) for name in ID_FIELDS}
+    return {f"tsunagu.{name}": str(getattr(value, "value", value)) for name, value in found.items() if value is not None}
+
 
 def tracer_provider(service_name: str, otlp_endpoint: str | None = None) -> TracerProvider:
     """A tracer provider named for the service; exports over OTLP/HTTP when an endpoint is given.
@@ -26,4 +37,4 @@ def tracer_provider(service_name: str, otlp_endpoint: str | None = None) -> Trac
     return provider
 
 
-__all__ = ["tracer_provider"]
+__all__ = ["ID_FIELDS", "id_attributes", "tracer_provider"]

@@ -78,7 +78,8 @@ def build_service() -> Service:
                                  intake_timeout_s=settings.intake_timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
-        await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy).run()
+        await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,
+                            runtime.tracer_provider.get_tracer("tsunagu.partner-notification.webhooks")).run()
 
     async def held_events(runtime: Runtime) -> None:
         await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,

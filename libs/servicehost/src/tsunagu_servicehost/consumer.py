@@ -39,7 +39,7 @@ from opentelemetry import trace
 from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
 from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS, database_unavailable
 from tsunagu_servicehost.health import check_database
-from tsunagu_telemetry import id_attributes
+from tsunagu_telemetry import id_attributes, log_fields
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -144,7 +144,8 @@ class EventConsumer:
         if handler is None:
             self.count("skipped")  # an event on this topic that this service does not act on
             return
-        await self.apply(envelope, handler, raw)
+        with log_fields(event_id=envelope.id, event_type=envelope.type):
+            await self.apply(envelope, handler, raw)
 
     def count(self, outcome: str) -> None:
         self.runtime.consumed.labels(self.topic.name, outcome).inc()

@@ -3,11 +3,15 @@
 The span continues an incoming W3C `traceparent`; the outbox stores the context current inside
 the request, and the relay and the next service's consumer continue it. Span names and
 attributes carry the route template, the ids in the path and the status: no other path values,
-no query strings, no bodies.
+no query strings, no bodies. Each request has an id (the caller's `X-Request-ID` when it is a
+plain token, else a new one), answered in the same header and carried by every log line written
+while the request is handled.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -18,10 +22,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from tsunagu_telemetry import id_attributes
+from tsunagu_telemetry import id_attributes, log_fields
 
 _propagator = TraceContextTextMapPropagator()
 UNTRACED = {"/healthz", "/readyz", "/metrics"}
+# A request id is copied into logs: anything but a short plain token is replaced, never logged.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def install_request_tracing(app: FastAPI, provider: TracerProvider, service: str) -> None:
@@ -32,8 +38,12 @@ def install_request_tracing(app: FastAPI, provider: TracerProvider, service: str
         if request.url.path in UNTRACED:
             return await call_next(request)
         parent = _propagator.extract(dict(request.headers))
-        with tracer.start_as_current_span(request.method, context=parent, kind=SpanKind.SERVER) as span:
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        with (tracer.start_as_current_span(request.method, context=parent, kind=SpanKind.SERVER) as span,
+              log_fields(request_id=request_id)):
             response = await call_next(request)
+            response.headers["X-Request-ID"] = request_id
             route = request.scope.get("route")
             template = getattr(route, "path", "unmatched")
             span.update_name(f"{request.method} {template}")

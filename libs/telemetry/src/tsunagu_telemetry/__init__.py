@@ -1,4 +1,5 @@
-"""OpenTelemetry for Tsunagu services: one tracer provider per process, passed explicitly.
+"""OpenTelemetry for Tsunagu services: one tracer provider per process, passed explicitly, and
+logs as JSON lines that carry the current trace and span ids.
 
 Spans carry ids and codes only; personal data never goes into attributes.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tsunagu_telemetry.logs import JsonLines, configure_logging, log_fields
 
 ID_FIELDS = ("case_id", "referral_id", "partner_id", "support_id", "tenancy_id", "delivery_id", "need",
              "primary_need")
@@ -37,4 +40,4 @@ def tracer_provider(service_name: str, otlp_endpoint: str | None = None) -> Trac
     return provider
 
 
-__all__ = ["ID_FIELDS", "id_attributes", "tracer_provider"]
+__all__ = ["ID_FIELDS", "JsonLines", "configure_logging", "id_attributes", "log_fields", "tracer_provider"]

@@ -68,13 +68,13 @@ stop:
 # On a Docker host the tests start their own containers (testcontainers); elsewhere the native
 # stack from deploy/ is started or reused first. TSUNAGU_TEST_KAFKA_BOOTSTRAP and
 # TSUNAGU_TEST_POSTGRES_DSN point the tests at infrastructure of your own instead.
-# Jaeger, which the trace test queries, is built (the first time: minutes) while Kafka starts.
+# Jaeger, which the trace tests query, is built (the first time: minutes) while the other tests
+# run; their fixture waits for that build (one build at a time) and reports its errors.
 test: deps
-	@$(PYTHON) deploy/jaegerctl.py build & jaeger=$$!; \
+	@mkdir -p var/log; setsid $(PYTHON) deploy/jaegerctl.py build >var/log/jaeger-build.log 2>&1 & jaeger=$$!; \
 	if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
-		$(PYTHON) deploy/stack.py infra || exit 1; fi; \
-	wait $$jaeger
-	.venv/bin/pytest $(PYTEST_ARGS)
+		$(PYTHON) deploy/stack.py infra || { kill -- -$$jaeger; exit 1; }; fi; \
+	.venv/bin/pytest $(PYTEST_ARGS); status=$$?; kill -- -$$jaeger 2>/dev/null; exit $$status
 
 # The fault matrix alone (it is part of `make test` too): services, a broker and PostgreSQL killed
 # under load, then everything reconciled; figures in var/test-output/fault-matrix.txt.

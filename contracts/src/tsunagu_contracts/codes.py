@@ -161,6 +161,15 @@ class RerouteReason(LabelledCode):
     STAFF_DECISION = "staff_decision", "職員の判断"
     CONSENT_WITHDRAWN = "consent_withdrawn", "同意が撤回されたため"
     PARTNER_UNREACHABLE = "partner_unreachable", "連携団体に通知が届かなかったため"
+    STATUTORY_BASIS_ENDED = "statutory_basis_ended", "支援会議での共有の根拠が終了したため"
+
+
+class FollowUpOutcome(LabelledCode):
+    """What the person told the counter when asked whether the help arrived (フォローアップ)."""
+
+    REACHED_HELPED = "reached_helped", "支援が届き、役に立った"
+    REACHED_NOT_HELPED = "reached_not_helped", "支援は届いたが、役に立たなかった"
+    COULD_NOT_REACH = "could_not_reach", "本人と連絡がとれなかった"
 
 
 class ContactMethod(LabelledCode):

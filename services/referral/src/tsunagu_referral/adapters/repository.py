@@ -26,8 +26,10 @@ these tables at once:
   checked on the next round.
 - Permissions (the consents and statutory-basis grants partners hold) have a single writer, the
   intake consumer, one record at a time per case; a grant is inserted once (ON CONFLICT DO NOTHING
-  on its id) and ended once. An ending takes the sheet's lock first, so the referrals it withdraws
-  are decided in the case's one order, like every other action.
+  on its id) and ended once. The referrals an ending withdraws are read unlocked, and each is
+  withdrawn by an action (`referral_for_action`: the referral, then its sheet), so it queues with a
+  partner's answer to the same referral and finds it as that answer left it. Taking the sheet
+  first here would invert that order and deadlock with the answer.
 - Follow-ups: an action that accepts or completes a referral (holding the referral and the sheet)
   schedules its follow-up with an upsert on `referral_id`, which changes a follow-up only while
   it is scheduled. The follow-up timer locks follow-ups alone, SKIP LOCKED, and never waits: a

@@ -49,11 +49,12 @@ async def permission_ended(uow, e: ConsentWithdrawn | StatutoryBasisEnded, grant
     and on no other consent or basis the partner still holds."""
     if e.recipient.kind is not RecipientKind.PARTNER:
         return  # a division needs no consent to take a need
-    # The sheet's lock first: the case's one order, in which every action on its referrals happens.
-    sheet = await uow.repo.sheet(e.case_id, lock=True)
     await uow.repo.end_permission(grant_id, e.occurred_at)
+    sheet = await uow.repo.sheet(e.case_id)
     if sheet is None or sheet.closed:
         return  # a closed case's referrals change no more
+    # The referrals are read without a lock: each withdrawal is an action, which locks the referral
+    # and its sheet as every action does and is refused when the referral moved on meanwhile.
     partner = Recipient.of_partner(e.recipient.partner_id)
     held = await uow.repo.purposes_held(e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
     for referral in await uow.repo.referrals_of_case(e.case_id):

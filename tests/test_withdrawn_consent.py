@@ -80,6 +80,10 @@ async def test_a_withdrawn_consent_withdraws_the_partners_referral_the_coordinat
     listed = (await loop.call(loop.referral, "GET", "/v1/referrals", params={"status": "withdrawn"})).json()
     assert referrals[0]["referral_id"] in {r["referral_id"] for r in listed}
     assert await rerouted_reasons(loop.referral, case_id) == ["consent_withdrawn"]
+    at_the_counter = await eventually(
+        lambda: loop.call(loop.intake, "GET", f"/v1/cases/{case_id}", "counter"),
+        until=lambda r: [x["status"] for x in r.json()["referrals"]] == ["withdrawn", "requested"])
+    assert at_the_counter.json()["consents"][0]["withdrawn_at"], "the counter sees why, beside the consent"
 
     # The same withdrawal delivered again (same event id) is applied once.
     await redeliver(infrastructure, kafka_namespace, loop.intake, ConsentWithdrawn.type)

@@ -50,8 +50,8 @@ async def referrals_of(referral, auth, case_id: str) -> list[dict]:
     return response.json()["referrals"] if response.status_code == 200 else []
 
 
-async def follow_ups(referral, auth, state: str | None = None) -> list[dict]:
-    params = {"state": state} if state else {}
+async def follow_ups(referral, auth, state: str | None = None, **filters) -> list[dict]:
+    params = ({"state": state} if state else {}) | filters
     return (await call(referral, auth, "GET", "/v1/follow-ups", "coordinator", params=params)).json()
 
 
@@ -106,6 +106,8 @@ async def test_due_and_overdue_follow_ups_are_listed_overdue_first_and_filtered_
 
     assert [(f["referral_id"], f["state"]) for f in listed] == [(late, "overdue"), (on_time, "due")]
     assert [f["referral_id"] for f in overdue] == [late] and [f["referral_id"] for f in due] == [on_time]
+    assert len(await follow_ups(referral, auth_headers, counter="tax")) == 2
+    assert await follow_ups(referral, auth_headers, counter="housing") == [], "one counter's own follow-ups"
 
 
 async def test_an_answer_that_is_not_an_outcome_is_422_in_japanese_first_and_an_unknown_follow_up_404(

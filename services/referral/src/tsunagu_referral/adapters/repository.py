@@ -291,13 +291,15 @@ class Repository:
             "UPDATE follow_ups SET outcome = $2, answered_by = $3, answered_at = $4, reopened_referral_id = $5 "
             "WHERE follow_up_id = $1", follow_up_id, outcome.value, by, at, reopened_referral_id)
 
-    async def follow_ups(self, state: str | None, now: datetime, limit: int) -> list[FollowUp]:
+    async def follow_ups(self, state: str | None, counter: Division | None, now: datetime,
+                         limit: int) -> list[FollowUp]:
         """Follow-ups waiting for their answer, overdue first, then by the day they fell due (as the
-        referrals' queue); `state` 'due' or 'overdue' keeps one of the two."""
+        referrals' queue); `state` 'due' or 'overdue' keeps one of the two, `counter` one counter's."""
         rows = await self.conn.fetch(
             "SELECT * FROM follow_ups WHERE opened_at IS NOT NULL AND answered_at IS NULL "
-            "AND ($1::text IS NULL OR ($1 = 'overdue') = (answer_by < $2)) "
-            "ORDER BY (answer_by < $2) DESC, answer_by, due_on LIMIT $3", state, now, limit)
+            "AND ($1::text IS NULL OR ($1 = 'overdue') = (answer_by < $2)) AND ($4::text IS NULL OR counter = $4) "
+            "ORDER BY (answer_by < $2) DESC, answer_by, due_on LIMIT $3", state, now, limit,
+            counter and counter.value)
         return [_follow_up(r) for r in rows]
 
     # routing ----------------------------------------------------------------------------------

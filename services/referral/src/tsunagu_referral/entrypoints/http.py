@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import (
-    CaseClosureReason, ContactMethod, DeclineReason, FollowUpOutcome, NeedCategory, ReferralOutcome,
+    CaseClosureReason, ContactMethod, DeclineReason, Division, FollowUpOutcome, NeedCategory, ReferralOutcome,
 )
 from tsunagu_referral.adapters.repository import Repository, unit_of_work
 from tsunagu_referral.domain.deadlines import JST
@@ -190,10 +190,11 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
                         "overdue first)",
                 dependencies=[Depends(READERS)])
     async def follow_ups(state: Annotated[Literal["due", "overdue"] | None, Query()] = None,
+                         counter: Annotated[Division | None, Query(description="One counter's follow-ups")] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         at = now()
         async with reading() as repo:
-            return [follow_up_view(f, at) for f in await repo.follow_ups(state, at, limit)]
+            return [follow_up_view(f, at) for f in await repo.follow_ups(state, counter, at, limit)]
 
     @router.post("/follow-ups/{follow_up_id}/answer",
                  summary="フォローアップの回答を記録する (record whether the help arrived; "

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -22,31 +21,15 @@ LIVING_SUPPORT = {"kind": "division", "division": "living_support"}
 
 
 @pytest.fixture
-async def stack(service_process, auth_headers):
-    intake = await service_process("intake")
-    referral, partners = await asyncio.gather(
-        service_process("referral"),
-        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
-    async with ReceiverServer() as server:
-        receiver = Receiver()
-        async with httpx.AsyncClient(timeout=30) as client:
-            registered = await client.post(f"{partners.url}/v1/partners", headers=auth_headers("coordinator"), json={
-                "name": "ざまフードバンク", "need_categories": ["no_food"], "areas": ["142166"],
-                "contact": {"department": "相談窓口", "email": "desk@example.org"},
-                "webhook_url": server.add("food", receiver)})
-            assert registered.status_code == 201, registered.text
-            partner = registered.json()
-            routed = await client.put(f"{referral.url}/v1/routing/no_food", headers=auth_headers("coordinator"),
-                                      json={"candidates": [{"kind": "partner", "partner_id": partner["partner_id"]},
-                                                           LIVING_SUPPORT]})
-            assert routed.status_code == 200, routed.text
-        yield {"intake": intake, "referral": referral, "partners": partners, "receiver": receiver,
-               "partner": partner, "auth": auth_headers}
+async def stack(food_bank):
+    """The food bank first for `no_food`, then the living-support division, which needs no consent."""
+    await food_bank.route(LIVING_SUPPORT)
+    return food_bank
 
 
 async def a_case(stack, consents: list[dict]) -> str:
-    async with httpx.AsyncClient(base_url=stack["intake"].url, timeout=30) as client:
-        created = await client.post("/v1/consultations", headers=stack["auth"]("counter"), json={
+    async with httpx.AsyncClient(base_url=stack.intake.url, timeout=30) as client:
+        created = await client.post("/v1/consultations", headers=stack.auth("counter"), json={
             "person": {"name": "座間 花子", "name_kana": "ざまはなこ", "birth_date": "1968-04-02"},
             "counter": "self_reliance", "channel": "outreach", "urgency": "immediate", "needs": ["no_food"],
             "primary_need": "no_food", "consents": consents})
@@ -55,32 +38,32 @@ async def a_case(stack, consents: list[dict]) -> str:
 
 
 async def heard(stack, event_type: str, case_id: str) -> list:
-    return await eventually(lambda: asyncio.sleep(0, [r for r in stack["receiver"].of_type(event_type)
+    return await eventually(lambda: asyncio.sleep(0, [r for r in stack.receiver.of_type(event_type)
                                                       if r.event["subject"] == case_id]), until=bool)
 
 
 async def answer(stack, referral_id: str) -> httpx.Response:
-    partner = stack["partner"]
-    async with httpx.AsyncClient(base_url=stack["partners"].url, timeout=30) as client:
+    partner = stack.registered
+    async with httpx.AsyncClient(base_url=stack.partners.url, timeout=30) as client:
         return await client.post(f"/v1/partners/{partner['partner_id']}/referrals/{referral_id}/responses",
                                  json={"response": "accepted"},
                                  headers={"Authorization": f"Bearer {partner['api_token']}"})
 
 
 async def referrals(stack, case_id: str) -> list[dict]:
-    async with httpx.AsyncClient(base_url=stack["referral"].url, timeout=30) as client:
-        response = await client.get(f"/v1/cases/{case_id}/referrals", headers=stack["auth"]("coordinator"))
+    async with httpx.AsyncClient(base_url=stack.referral.url, timeout=30) as client:
+        response = await client.get(f"/v1/cases/{case_id}/referrals", headers=stack.auth("coordinator"))
     return response.json()["referrals"] if response.status_code == 200 else []
 
 
 async def test_a_partner_without_consent_hears_of_and_accepts_its_referral_under_a_recorded_support_conference(
         stack):
     case_id = (await a_case(stack, consents=[]))["case_id"]
-    async with httpx.AsyncClient(base_url=stack["intake"].url, timeout=30) as client:
-        recorded = await client.post(f"/v1/cases/{case_id}/statutory-bases", headers=stack["auth"]("coordinator"),
+    async with httpx.AsyncClient(base_url=stack.intake.url, timeout=30) as client:
+        recorded = await client.post(f"/v1/cases/{case_id}/statutory-bases", headers=stack.auth("coordinator"),
                                      json={"basis": "support_conference_sra_9",
                                            "held_on": datetime.now(UTC).date().isoformat(), "valid_until": "2099-03-31",
-                                           "members": [{"kind": "partner", "partner_id": stack["partner"]["partner_id"]}],
+                                           "members": [{"kind": "partner", "partner_id": stack.registered["partner_id"]}],
                                            "purposes": ["referral"]})
     assert recorded.status_code == 201, recorded.text
 
@@ -93,13 +76,13 @@ async def test_a_partner_without_consent_hears_of_and_accepts_its_referral_under
 
 async def test_a_withdrawn_consent_is_told_to_the_partner_ends_its_answers_and_a_division_takes_the_need(stack):
     created = await a_case(stack, consents=[{"recipient": {"kind": "partner",
-                                                           "partner_id": stack["partner"]["partner_id"]},
+                                                           "partner_id": stack.registered["partner_id"]},
                                              "purpose": "referral", "method": "written"}])
     case_id, consent_id = created["case_id"], created["consent_ids"][0]
     [requested] = await heard(stack, REQUESTED, case_id)
 
-    async with httpx.AsyncClient(base_url=stack["intake"].url, timeout=30) as client:
-        withdrawn = await client.post(f"/v1/consents/{consent_id}/withdrawal", headers=stack["auth"]("counter"))
+    async with httpx.AsyncClient(base_url=stack.intake.url, timeout=30) as client:
+        withdrawn = await client.post(f"/v1/consents/{consent_id}/withdrawal", headers=stack.auth("counter"))
     assert withdrawn.status_code == 204, withdrawn.text
     await heard(stack, WITHDRAWN, case_id)
     moved = await eventually(lambda: referrals(stack, case_id), until=lambda r: len(r) == 2)

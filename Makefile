@@ -1,7 +1,7 @@
 # Tsunagu: `make run` starts the whole system, `make test` runs every test, `make status` shows
 # the running stack. They install what is missing first: uv and the locked Python packages, Kafka's
-# jars from Maven Central, PostgreSQL from Debian's packages; `make test` also the AsyncAPI parser
-# (Node.js), which only the contracts' tests use.
+# jars from Maven Central, PostgreSQL from Debian's packages, Jaeger built with Go from the Go
+# module proxy; `make test` also the AsyncAPI parser (Node.js), which only the contracts' tests use.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 .PHONY: run test stop status infra python-deps deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
-	@echo "make run    start Kafka, PostgreSQL and the four services (Ctrl-C stops them)"
+	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
 	@echo "make status the running stack on one screen (exit 1 when something needs a person)"
@@ -68,10 +68,13 @@ stop:
 # On a Docker host the tests start their own containers (testcontainers); elsewhere the native
 # stack from deploy/ is started or reused first. TSUNAGU_TEST_KAFKA_BOOTSTRAP and
 # TSUNAGU_TEST_POSTGRES_DSN point the tests at infrastructure of your own instead.
+# Jaeger, which the trace tests query, is built (the first time: minutes) while the other tests
+# run; their fixture waits for that build (one build at a time) and reports its errors.
 test: deps
-	@if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
-		$(PYTHON) deploy/stack.py infra; fi
-	.venv/bin/pytest $(PYTEST_ARGS)
+	@mkdir -p var/log; setsid $(PYTHON) deploy/jaegerctl.py build >var/log/jaeger-build.log 2>&1 & jaeger=$$!; \
+	if [ -z "$$TSUNAGU_TEST_KAFKA_BOOTSTRAP" ] && ! docker info >/dev/null 2>&1; then \
+		$(PYTHON) deploy/stack.py infra || { kill -- -$$jaeger; exit 1; }; fi; \
+	.venv/bin/pytest $(PYTEST_ARGS); status=$$?; kill -- -$$jaeger 2>/dev/null; exit $$status
 
 # The fault matrix alone (it is part of `make test` too): services, a broker and PostgreSQL killed
 # under load, then everything reconciled; figures in var/test-output/fault-matrix.txt.

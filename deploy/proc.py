@@ -123,10 +123,10 @@ def spawn_detached(argv: list[str], log: Path, env: dict | None = None,
 
 
 def run(argv: list[str], *, what: str, user: str | None = None, input: str | None = None,
-        env: dict | None = None, quiet: bool = True) -> str:
+        env: dict | None = None, quiet: bool = True, cwd: Path | None = None) -> str:
     """Run a command to completion; on failure raise StepFailed with its output."""
     result = subprocess.run(
-        argv, input=input, text=True, capture_output=quiet, user=user, env=env,
+        argv, input=input, text=True, capture_output=quiet, user=user, env=env, cwd=cwd,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
     if result.returncode != 0:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The whole local system: Kafka, PostgreSQL, topics, migrations and the four services.
+"""The whole local system: Kafka, PostgreSQL, topics, migrations, the four services and Jaeger.
 
     stack.py infra    start (or reuse) Kafka and PostgreSQL and create the topics
-    stack.py run      infra, migrations, the four services; waits until every /readyz is 200,
-                      then supervises them (restarting one that exits) until Ctrl-C or `stack.py stop`
+    stack.py run      infra, migrations, the trace backend (Jaeger, built once), the four services
+                      exporting their traces to it; waits until every /readyz is 200, then supervises
+                      them (restarting one that exits) until Ctrl-C or `stack.py stop`
     stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
@@ -27,10 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jaegerctl  # noqa: E402
 import kafkactl  # noqa: E402
 import pgctl  # noqa: E402
 from proc import (  # noqa: E402
-    REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
+    DEPLOY, REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
     wait_until,
 )
 from supervisor import Supervised, describe_exit, supervise  # noqa: E402
@@ -52,7 +54,9 @@ def bootstrap() -> str:
     return os.environ.get("TSUNAGU_KAFKA_BOOTSTRAP", f"{cfg['host']}:{cfg['port']}")
 
 
-def service_env(name: str) -> dict[str, str]:
+def service_env(name: str, traces: bool = True) -> dict[str, str]:
+    """The service's settings; with `traces`, it exports to the stack's Jaeger unless
+    TSUNAGU_OTLP_ENDPOINT says where else (empty: nowhere)."""
     cfg = stack()
     svc = cfg["services"][name]
     pg = cfg["postgres"]
@@ -73,8 +77,9 @@ def service_env(name: str) -> dict[str, str]:
         env["TSUNAGU_PARTNERS_SECRET_KEYS"] = secrets["partners_secret_key"]
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
-    if os.environ.get("TSUNAGU_OTLP_ENDPOINT"):
-        env["TSUNAGU_OTLP_ENDPOINT"] = os.environ["TSUNAGU_OTLP_ENDPOINT"]
+    otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")
+    if otlp:
+        env["TSUNAGU_OTLP_ENDPOINT"] = otlp
     return env
 
 
@@ -115,7 +120,7 @@ def ready(port: int) -> tuple[bool, str]:
 
 
 def stop_services() -> None:
-    names = list(stack()["services"])
+    names = [*stack()["services"], "jaeger"]
     running = {name: pid for name in names if (pid := read_pid(RUN_DIR / f"{name}.pid"))}
     terminate(*running.values(), timeout=20)
     for name in names:
@@ -147,11 +152,16 @@ def print_summary() -> None:
     lines = ["Tsunagu is running. Where to look:"]
     for name, svc in cfg["services"].items():
         lines.append(f"  {name:<22} http://127.0.0.1:{svc['port']}/docs   (readyz, metrics, openapi.json)")
+    jaeger = jaegerctl.Instance()
+    if "TSUNAGU_OTLP_ENDPOINT" in os.environ:
+        lines.append(f"  traces                 exported to {os.environ['TSUNAGU_OTLP_ENDPOINT'] or 'nowhere'}")
+    elif jaeger.answering():
+        lines.append(f"  traces (Jaeger)        {jaeger.ui}   (OTLP {jaeger.otlp_endpoint})")
     lines += [
         f"  Kafka                  {bootstrap()}",
         f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
         f"(one database and role per service; passwords in {VAR / 'secrets.json'})",
-        f"  logs                   {LOG_DIR}/",
+        f"  logs                   {LOG_DIR}/ (one JSON object per line)",
         f"  development tokens     {DEV_TOKENS} (send as `Authorization: Bearer <token>`):",
         *(f"    {role:<12} {token}" for role, token in dev_tokens().items()),
         "Stop with Ctrl-C here, or `make stop` from another terminal.",
@@ -160,10 +170,47 @@ def print_summary() -> None:
         say(line)
 
 
-def service_process(name: str) -> Supervised:
+def service_process(name: str, traces: bool) -> Supervised:
     return Supervised(name, [venv_python(), "-m", stack()["services"][name]["module"], "serve"],
-                      env={**os.environ, **service_env(name)}, log=LOG_DIR / f"{name}.log",
+                      env={**os.environ, **service_env(name, traces)}, log=LOG_DIR / f"{name}.log",
                       pidfile=RUN_DIR / f"{name}.pid")
+
+
+def start_jaeger_build() -> subprocess.Popen | None:
+    """Build Jaeger (minutes, the first time only) while Kafka and PostgreSQL start."""
+    if jaegerctl.binary().exists():
+        return None
+    # Its own session: stopping the stack during the build ends `go` too (terminate() signals the group).
+    return subprocess.Popen([sys.executable, str(DEPLOY / "jaegerctl.py"), "build"], stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def start_jaeger(builder: subprocess.Popen | None, stopping: Callable[[], bool]) -> Supervised | None:
+    """The trace backend, supervised like a service; None when traces go elsewhere or Go is missing."""
+    if builder is not None:
+        while builder.poll() is None and not stopping():
+            time.sleep(0.3)
+        if stopping():
+            terminate(builder.pid, timeout=5)
+            return None
+    if "TSUNAGU_OTLP_ENDPOINT" in os.environ:
+        return None
+    instance = jaegerctl.Instance()
+    if instance.answering():
+        say(f"Jaeger is already running on {instance.ui}; the services export their traces to it")
+        return None
+    try:
+        argv = instance.argv()
+    except StepFailed as exc:
+        # Traces are for looking at the system, not for running it: go on without them.
+        say(f"no trace backend: {exc}")
+        return None
+    instance.check_ports_free()
+    jaeger = Supervised("jaeger", argv, env=dict(os.environ), log=instance.log, pidfile=RUN_DIR / "jaeger.pid")
+    jaeger.start(time.monotonic())
+    instance.wait_until_answering(lambda: jaeger.exit_code() is None)
+    say(f"jaeger: ready (pid {jaeger.process.pid}), UI on {instance.ui}")
+    return jaeger
 
 
 def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], bool]) -> None:
@@ -211,11 +258,15 @@ def run() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     started: dict[str, bool] = {}
+    builder = None
     try:
+        builder = start_jaeger_build()
         started = infra()
         for name in cfg["services"]:
             migrate(name)
-        services = {name: service_process(name) for name in cfg["services"]}
+        jaeger = start_jaeger(builder, lambda: stopping)
+        traces = jaegerctl.Instance().answering()
+        services = {name: service_process(name, traces) for name in cfg["services"]}
         for name, service in services.items():
             service.start(time.monotonic())
             say(f"{name}: started (pid {service.process.pid}) on port {cfg['services'][name]['port']}")
@@ -223,12 +274,14 @@ def run() -> int:
         if not stopping:
             write_dev_tokens()
             print_summary()
-        supervise(services.values(), lambda: stopping)
+        supervise([*services.values(), *([jaeger] if jaeger else [])], lambda: stopping)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping")
+        if builder is not None and builder.poll() is None:
+            terminate(builder.pid, timeout=5)
         stop_services()
         stop_infra(started)
         SUPERVISOR_PID.unlink(missing_ok=True)
@@ -248,6 +301,7 @@ def stop() -> int:
             raise StepFailed(f"`make run` (pid {supervisor}) did not stop within 90 s")
         return 0
     stop_services()
+    jaegerctl.Instance().stop()
     kafka_cluster().stop()
     pgctl.stop()
     return 0

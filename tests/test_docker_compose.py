@@ -72,6 +72,10 @@ def test_services_export_traces_to_the_collector():
     assert "4318" in Path(ROOT / "deploy/docker/otel-collector.yaml").read_text()
 
 
+def test_the_trace_viewer_is_on_the_same_port_as_make_runs_jaeger():
+    assert COMPOSE["jaeger"]["ports"] == [f"127.0.0.1:{STACK['jaeger']['ui_port']}:16686"]
+
+
 def test_no_secret_is_written_into_the_compose_file():
     for service in COMPOSE.values():
         for key, value in (service.get("environment") or {}).items():

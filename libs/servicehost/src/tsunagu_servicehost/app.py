@@ -107,8 +107,9 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             timeout=settings.readiness_timeout_s, command_timeout=30)
         await runtime.dead_letters.start()
         await runtime.broker.start()
+        relay_tracer = provider.get_tracer(f"tsunagu.{service.name}.outbox")
         runtime.relay = OutboxRelay(
-            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record),
+            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record, relay_tracer),
             policy=RelayPolicy(max_attempts=settings.outbox_max_attempts, first_retry_s=settings.outbox_first_retry_s,
                                max_retry_s=settings.outbox_max_retry_s, parked_retry_s=settings.outbox_parked_retry_s,
                                publish_timeout_s=settings.outbox_publish_timeout_s),

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_telemetry import configure_logging
 
 
 def _settings() -> ServiceSettings:
@@ -32,7 +33,7 @@ def main(service: Service, argv: list[str] | None = None) -> None:
                         help="replay-outbox: release only this parked event (repeatable); all by default")
     parser.add_argument("--list", action="store_true", help="replay-outbox: list the parked rows, release nothing")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service.name} %(levelname)s %(name)s %(message)s")
+    configure_logging(service.name)
 
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

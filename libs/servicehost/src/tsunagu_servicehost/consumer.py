@@ -34,10 +34,12 @@ from aiokafka import ConsumerRebalanceListener
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaMessage
+from opentelemetry import trace
 
 from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
 from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS, database_unavailable
 from tsunagu_servicehost.health import check_database
+from tsunagu_telemetry import id_attributes, log_fields
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
@@ -135,11 +137,16 @@ class EventConsumer:
         except Exception as exc:  # noqa: BLE001 - decoding reads the record alone: whatever it raises, its fault
             await self.dead_letter(raw, exc, attempts=1)
             return
+        # FastStream's process span continues the record's traceparent; it is named for the topic,
+        # so the event is named here, by ids and codes only.
+        trace.get_current_span().set_attributes({
+            "tsunagu.event_id": str(envelope.id), "tsunagu.event_type": envelope.type, **id_attributes(envelope.data)})
         handler = self.handlers.get(type(envelope.data))
         if handler is None:
             self.count("skipped")  # an event on this topic that this service does not act on
             return
-        await self.apply(envelope, handler, raw)
+        with log_fields(event_id=envelope.id, event_type=envelope.type):
+            await self.apply(envelope, handler, raw)
 
     def count(self, outcome: str) -> None:
         self.runtime.consumed.labels(self.topic.name, outcome).inc()

@@ -1,11 +1,11 @@
-"""pytest fixtures: `infrastructure`, `scratch_database`, `service_process`."""
+"""pytest fixtures: `infrastructure`, `scratch_database`, `service_process`, `jaeger`."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
@@ -14,6 +14,7 @@ import pytest_asyncio
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_servicehost.migrations import upgrade
 from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
+from tsunagu_teststack.traces import Jaeger
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
 from tsunagu_topics import ensure_topics
@@ -97,3 +98,14 @@ def token() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def auth_headers(token) -> Callable[..., dict[str, str]]:
     return lambda role, **kw: {"Authorization": f"Bearer {token(role, **kw)}"}
+
+
+@pytest.fixture(scope="session")
+def jaeger() -> Iterator[Jaeger]:
+    """A Jaeger of the session's own on free loopback ports, from the cached build (built first
+    when missing: minutes, see deploy/jaegerctl.py); removed afterwards."""
+    instance = Jaeger.start()
+    try:
+        yield instance
+    finally:
+        instance.remove()

@@ -80,7 +80,8 @@ def build_service() -> Service:
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,
-                            WebhookMetrics(runtime.registry)).run()
+                            WebhookMetrics(runtime.registry),
+                            runtime.tracer_provider.get_tracer("tsunagu.partner-notification.webhooks")).run()
 
     async def held_events(runtime: Runtime) -> None:
         await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,

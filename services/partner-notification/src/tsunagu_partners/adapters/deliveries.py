@@ -26,6 +26,8 @@ from uuid import UUID
 
 import asyncpg
 
+from tsunagu_outbox.store import current_trace_context
+
 DELIVERIES_CHANNEL = "tsunagu_deliveries"
 
 # A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2: the
@@ -48,12 +50,15 @@ class Deliveries:
 
     async def queue(self, delivery_id: UUID, partner_id: UUID, event_id: UUID, event_type: str, case_id: UUID,
                     body: str, purposes: list[str] | None) -> None:
-        """Once per (partner, event); the sender is woken when the transaction commits."""
+        """Once per (partner, event); the sender is woken when the transaction commits. The delivery
+        keeps the current trace (the consumed event's), which its sends continue."""
         await self.conn.execute(
             "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at, purposes) VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7) "
+            "next_attempt_at, created_at, purposes, traceparent) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7, $8) "
             "ON CONFLICT (partner_id, event_id) DO NOTHING",
-            delivery_id, partner_id, event_id, event_type, case_id, body, purposes)
+            delivery_id, partner_id, event_id, event_type, case_id, body, purposes,
+            current_trace_context().get("traceparent"))
         await self.conn.execute(f"SELECT pg_notify('{DELIVERIES_CHANNEL}', '')")
 
     async def published(self, event_id: UUID, topic: str) -> bool:
@@ -83,6 +88,14 @@ class Deliveries:
                                 case_id, partner_id, except_event_id, consented)
 
     # the HTTP API ----------------------------------------------------------------------------
+
+    async def case_trace(self, partner_id: UUID, referral_id: UUID) -> str | None:
+        """The traceparent of the first delivery of the referral's case to the partner: the case's
+        trace as the partner heard of it, which the partner's answers continue."""
+        return await self.conn.fetchval(
+            "SELECT d.traceparent FROM deliveries d JOIN partner_referrals r ON r.case_id = d.case_id "
+            "WHERE r.referral_id = $2 AND d.partner_id = $1 AND d.traceparent IS NOT NULL "
+            "ORDER BY d.created_at LIMIT 1", partner_id, referral_id)
 
     async def of_partner(self, partner_id: UUID, status: str | None, limit: int) -> list[asyncpg.Record]:
         """The partner's delivery log, newest first."""
@@ -138,7 +151,7 @@ class Deliveries:
             "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
             f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
             "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
-            "p.webhook_url, p.webhook_secret",
+            "d.traceparent, p.webhook_url, p.webhook_secret",
             today, withdrawal_type, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
 
     async def delivered(self, delivery_id: UUID, status: int) -> None:

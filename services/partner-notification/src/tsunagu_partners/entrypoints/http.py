@@ -23,6 +23,7 @@ from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, issue_token, read_token, require
 from tsunagu_servicehost.errors import Refused
 from tsunagu_servicehost.rows import jsonable
+from tsunagu_servicehost.tracing import continue_trace
 from tsunagu_topics import ensure_topics
 
 COORDINATOR = require(Role.COORDINATOR)
@@ -33,6 +34,7 @@ SESSION_SECONDS = 3600
 def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                  intake_timeout_s: float = 10.0) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
+    answers_tracer = runtime.tracer_provider.get_tracer("tsunagu.partner-notification.answers")
 
     async def fetch_person(case_id: UUID) -> dict:
         """The person's details from intake, on a short-lived service token."""
@@ -137,7 +139,12 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
         acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
         nowhere. Answers for one referral are applied in the order they were accepted."""
         async with unit_of_work(runtime.db) as uow:
-            response_id = await respond(uow, partner_id, referral_id, command, now=datetime.now(UTC))
+            with continue_trace(answers_tracer, await uow.repo.deliveries.case_trace(partner_id, referral_id),
+                                "partner answer", {"tsunagu.partner_id": str(partner_id),
+                                                   "tsunagu.referral_id": str(referral_id),
+                                                   "tsunagu.response": command.response.value}):
+                response_id = await respond(uow, partner_id, referral_id, command, now=datetime.now(UTC))
+                await uow.flush()  # in the span, so that the outbox rows keep the case's trace
         return {"response_id": str(response_id)}
 
     @router.get("/{partner_id}/referrals/{referral_id}",

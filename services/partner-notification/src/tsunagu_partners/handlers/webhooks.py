@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 from cryptography.fernet import MultiFernet
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PrometheusCounter
 
@@ -36,6 +39,7 @@ from tsunagu_partners.domain.webhooks import (
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
+_propagator = TraceContextTextMapPropagator()
 
 LEASE_MARGIN_S = 2.0
 """How much longer than a send's deadline its lease lasts at least: time to record the outcome."""
@@ -88,9 +92,10 @@ class WebhookSender:
     of work from `new_uow`."""
 
     def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy,
-                 metrics: WebhookMetrics | None = None):
+                 metrics: WebhookMetrics | None = None, tracer: Tracer | None = None):
         self.pool, self.new_uow, self.cipher, self.policy = pool, new_uow, cipher, policy
         self.metrics = metrics or WebhookMetrics(CollectorRegistry())
+        self.tracer = tracer or trace.get_tracer(__name__)
         self.in_flight: Counter = Counter()
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
@@ -163,6 +168,18 @@ class WebhookSender:
                                                    min(room, 100), self.policy.lease_s)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
+        """One attempt, as a CLIENT span of the trace of the event that queued the delivery: a retry
+        hours later is still a span of the case's trace, and an outcome it records (a DeliveryFailed
+        event) continues it."""
+        parent = _propagator.extract({"traceparent": row["traceparent"]}) if row["traceparent"] else None
+        with self.tracer.start_as_current_span("webhook POST", context=parent, kind=SpanKind.CLIENT, attributes={
+                "tsunagu.delivery_id": str(row["delivery_id"]), "tsunagu.partner_id": str(row["partner_id"]),
+                "tsunagu.case_id": str(row["case_id"]), "tsunagu.event_id": str(row["event_id"]),
+                "tsunagu.event_type": row["event_type"], "tsunagu.attempt": row["attempts"],
+                "http.request.method": "POST"}):
+            await self.attempt(client, row)
+
+    async def attempt(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         status, retry_after, error = None, None, None
         try:
             now = datetime.now(UTC)
@@ -178,6 +195,7 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             took = time.perf_counter() - started
+            _answer_on_span(status, error)
             self.metrics.observe(await self.record(row, status, retry_after, error), took)
         except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
             log.exception("delivery %s could not be recorded", row["delivery_id"])
@@ -227,3 +245,12 @@ class WebhookSender:
             event_type=row["event_type"], referral_id=referral_asked_of(row["body"], row["partner_id"])))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)
+
+
+def _answer_on_span(status: int | None, error: str | None) -> None:
+    """The receiver's answer on the attempt's span: its status code, or the kind of failure (never the body)."""
+    span = trace.get_current_span()
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if error is not None or status is None or status >= 300:
+        span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status}"))

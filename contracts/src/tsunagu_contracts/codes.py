@@ -114,6 +114,23 @@ class ConsentPurpose(LabelledCode):
     ESTATE_CLEARANCE = "estate_clearance", "残置物処理・遺品整理"
 
 
+SUPPORT_FOR_NEED: dict[NeedCategory, ConsentPurpose] = {
+    NeedCategory.HOUSING: ConsentPurpose.HOUSING_SUPPORT,
+    NeedCategory.JOB_SEARCH: ConsentPurpose.EMPLOYMENT_SUPPORT,
+    NeedCategory.WORK_TROUBLE: ConsentPurpose.EMPLOYMENT_SUPPORT,
+}
+"""The support a need is referred for: a consent given for that support reaches the need's referrals,
+as a consent to referral itself reaches every referral. A consent to check-ins, or to clear a home,
+reaches none."""
+
+
+def referral_purposes(need: "NeedCategory | str | None") -> frozenset[ConsentPurpose]:
+    """The consent purposes one of which a partner's referral for this need rests on: its events, its
+    answers and the person's details. A referral whose need is not known here: a consent to referral."""
+    support = SUPPORT_FOR_NEED.get(NeedCategory(need)) if need else None
+    return frozenset({ConsentPurpose.REFERRAL, *([support] if support else [])})
+
+
 class ConsentMethod(LabelledCode):
     """How consent was given."""
 

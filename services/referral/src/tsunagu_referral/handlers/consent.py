@@ -14,10 +14,9 @@ import logging
 from tsunagu_contracts import (
     ConsentGranted, ConsentWithdrawn, Recipient, StatutoryBasisEnded, StatutoryBasisRecorded,
 )
-from tsunagu_contracts.codes import RecipientKind, RerouteReason
+from tsunagu_contracts.codes import RecipientKind, RerouteReason, referral_purposes
 from tsunagu_contracts.japan import japan_date
 from tsunagu_servicehost.errors import Rejected
-from tsunagu_referral.domain.consent import purposes_a_referral_rests_on
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action
 from tsunagu_referral.handlers.referrals import act
@@ -58,7 +57,7 @@ async def permission_ended(uow, e: ConsentWithdrawn | StatutoryBasisEnded, grant
     partner = Recipient.of_partner(e.recipient.partner_id)
     held = await uow.repo.purposes_held(e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))
     for referral in await uow.repo.referrals_of_case(e.case_id):
-        needs = purposes_a_referral_rests_on(referral.need)
+        needs = referral_purposes(referral.need)
         if not referral.status.active or referral.recipient != partner or e.purpose not in needs or needs & held:
             continue
         try:

@@ -1,8 +1,13 @@
 """Fixtures shared by the cross-service tests."""
 
+import asyncio
 import copy
+from dataclasses import dataclass
 
+import httpx
 import pytest
+
+from tsunagu_teststack.receivers import Receiver, ReceiverServer
 
 CONSULTATION = {
     "person": {"name": "座間 花子", "name_kana": "ざま はなこ", "birth_date": "1968-04-02"},
@@ -20,3 +25,40 @@ CONSULTATION = {
 def consultation():
     """A consultation body with four needs, one of them housing; `consultation(urgency="normal")` changes it."""
     return lambda **changes: copy.deepcopy(CONSULTATION) | changes
+
+
+@dataclass
+class FoodBank:
+    """intake, referral and partner-notification as real processes, and one partner registered for the
+    `no_food` need with a loopback webhook receiver."""
+
+    intake: object
+    referral: object
+    partners: object
+    receiver: Receiver
+    registered: dict
+    auth: object
+
+    async def route(self, *after: dict) -> None:
+        """Make the partner the first candidate for `no_food`, then `after`."""
+        async with httpx.AsyncClient(base_url=self.referral.url, timeout=30) as client:
+            routed = await client.put("/v1/routing/no_food", headers=self.auth("coordinator"), json={
+                "candidates": [{"kind": "partner", "partner_id": self.registered["partner_id"]}, *after]})
+        assert routed.status_code == 200, routed.text
+
+
+@pytest.fixture
+async def food_bank(service_process, auth_headers):
+    intake = await service_process("intake")
+    referral, partners = await asyncio.gather(
+        service_process("referral"),
+        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
+    async with ReceiverServer() as server:
+        receiver = Receiver()
+        url = server.add("food", receiver)
+        async with httpx.AsyncClient(base_url=partners.url, timeout=30) as client:
+            response = await client.post("/v1/partners", headers=auth_headers("coordinator"), json={
+                "name": "ざまフードバンク", "need_categories": ["no_food"], "areas": ["142166"],
+                "contact": {"department": "相談窓口", "email": "desk@example.org"}, "webhook_url": url})
+        assert response.status_code == 201, response.text
+        yield FoodBank(intake, referral, partners, receiver, response.json(), auth_headers)

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.receivers import Receiver
 from tsunagu_teststack.waiting import eventually
 
 REQUESTED = "tsunagu.referral.requested.v1"
@@ -53,25 +53,10 @@ class Partner:
 
 
 @pytest.fixture
-async def partner(service_process, auth_headers):
-    intake = await service_process("intake")
-    referral, partners = await asyncio.gather(
-        service_process("referral"),
-        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
-    async with ReceiverServer() as server:
-        receiver = Receiver()
-        url = server.add("food", receiver)
-        async with httpx.AsyncClient(base_url=partners.url, timeout=30) as client:
-            response = await client.post("/v1/partners", headers=auth_headers("coordinator"), json={
-                "name": "ざまフードバンク", "need_categories": ["no_food"], "areas": ["142166"],
-                "contact": {"department": "相談窓口", "email": "desk@example.org"}, "webhook_url": url})
-        assert response.status_code == 201, response.text
-        registered = response.json()
-        async with httpx.AsyncClient(base_url=referral.url, timeout=30) as client:
-            routed = await client.put("/v1/routing/no_food", headers=auth_headers("coordinator"), json={
-                "candidates": [{"kind": "partner", "partner_id": registered["partner_id"]}]})
-        assert routed.status_code == 200, routed.text
-        yield Partner(intake, referral, partners, auth_headers, receiver, registered)
+async def partner(food_bank):
+    await food_bank.route()
+    return Partner(food_bank.intake, food_bank.referral, food_bank.partners, food_bank.auth, food_bank.receiver,
+                   food_bank.registered)
 
 
 @pytest.mark.stack

@@ -114,6 +114,23 @@ class ConsentPurpose(LabelledCode):
     ESTATE_CLEARANCE = "estate_clearance", "残置物処理・遺品整理"
 
 
+SUPPORT_FOR_NEED: dict[NeedCategory, ConsentPurpose] = {
+    NeedCategory.HOUSING: ConsentPurpose.HOUSING_SUPPORT,
+    NeedCategory.JOB_SEARCH: ConsentPurpose.EMPLOYMENT_SUPPORT,
+    NeedCategory.WORK_TROUBLE: ConsentPurpose.EMPLOYMENT_SUPPORT,
+}
+"""The support a need is referred for: a consent given for that support reaches the need's referrals,
+as a consent to referral itself reaches every referral. A consent to check-ins, or to clear a home,
+reaches none."""
+
+
+def referral_purposes(need: "NeedCategory | str | None") -> frozenset[ConsentPurpose]:
+    """The consent purposes one of which a partner's referral for this need rests on: its events, its
+    answers and the person's details. A referral whose need is not known here: a consent to referral."""
+    support = SUPPORT_FOR_NEED.get(NeedCategory(need)) if need else None
+    return frozenset({ConsentPurpose.REFERRAL, *([support] if support else [])})
+
+
 class ConsentMethod(LabelledCode):
     """How consent was given."""
 
@@ -161,6 +178,15 @@ class RerouteReason(LabelledCode):
     STAFF_DECISION = "staff_decision", "職員の判断"
     CONSENT_WITHDRAWN = "consent_withdrawn", "同意が撤回されたため"
     PARTNER_UNREACHABLE = "partner_unreachable", "連携団体に通知が届かなかったため"
+    STATUTORY_BASIS_ENDED = "statutory_basis_ended", "支援会議での共有の根拠が終了したため"
+
+
+class FollowUpOutcome(LabelledCode):
+    """What the person told the counter when asked whether the help arrived (フォローアップ)."""
+
+    REACHED_HELPED = "reached_helped", "支援が届き、役に立った"
+    REACHED_NOT_HELPED = "reached_not_helped", "支援は届いたが、役に立たなかった"
+    COULD_NOT_REACH = "could_not_reach", "本人と連絡がとれなかった"
 
 
 class ContactMethod(LabelledCode):

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts.events import (
     CATALOGUE, CaseClosed, CaseContactOverdue, CaseReopened, CheckInEscalated, CheckInMissed, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
-    ConsultationRegistered, DeliveryFailed, EstateClearanceRequested, Event, HousingSupportOpened,
+    ConsultationRegistered, DeliveryFailed, EstateClearanceRequested, Event, FollowUpAnswered, FollowUpDue,
+    HousingSupportOpened,
     NeedIdentified, PartnerResponded, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
-    ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened, StatutoryBasisRecorded,
+    ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened, StatutoryBasisEnded,
+    StatutoryBasisRecorded,
     TenancyEnded, TenancyStageChanged, TenancyStarted,
 )
 
@@ -48,15 +50,17 @@ INTAKE_CASES = Topic(
     description="Consultations at any counter, the needs found, consent and statutory bases for sharing.",
     producers=("intake",),
     consumers=("referral", "partner-notification"),
-    events=(ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded),
+    events=(ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded,
+            StatutoryBasisEnded),
 )
 REFERRALS = Topic(
     name="tsunagu.referral.referrals.v1",
-    description="Referral sheets, every referral's state, overdue timers and case closing.",
+    description="Referral sheets, every referral's state, overdue timers, follow-ups with the person and case closing.",
     producers=("referral",),
     consumers=("intake", "housing-support", "partner-notification"),
     events=(ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
-            ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened),
+            ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
+            FollowUpDue, FollowUpAnswered),
 )
 TENANCIES = Topic(
     name="tsunagu.housing.tenancies.v1",

@@ -15,7 +15,7 @@ from tsunagu_intake.domain.model import Consent
 class FakeRepository:
     def __init__(self):
         self.persons, self.cases, self.consultations, self.consents = {}, {}, {}, {}
-        self.referrals, self.idempotency_keys = {}, {}
+        self.referrals, self.idempotency_keys, self.statutory_bases = {}, {}, {}
 
     # persons
     async def person_exists(self, person_ref, *, lock=False):
@@ -70,6 +70,16 @@ class FakeRepository:
 
     async def withdraw_consent(self, consent_id, *, at):
         self.consents[consent_id] = replace(self.consents[consent_id], withdrawn_at=at)
+
+    # statutory bases
+    async def add_statutory_basis(self, basis, *, by, at):
+        self.statutory_bases[basis.basis_id] = basis
+
+    async def statutory_basis(self, basis_id, *, lock=False):
+        return self.statutory_bases.get(basis_id)
+
+    async def end_statutory_basis(self, basis_id, *, by, at):
+        self.statutory_bases[basis_id] = replace(self.statutory_bases[basis_id], ended_at=at)
 
     # the case's view of its referrals
     async def remember_referral(self, referral_id, case_id, need, recipient, *, at):

@@ -167,3 +167,12 @@ async def test_the_same_idempotency_key_with_another_body_or_too_long_is_refused
     with pytest.raises(Rejected) as too_long:
         await once(uow.repo, "counter-staff", "k" * 201, b"body", work)
     assert other_body.value.field == too_long.value.field == "Idempotency-Key"
+
+
+async def test_a_referral_rerouted_because_its_consent_was_withdrawn_shows_as_withdrawn_on_the_case(uow):
+    referral_id = uuid7()
+    ids = {"referral_id": str(referral_id), "case_id": str(uuid7())}
+    await referral_view.on_referral_requested(uow, example_of(ReferralRequested, **ids))
+    await referral_view.on_referral_changed(uow, example_of(ReferralRerouted, **ids, reason="consent_withdrawn"))
+
+    assert uow.repo.referrals[referral_id]["status"] == "withdrawn"

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
     CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, Envelope, ReferralAccepted, ReferralRequested,
-    StatutoryBasisRecorded, uuid7,
+    StatutoryBasisEnded, StatutoryBasisRecorded, uuid7,
 )
 from tsunagu_contracts.japan import JST
 from tsunagu_outbox import unit_of_work, unit_of_work_on
@@ -32,7 +32,7 @@ from tsunagu_partners.entrypoints.kafka import consumed
 from tsunagu_partners.handlers.access import check_referral
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.fan_out import (
-    fan_out, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
+    fan_out, on_basis_ended, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
     on_referral_requested,
 )
 from tsunagu_partners.handlers.registry import register_partner
@@ -304,3 +304,23 @@ async def test_a_withdrawal_takes_back_what_was_forwarded_to_the_partners_topic_
     forwarded = await conn.fetch("SELECT event_id FROM outbox WHERE topic = $1 ORDER BY id", created["kafka_topic"])
     assert [r["event_id"] for r in forwarded] == [published.id, withdrawn.id], \
         "the published referral cannot be taken back; the unpublished one is, and the partner is told"
+
+
+async def test_after_a_statutory_basis_ends_the_sender_sends_the_notice_and_nothing_it_alone_allowed(conn):
+    partner, case_id = await a_partner(conn), uuid7()
+    recorded = basis(case_id, partner, "referral")
+    await handle(conn, on_basis_recorded, recorded)
+    await handle(conn, on_referral_requested, referral(case_id, partner))
+    b = recorded.data
+    await handle(conn, on_basis_ended, Envelope(data=StatutoryBasisEnded(
+        case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=b.basis_id, decision_id=uuid7(),
+        person_ref=b.person_ref, basis=b.basis, recipient=b.recipient, purpose=b.purpose),
+        id=uuid7(), source="/tsunagu/intake"))
+    await conn.execute("UPDATE deliveries SET status = 'pending'")  # as if both were queued and not yet sent
+
+    async with unit_of_work_on(conn, Repository) as uow:
+        withdrawn = await uow.repo.deliveries.withdraw_due_unseen(MORNING.date())
+        claimed = await uow.repo.deliveries.claim(MORNING.date(), {}, per_partner=10, limit=10, lease_s=30)
+
+    assert withdrawn == 1, "the referral it alone allowed"
+    assert [row["event_type"] for row in claimed] == [StatutoryBasisEnded.type]

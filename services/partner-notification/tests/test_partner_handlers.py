@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import (
     CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, DeliveryFailed, Envelope, ReferralAccepted,
-    ReferralRequested, StatutoryBasisRecorded, encode, uuid7,
+    ReferralRequested, StatutoryBasisEnded, StatutoryBasisRecorded, encode, uuid7,
 )
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
 from tsunagu_contracts.japan import JST
@@ -59,11 +59,19 @@ def consent(case_id: UUID, partner_id: UUID, purpose: str = "referral", *, valid
         valid_until=valid_until), id=uuid7(), source="/tsunagu/intake")
 
 
-def basis(case_id: UUID, partner_id: UUID) -> Envelope[StatutoryBasisRecorded]:
+def basis(case_id: UUID, partner_id: UUID, *, valid_until: date | None = None) -> Envelope[StatutoryBasisRecorded]:
     return Envelope(data=StatutoryBasisRecorded(
         case_id=case_id, municipality_code="142166", occurred_at=MORNING, basis_id=uuid7(), person_ref=uuid7(),
         basis="support_conference_sra_9", recipient={"kind": "partner", "partner_id": partner_id},
-        purpose="referral", decided_on=TODAY), id=uuid7(), source="/tsunagu/intake")
+        purpose="referral", decided_on=TODAY, valid_until=valid_until), id=uuid7(), source="/tsunagu/intake")
+
+
+def basis_ended(recorded: Envelope[StatutoryBasisRecorded]) -> Envelope[StatutoryBasisEnded]:
+    b = recorded.data
+    return Envelope(data=StatutoryBasisEnded(
+        case_id=b.case_id, municipality_code="142166", occurred_at=MORNING + timedelta(hours=1), basis_id=b.basis_id,
+        decision_id=uuid7(), person_ref=b.person_ref, basis=b.basis, recipient=b.recipient, purpose=b.purpose),
+        id=uuid7(), source="/tsunagu/intake")
 
 
 def withdrawal(granted: Envelope[ConsentGranted], at: datetime = MORNING + timedelta(hours=1)
@@ -234,13 +242,13 @@ def recorded(repo) -> list[tuple]:
 
 
 @pytest.mark.parametrize("handler", ["on_consent_granted", "on_referral_requested", "on_consent_withdrawn",
-                                     "on_case_closed", "fan_out"])
+                                     "on_basis_ended", "on_case_closed", "fan_out"])
 async def test_every_fan_out_handler_takes_the_cases_lock_first(uow, repo, handler):
     partner, case_id = await a_partner(uow), uuid7()
     granted = consent(case_id, partner)
     envelope = {
         "on_consent_granted": granted, "on_referral_requested": referral(case_id, partner),
-        "on_consent_withdrawn": withdrawal(granted),
+        "on_consent_withdrawn": withdrawal(granted), "on_basis_ended": basis_ended(basis(case_id, partner)),
         "on_case_closed": case_event(CaseClosed, case_id, reason="resolved"),
         "fan_out": case_event(CaseReopened, case_id, consultation_id=uuid7()),
     }[handler]
@@ -354,6 +362,28 @@ async def test_a_withdrawal_takes_back_a_forward_not_yet_published_unless_what_r
     await f.on_consent_withdrawn(uow, withdrawal(withdrawn))
 
     assert [r["event_id"] for r in repo.tables.unpublished] == ([requested.id] if kept else [])
+
+
+async def test_an_ended_statutory_basis_withdraws_what_it_alone_allowed_and_tells_the_partner(uow, repo):
+    partner, case_id = await a_partner(uow), uuid7()
+    recorded = basis(case_id, partner)
+    await f.on_basis_recorded(uow, recorded)
+    await f.on_referral_requested(uow, referral(case_id, partner))
+    ended = basis_ended(recorded)
+    await f.on_basis_ended(uow, ended)
+    await f.on_referral_requested(uow, referral(case_id, partner))
+
+    assert delivered(repo, partner) == {REQUESTED: "withdrawn", StatutoryBasisEnded.type: "pending"}
+    assert held(repo) == [(case_id, partner)], "a referral after the end waits for a permission"
+
+
+async def test_a_statutory_basis_past_its_last_day_reaches_nothing(uow, repo):
+    partner, case_id = await a_partner(uow), uuid7()
+    await f.on_basis_recorded(uow, basis(case_id, partner, valid_until=TODAY - timedelta(days=1)))
+    await f.on_referral_requested(uow, referral(case_id, partner))
+
+    assert delivered(repo, partner) == {}
+    assert held(repo) == [(case_id, partner)]
 
 # the held sweep ------------------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 import pytest
 
 from tsunagu_contracts import ReferralAccepted, ReferralRequested, ReferralSheetOpened
-from tsunagu_contracts.codes import ConsentPurpose, NeedCategory
+from tsunagu_contracts.codes import ConsentPurpose, NeedCategory, referral_purposes
 from tsunagu_partners.domain.provision import ITEMS, provided
-from tsunagu_partners.domain.routing import permits, referral_purposes
+from tsunagu_partners.domain.routing import permits
 
 
 def example(event_type):

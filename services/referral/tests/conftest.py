@@ -16,7 +16,7 @@ from tsunagu_referral.domain.routing import default_routes
 
 class FakeRepository:
     def __init__(self):
-        self.sheets, self.referrals = {}, {}
+        self.sheets, self.referrals, self.permissions, self.follow_ups_by_referral = {}, {}, {}, {}
         defaults, _ = default_routes()
         self.table = {need: list(recipients) for need, recipients in defaults.items()}
 
@@ -97,6 +97,60 @@ class FakeRepository:
     async def mark_overdue(self, referral_ids, at):
         for referral_id in referral_ids:
             self.referrals[referral_id] = replace(self.referrals[referral_id], overdue_at=at)
+
+    # permissions
+    async def grant(self, grant_id, case_id, partner_id, basis, purpose, valid_until):
+        self.permissions.setdefault(grant_id, {"case_id": case_id, "partner_id": partner_id, "purpose": purpose,
+                                               "valid_until": valid_until, "ended_at": None})
+
+    async def end_permission(self, grant_id, at):
+        if grant_id in self.permissions and self.permissions[grant_id]["ended_at"] is None:
+            self.permissions[grant_id]["ended_at"] = at
+
+    async def purposes_held(self, case_id, partner_id, on):
+        return frozenset(p["purpose"] for p in self.permissions.values()
+                         if p["case_id"] == case_id and p["partner_id"] == partner_id and p["ended_at"] is None
+                         and (p["valid_until"] is None or p["valid_until"] >= on))
+
+    # follow-ups
+    async def schedule_follow_up(self, follow_up):
+        existing = self.follow_ups_by_referral.get(follow_up.referral_id)
+        if existing is None:
+            self.follow_ups_by_referral[follow_up.referral_id] = follow_up
+        elif existing.opened_at is None:
+            self.follow_ups_by_referral[follow_up.referral_id] = replace(
+                existing, due_on=follow_up.due_on, answer_by=follow_up.answer_by)
+
+    async def cancel_follow_up(self, referral_id):
+        if referral_id in self.follow_ups_by_referral and self.follow_ups_by_referral[referral_id].opened_at is None:
+            del self.follow_ups_by_referral[referral_id]
+
+    async def follow_up(self, follow_up_id, *, lock=False):
+        return next((f for f in self.follow_ups_by_referral.values() if f.follow_up_id == follow_up_id), None)
+
+    async def follow_up_of(self, referral_id):
+        return self.follow_ups_by_referral.get(referral_id)
+
+    async def falling_due(self, today, limit):
+        due = [(f, self.sheets[f.case_id].municipality_code) for f in self.follow_ups_by_referral.values()
+               if f.opened_at is None and f.due_on <= today and not self.sheets[f.case_id].closed]
+        return due[:limit]
+
+    async def open_follow_ups(self, follow_up_ids, at):
+        for referral_id, f in self.follow_ups_by_referral.items():
+            if f.follow_up_id in follow_up_ids:
+                self.follow_ups_by_referral[referral_id] = replace(f, opened_at=at)
+
+    async def answer_follow_up(self, follow_up_id, outcome, *, by, at, reopened_referral_id):
+        for referral_id, f in self.follow_ups_by_referral.items():
+            if f.follow_up_id == follow_up_id:
+                self.follow_ups_by_referral[referral_id] = replace(
+                    f, outcome=outcome, answered_at=at, reopened_referral_id=reopened_referral_id)
+
+    async def follow_ups(self, state, counter, now, limit):
+        waiting = [f for f in self.follow_ups_by_referral.values() if f.state(now) in {"due", "overdue"}
+                   and state in {None, f.state(now)} and counter in {None, f.counter}]
+        return sorted(waiting, key=lambda f: (f.state(now) != "overdue", f.answer_by))[:limit]
 
     async def routes(self, need):
         return list(enumerate(self.table.get(need, []), start=1))

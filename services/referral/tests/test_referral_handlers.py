@@ -1,29 +1,33 @@
 """The referral handlers on in-memory fakes: a consultation asks someone for every need, answers move
-a referral along its states, a refusal moves the need to the next candidate, and a closed case
+a referral along its states, a refusal moves the need to the next candidate, a withdrawn consent
+takes the need from the partner, the person is asked whether help arrived, and a closed case
 stays closed until the person comes back."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
 import pytest
 
 from tsunagu_contracts import (
-    CaseClosed, CaseReopened, CheckInRecorded, ConsultationRegistered, DeliveryFailed, HousingSupportOpened,
+    CaseClosed, CaseReopened, CheckInRecorded, ConsentGranted, ConsentWithdrawn, ConsultationRegistered,
+    DeliveryFailed, FollowUpAnswered, FollowUpDue, HousingSupportOpened, StatutoryBasisEnded, StatutoryBasisRecorded,
     NeedIdentified, PartnerResponded, Recipient, ReferralAccepted, ReferralCompleted, ReferralContactMade,
     ReferralDeclined, ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened,
     TenancyStageChanged, uuid7,
 )
 from tsunagu_contracts.codes import (
-    CaseClosureReason, CheckInResult, ContactMethod, DeclineReason, Division, NeedCategory, ReferralOutcome,
+    CaseClosureReason, CheckInResult, ContactMethod, DeclineReason, Division, FollowUpOutcome, NeedCategory,
+    ReferralOutcome,
     RerouteReason, TenancyEndReason, TenancyStage,
 )
 from tsunagu_servicehost.errors import Rejected, Why
 from tsunagu_referral.domain.model import Detail, Policy
 from tsunagu_referral.domain.referral import Action, Status
 from tsunagu_referral.domain.routing import FALLBACK
-from tsunagu_referral.handlers import housing, referrals, timers
+from tsunagu_referral.handlers import consent, follow_ups, housing, referrals, timers
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 
@@ -292,3 +296,161 @@ async def test_a_referral_not_accepted_in_time_is_escalated_once_and_a_closed_ca
 
     assert (first, again) == (1, 0)
     assert [(e.case_id, e.escalated_to) for e in uow.of(ReferralOverdue)] == [(open_case, Division.SELF_RELIANCE)]
+
+
+# consent withdrawn, statutory basis ended ---------------------------------------------------------
+
+def consent_to(case_id: UUID, purpose: str, **fields) -> ConsentGranted:
+    return event(ConsentGranted, case_id=str(case_id), consent_id=str(uuid7()), purpose=purpose,
+                 recipient={"kind": "partner", "partner_id": str(PARTNER)}, valid_until=None, **fields)
+
+
+def withdrawal_of(consent: ConsentGranted) -> ConsentWithdrawn:
+    return event(ConsentWithdrawn, case_id=str(consent.case_id), consent_id=str(consent.consent_id),
+                 purpose=consent.purpose.value, recipient=consent.recipient.model_dump(mode="json"))
+
+
+async def test_a_withdrawn_consent_withdraws_the_partners_referral_and_a_division_takes_the_need(uow):
+    await uow.repo.set_routes(NeedCategory.HOUSING, [Recipient.of_partner(PARTNER), Recipient.of_partner(uuid7()),
+                                                     division("housing")])
+    case_id = await a_consultation(uow, "housing")
+    consent_given = consent_to(case_id, "housing_support")
+    await consent.on_consent_granted(uow, consent_given, policy=POLICY)
+    await do(uow, referral_of(uow, case_id, NeedCategory.HOUSING).referral_id, Action.ACCEPT)
+
+    await consent.on_consent_withdrawn(uow, withdrawal_of(consent_given), policy=POLICY)
+
+    assert asked(uow, case_id, NeedCategory.HOUSING) == [
+        (Recipient.of_partner(PARTNER), Status.WITHDRAWN), (division("housing"), Status.REQUESTED)], \
+        "the next partner would need a consent of its own: a division is asked"
+    [rerouted] = uow.of(ReferralRerouted)
+    assert (rerouted.reason, rerouted.new_recipient) == (RerouteReason.CONSENT_WITHDRAWN, division("housing"))
+    assert Status.WITHDRAWN.label_ja.startswith("取り下げ")
+
+
+async def test_a_referral_another_consent_or_an_active_statutory_basis_still_covers_stays_with_the_partner(uow):
+    case_id, referral_id = await a_partner_referral(uow)
+    to_refer, to_house = consent_to(case_id, "referral"), consent_to(case_id, "housing_support")
+    for given in (to_refer, to_house):
+        await consent.on_consent_granted(uow, given, policy=POLICY)
+    await consent.on_basis_recorded(uow, event(
+        StatutoryBasisRecorded, case_id=str(case_id), basis_id=str(uuid7()), purpose="referral",
+        recipient={"kind": "partner", "partner_id": str(PARTNER)}), policy=POLICY)
+
+    await consent.on_consent_withdrawn(uow, withdrawal_of(to_refer), policy=POLICY)
+    await consent.on_consent_withdrawn(uow, withdrawal_of(to_house), policy=POLICY)
+
+    assert (await uow.repo.referral(referral_id)).status is Status.REQUESTED, "the 支援会議 still covers it"
+    assert not uow.of(ReferralRerouted)
+
+
+async def test_a_withdrawn_consent_for_a_purpose_the_referral_does_not_rest_on_changes_nothing(uow):
+    case_id, referral_id = await a_partner_referral(uow)
+    check_ins = consent_to(case_id, "check_in")
+    await consent.on_consent_granted(uow, check_ins, policy=POLICY)
+
+    await consent.on_consent_withdrawn(uow, withdrawal_of(check_ins), policy=POLICY)
+
+    assert (await uow.repo.referral(referral_id)).status is Status.REQUESTED
+
+
+async def test_an_ended_statutory_basis_works_like_a_withdrawal_and_says_so(uow):
+    case_id, referral_id = await a_partner_referral(uow)
+    grant = {"case_id": str(case_id), "basis_id": str(uuid7()), "purpose": "housing_support",
+             "recipient": {"kind": "partner", "partner_id": str(PARTNER)}}
+    await consent.on_basis_recorded(uow, event(StatutoryBasisRecorded, **grant), policy=POLICY)
+
+    await consent.on_basis_ended(uow, event(StatutoryBasisEnded, **grant), policy=POLICY)
+
+    assert (await uow.repo.referral(referral_id)).status is Status.WITHDRAWN
+    assert uow.of(ReferralRerouted)[0].reason is RerouteReason.STATUTORY_BASIS_ENDED
+
+
+async def test_a_withdrawal_reaches_no_referral_of_a_closed_case_nor_one_already_over(uow):
+    case_id, referral_id = await a_partner_referral(uow)
+    given = consent_to(case_id, "housing_support")
+    await consent.on_consent_granted(uow, given, policy=POLICY)
+    await do(uow, referral_id, Action.DECLINE, Detail(reason=DeclineReason.CAPACITY_FULL))
+    emitted = len(uow.events)
+
+    await consent.on_consent_withdrawn(uow, withdrawal_of(given), policy=POLICY)
+
+    assert len(uow.events) == emitted and (await uow.repo.referral(referral_id)).status is Status.DECLINED
+
+
+# follow-ups -----------------------------------------------------------------------------------------
+
+FOLLOW_UP_POLICY = Policy(follow_up_business_days=dict.fromkeys(NeedCategory, 2), follow_up_answer_business_days=1)
+
+
+async def an_accepted_referral(uow, need: str = "health") -> tuple[UUID, UUID]:
+    case_id = await a_consultation(uow, need)
+    referral_id = referral_of(uow, case_id, NeedCategory(need)).referral_id
+    await referrals.act(uow, referral_id, Action.ACCEPT, Detail(), now=NOW, policy=FOLLOW_UP_POLICY)
+    return case_id, referral_id
+
+
+async def test_a_follow_up_falls_due_n_business_days_after_acceptance_for_the_counter_that_registered_the_case(
+        uow):
+    case_id, referral_id = await an_accepted_referral(uow)  # accepted on Friday 27 November 2026
+    follow_up = await uow.repo.follow_up_of(referral_id)
+
+    early = await follow_ups.open_due_follow_ups(uow, now=NOW + timedelta(days=3))  # Monday: one business day
+    due = await follow_ups.open_due_follow_ups(uow, now=NOW + timedelta(days=4))    # Tuesday: the second
+    again = await follow_ups.open_due_follow_ups(uow, now=NOW + timedelta(days=5))
+
+    assert (early, due, again) == (0, 1, 0)
+    [told] = uow.of(FollowUpDue)
+    assert (told.follow_up_id, told.counter, told.due_on.isoformat()) == (follow_up.follow_up_id, Division.TAX,
+                                                                         "2026-12-01")
+    assert told.addressees() == (division("tax"),), "the counter that registered the case asks the person"
+
+
+async def test_completing_a_referral_moves_its_follow_up_not_yet_due_and_a_reroute_cancels_it(uow):
+    case_id, referral_id = await an_accepted_referral(uow)
+    later = NOW + timedelta(days=7)
+    await referrals.act(uow, referral_id, Action.COMPLETE, Detail(outcome=ReferralOutcome.SUPPORTED), now=later,
+                        policy=FOLLOW_UP_POLICY)
+    other_case, other_referral = await an_accepted_referral(uow, "debt")
+    await referrals.act(uow, other_referral, Action.REROUTE, Detail(recipient=Recipient.of_partner(PARTNER)),
+                        now=NOW, policy=FOLLOW_UP_POLICY)
+
+    assert (await uow.repo.follow_up_of(referral_id)).due_on.isoformat() == "2026-12-08"
+    assert await uow.repo.follow_up_of(other_referral) is None
+
+
+async def answer(uow, follow_up_id, outcome: FollowUpOutcome):
+    return await follow_ups.answer_follow_up(uow, follow_up_id, outcome, staff="counter-staff",
+                                             now=NOW + timedelta(days=5), policy=FOLLOW_UP_POLICY)
+
+
+async def test_not_helped_reopens_the_need_for_the_coordinator_and_a_second_answer_is_a_conflict(uow):
+    case_id, referral_id = await an_accepted_referral(uow)
+    await follow_ups.open_due_follow_ups(uow, now=NOW + timedelta(days=4))
+    follow_up = await uow.repo.follow_up_of(referral_id)
+
+    answered = await answer(uow, follow_up.follow_up_id, FollowUpOutcome.REACHED_NOT_HELPED)
+    with pytest.raises(Rejected) as twice:
+        await answer(uow, follow_up.follow_up_id, FollowUpOutcome.REACHED_HELPED)
+
+    [told] = uow.of(FollowUpAnswered)
+    reopened = await uow.repo.referral(told.reopened_referral_id)
+    assert (told.outcome, answered.outcome) == (FollowUpOutcome.REACHED_NOT_HELPED,) * 2
+    assert (reopened.recipient, reopened.need, reopened.status) == (FALLBACK, NeedCategory.HEALTH, Status.REQUESTED)
+    assert twice.value.why is Why.CONFLICT and len(uow.of(FollowUpAnswered)) == 1
+
+
+async def test_helped_or_unreachable_reopens_nothing_and_a_follow_up_not_yet_due_cannot_be_answered(uow):
+    _, helped = await an_accepted_referral(uow)
+    _, not_due = await an_accepted_referral(uow, "debt")
+    await follow_ups.open_due_follow_ups(uow, now=NOW + timedelta(days=4))
+    uow.repo.follow_ups_by_referral[not_due] = replace(uow.repo.follow_ups_by_referral[not_due], opened_at=None)
+    requested = len(uow.of(ReferralRequested))
+
+    await answer(uow, (await uow.repo.follow_up_of(helped)).follow_up_id, FollowUpOutcome.REACHED_HELPED)
+    with pytest.raises(Rejected) as early:
+        await answer(uow, (await uow.repo.follow_up_of(not_due)).follow_up_id, FollowUpOutcome.COULD_NOT_REACH)
+
+    assert len(uow.of(ReferralRequested)) == requested and uow.of(FollowUpAnswered)[0].reopened_referral_id is None
+    assert early.value.why is Why.CONFLICT and "まだ回答できません" in early.value.message_ja
+

@@ -8,18 +8,19 @@ from tsunagu_contracts.events.housing import (
     TenancyStageChanged, TenancyStarted,
 )
 from tsunagu_contracts.events.intake import (
-    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, NeedIdentified, StatutoryBasisRecorded,
+    ConsentGranted, ConsentWithdrawn, ConsultationRegistered, NeedIdentified, StatutoryBasisEnded, StatutoryBasisRecorded,
 )
 from tsunagu_contracts.events.partners import DeliveryFailed, PartnerResponded
 from tsunagu_contracts.events.referral import (
-    CaseClosed, CaseContactOverdue, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
+    CaseClosed, CaseContactOverdue, CaseReopened, FollowUpAnswered, FollowUpDue, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted, ReferralSheetOpened,
 )
 
 CATALOGUE: tuple[type[Event], ...] = (
     ConsultationRegistered, NeedIdentified, ConsentGranted, ConsentWithdrawn, StatutoryBasisRecorded,
-    ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
+    StatutoryBasisEnded, ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
     ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
+    FollowUpDue, FollowUpAnswered,
     HousingSupportOpened, TenancyStageChanged, TenancyStarted, CheckInRecorded, CheckInMissed, CheckInEscalated,
     TenancyEnded, EstateClearanceRequested,
     PartnerResponded, DeliveryFailed,
@@ -29,8 +30,8 @@ EVENT_TYPES: dict[str, type[Event]] = {event.type: event for event in CATALOGUE}
 __all__ = [
     "CATALOGUE", "EVENT_TYPES", "CaseClosed", "CaseContactOverdue", "CaseReopened", "CheckInEscalated", "CheckInMissed", "CheckInRecorded",
     "ConsentGranted", "ConsentWithdrawn", "ConsultationRegistered", "Contract", "DeliveryFailed",
-    "EstateClearanceRequested", "Event", "HousingSupportOpened", "NeedIdentified", "PartnerResponded",
+    "EstateClearanceRequested", "Event", "FollowUpAnswered", "FollowUpDue", "HousingSupportOpened", "NeedIdentified", "PartnerResponded",
     "Recipient", "ReferralAccepted", "ReferralCompleted", "ReferralContactMade", "ReferralDeclined",
-    "ReferralOverdue", "ReferralRequested", "ReferralRerouted", "ReferralSheetOpened", "StatutoryBasisRecorded",
+    "ReferralOverdue", "ReferralRequested", "ReferralRerouted", "ReferralSheetOpened", "StatutoryBasisEnded", "StatutoryBasisRecorded",
     "TenancyEnded", "TenancyStageChanged", "TenancyStarted",
 ]

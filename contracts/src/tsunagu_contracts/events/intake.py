@@ -111,7 +111,10 @@ class ConsentWithdrawn(Event):
 
 
 class StatutoryBasisRecorded(Event):
-    """Sharing without consent was decided under a statutory basis (e.g. a 支援会議) and recorded."""
+    """Sharing without consent was decided under a statutory basis (e.g. a 支援会議) and recorded.
+
+    One event per member and purpose the decision covers: `basis_id` names that one grant, which
+    StatutoryBasisEnded ends; `decision_id` names the decision it belongs to."""
 
     type: ClassVar[str] = "tsunagu.intake.statutory-basis-recorded.v1"
     producer: ClassVar[str] = "intake"
@@ -120,11 +123,42 @@ class StatutoryBasisRecorded(Event):
         "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa", "basis": "support_conference_sra_9",
         "recipient": {"kind": "division", "division": "housing"}, "purpose": "referral",
         "decided_on": "2026-11-26",
+    }, {
+        **example_base(), "basis_id": "0192f0c1-7a2e-7cc3-9a41-0000000d0002",
+        "decision_id": "0192f0c1-7a2e-7cc3-9a41-0000000d1000",
+        "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa", "basis": "support_conference_swa_106_6",
+        "recipient": {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"},
+        "purpose": "housing_support", "decided_on": "2026-11-26", "valid_until": "2027-05-31",
     }]})
 
-    basis_id: UUID
+    basis_id: UUID = Field(description="This grant: one member, one purpose of the decision.")
     person_ref: UUID
     basis: LegalBasis
     recipient: Recipient
     purpose: ConsentPurpose
     decided_on: date
+    decision_id: UUID | None = Field(default=None, description=(
+        "The recorded decision (支援会議) this grant is part of, as intake's `GET /v1/cases/{case_id}` shows it."))
+    valid_until: date | None = Field(default=None, description="Last day the decision holds; none: until ended.")
+
+
+class StatutoryBasisEnded(Event):
+    """A statutory basis was ended before its last day: like a withdrawn consent, the member gets
+    nothing more for that purpose under it. One event per grant the decision recorded."""
+
+    type: ClassVar[str] = "tsunagu.intake.statutory-basis-ended.v1"
+    producer: ClassVar[str] = "intake"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), "basis_id": "0192f0c1-7a2e-7cc3-9a41-0000000d0002",
+        "decision_id": "0192f0c1-7a2e-7cc3-9a41-0000000d1000",
+        "person_ref": "0192f0c1-7a2e-7cc3-9a41-00000000aaaa", "basis": "support_conference_swa_106_6",
+        "recipient": {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"},
+        "purpose": "housing_support",
+    }]})
+
+    basis_id: UUID = Field(description="The grant that ends, as StatutoryBasisRecorded named it.")
+    decision_id: UUID = Field(description="The recorded decision (支援会議) that was ended.")
+    person_ref: UUID
+    basis: LegalBasis
+    recipient: Recipient
+    purpose: ConsentPurpose

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import ClassVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from tsunagu_contracts.codes import (
-    CaseClosureReason, ContactMethod, DeclineReason, Division, NeedCategory, ReferralOutcome, RerouteReason,
-    Urgency,
+    CaseClosureReason, ContactMethod, DeclineReason, Division, FollowUpOutcome, NeedCategory, ReferralOutcome,
+    RerouteReason, Urgency,
 )
 from tsunagu_contracts.events.base import Event, Recipient, example_base
 from tsunagu_contracts.events.intake import Needs
@@ -166,3 +167,51 @@ class CaseReopened(Event):
         **example_base(), "consultation_id": "0192f0c1-7a2e-7cc3-9a41-000000000002"}]})
 
     consultation_id: UUID = Field(description="The consultation that reopened the case.")
+
+
+FOLLOW_UP = {"follow_up_id": "0192f0c1-7a2e-7cc3-9a41-000000f00001", "referral_id": REFERRAL, "need": "housing",
+             "counter": "tax"}
+
+
+class FollowUpDue(Event):
+    """A referral was accepted or completed some business days ago: the counter that registered the
+    case asks the person whether the help arrived (フォローアップ). Addressed to that counter alone."""
+
+    type: ClassVar[str] = "tsunagu.referral.follow-up-due.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **example_base(), **FOLLOW_UP, "due_on": "2026-12-11", "answer_by": "2026-12-18T17:15:00+09:00"}]})
+
+    follow_up_id: UUID
+    referral_id: UUID = Field(description="The referral whose help the person is asked about.")
+    need: NeedCategory
+    counter: Division = Field(description="The counter that registered the case, which asks the person.")
+    due_on: date = Field(description="The business day the follow-up fell due (Japan time).")
+    answer_by: AwareDatetime = Field(description="After this the follow-up is listed as overdue.")
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (Recipient.of_division(self.counter),)
+
+
+class FollowUpAnswered(Event):
+    """The person said whether the help arrived. `reached_not_helped` opens the need again for the
+    coordinator: `reopened_referral_id` names the new referral."""
+
+    type: ClassVar[str] = "tsunagu.referral.follow-up-answered.v1"
+    producer: ClassVar[str] = "referral"
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {**example_base(), **FOLLOW_UP, "outcome": "reached_helped"},
+        {**example_base(), **FOLLOW_UP, "outcome": "reached_not_helped",
+         "reopened_referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0009"},
+    ]})
+
+    follow_up_id: UUID
+    referral_id: UUID
+    need: NeedCategory
+    counter: Division
+    outcome: FollowUpOutcome
+    reopened_referral_id: UUID | None = Field(default=None, description=(
+        "The referral that opened the need again for the coordinator, when the help did not help."))
+
+    def addressees(self) -> tuple[Recipient, ...]:
+        return (Recipient.of_division(self.counter),)

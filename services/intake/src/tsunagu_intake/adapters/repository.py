@@ -15,6 +15,10 @@ Concurrency rules, stated once here and beside each statement that needs one:
   two registrations of the same person at the same moment may both be told of no duplicate.
 - A consent's row lock (`consent(..., lock=True)`) makes two withdrawals at once one withdrawal and
   one conflict.
+- A statutory basis is recorded under its case's row lock, like a consent (so never on a case closed
+  meanwhile); its row lock (`statutory_basis(..., lock=True)`) makes two endings at once one ending
+  and one conflict: the second waits, then reads `ended_at`. Its grants are written once, with it,
+  and never change.
 - An Idempotency-Key is claimed by the primary key of `idempotency_keys` (principal, key): a
   concurrent retry's insert waits for the first request's transaction, then finds its answer.
 - `case_referrals` has a single writer, the consumer of the referral service's events: one record
@@ -32,9 +36,9 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import Recipient
-from tsunagu_contracts.codes import ConsentPurpose, NeedCategory
+from tsunagu_contracts.codes import ConsentPurpose, LegalBasis, NeedCategory
 from tsunagu_intake.domain.commands import ConsentRequest, RegisterConsultation
-from tsunagu_intake.domain.model import Case, Consent
+from tsunagu_intake.domain.model import Case, Consent, Grant, StatutoryBasis
 from tsunagu_outbox import UnitOfWork
 from tsunagu_outbox import unit_of_work as outbox_unit_of_work
 
@@ -143,6 +147,42 @@ class Repository:
     async def withdraw_consent(self, consent_id: UUID, *, at: datetime) -> None:
         await self.conn.execute("UPDATE consents SET withdrawn_at = $2 WHERE consent_id = $1", consent_id, at)
 
+    # statutory bases --------------------------------------------------------------------------
+
+    async def add_statutory_basis(self, basis: StatutoryBasis, *, by: str, at: datetime) -> None:
+        """Insert a basis and its grants; the caller holds the case's row lock (rule at the top)."""
+        members = list(dict.fromkeys(g.recipient for g in basis.grants))
+        purposes = list(dict.fromkeys(g.purpose.value for g in basis.grants))
+        await self.conn.execute(
+            "INSERT INTO statutory_bases (basis_id, case_id, person_ref, basis, held_on, valid_until, members, "
+            "purposes, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
+            basis.basis_id, basis.case_id, basis.person_ref, basis.basis.value, basis.held_on, basis.valid_until,
+            json.dumps([m.model_dump(mode="json", exclude_none=True) for m in members]), purposes, by, at)
+        await self.conn.executemany(
+            "INSERT INTO statutory_basis_grants (grant_id, basis_id, recipient, purpose) VALUES ($1, $2, $3::jsonb, $4)",
+            [(g.grant_id, basis.basis_id, g.recipient.model_dump_json(exclude_none=True), g.purpose.value)
+             for g in basis.grants])
+
+    async def statutory_basis(self, basis_id: UUID, *, lock: bool = False) -> StatutoryBasis | None:
+        # lock=True: of two endings at once, the second waits and finds the first (rule at the top).
+        row = await self.conn.fetchrow(
+            "SELECT b.*, k.municipality_code FROM statutory_bases b JOIN cases k USING (case_id) "
+            f"WHERE basis_id = $1{' FOR UPDATE OF b' if lock else ''}", basis_id)
+        if row is None:
+            return None
+        grants = await self.conn.fetch("SELECT grant_id, recipient, purpose FROM statutory_basis_grants "
+                                       "WHERE basis_id = $1 ORDER BY grant_id", basis_id)
+        return StatutoryBasis(
+            row["basis_id"], row["case_id"], row["person_ref"], row["municipality_code"], LegalBasis(row["basis"]),
+            row["held_on"], row["valid_until"],
+            tuple(Grant(g["grant_id"], Recipient.model_validate(json.loads(g["recipient"])),
+                        ConsentPurpose(g["purpose"])) for g in grants), row["ended_at"])
+
+    async def end_statutory_basis(self, basis_id: UUID, *, by: str, at: datetime) -> None:
+        """End a basis the caller holds locked (rule at the top)."""
+        await self.conn.execute("UPDATE statutory_bases SET ended_at = $2, ended_by = $3 WHERE basis_id = $1",
+                                basis_id, at, by)
+
     # the case's view of its referrals (single writer: the referral consumer, rule at the top) -----
 
     async def remember_referral(self, referral_id: UUID, case_id: UUID, need: NeedCategory,
@@ -192,6 +232,11 @@ class Repository:
     async def consents_of(self, case_id: UUID) -> list[asyncpg.Record]:
         return await self.conn.fetch("SELECT consent_id, recipient, purpose, method, valid_until, granted_at, "
                                      "withdrawn_at FROM consents WHERE case_id = $1 ORDER BY granted_at", case_id)
+
+    async def statutory_bases_of(self, case_id: UUID) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT basis_id, basis, held_on, valid_until, members, purposes, recorded_at, ended_at "
+            "FROM statutory_bases WHERE case_id = $1 ORDER BY recorded_at", case_id)
 
     async def referrals_of(self, case_id: UUID) -> list[asyncpg.Record]:
         return await self.conn.fetch("SELECT referral_id, need, recipient, status, overdue, updated_at "

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tsunagu_contracts.codes import (
-    ConsentMethod, ConsentPurpose, Division, IntakeChannel, NeedCategory, RecipientKind, Urgency,
+    ConsentMethod, ConsentPurpose, Division, IntakeChannel, LegalBasis, NeedCategory, RecipientKind, Urgency,
 )
 from tsunagu_contracts.events import Recipient
 
@@ -110,6 +110,35 @@ class ScreenCues(Command):
     chart_version: str | None = Field(default=None, description="Defaults to the current chart.")
 
 
+class RecordStatutoryBasis(Command):
+    """A support conference's decision (支援会議) to share without the person's consent: on which legal
+    basis, when it was held, which members (divisions and partners) it covers, what may be shared
+    (by purpose, each with the items its purpose needs), and until when."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "basis": "support_conference_sra_9", "held_on": "2026-11-26", "valid_until": "2027-05-31",
+        "members": [{"kind": "division", "division": "housing"},
+                    {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"}],
+        "purposes": ["referral", "housing_support"]}]})
+
+    basis: LegalBasis = Field(description="法的根拠 (e.g. 生活困窮者自立支援法第9条の支援会議)")
+    held_on: date = Field(description="支援会議の開催日 (the day the decision was taken)")
+    valid_until: date = Field(description="共有の期限 (last day the decision holds)")
+    members: list[Recipient] = Field(min_length=1, max_length=50, description="対象の構成員 (divisions and partners)")
+    purposes: list[ConsentPurpose] = Field(min_length=1, max_length=len(ConsentPurpose),
+                                           description="共有してよい情報の目的 (each purpose gives its items only)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RecordStatutoryBasis":
+        if self.valid_until < self.held_on:
+            raise ValueError("valid_until must not be before held_on (期限は開催日以降にしてください)")
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members must not repeat (構成員が重複しています)")
+        if len(set(self.purposes)) != len(self.purposes):
+            raise ValueError("purposes must not repeat (目的が重複しています)")
+        return self
+
+
 def duplicate_key_text(person: NewPerson) -> str:
     """Kana name and birth date, normalised so the same person typed twice compares equal."""
     kana = unicodedata.normalize("NFKC", person.name_kana)
@@ -118,5 +147,5 @@ def duplicate_key_text(person: NewPerson) -> str:
     return f"{compact}|{person.birth_date.isoformat()}"
 
 
-__all__ = ["ConsentRequest", "GrantConsent", "NewPerson", "RecipientKind", "RegisterConsultation", "ScreenCues",
-           "Screening", "duplicate_key_text"]
+__all__ = ["ConsentRequest", "GrantConsent", "NewPerson", "RecipientKind", "RecordStatutoryBasis",
+           "RegisterConsultation", "ScreenCues", "Screening", "duplicate_key_text"]

@@ -1,13 +1,13 @@
-"""What intake's handlers read back from storage: a case and a consent."""
+"""What intake's handlers read back from storage: a case, a consent and a statutory basis."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from tsunagu_contracts import Recipient
-from tsunagu_contracts.codes import ConsentPurpose
+from tsunagu_contracts.codes import ConsentPurpose, LegalBasis
 
 
 @dataclass(frozen=True)
@@ -31,3 +31,29 @@ class Consent:
     recipient: Recipient
     purpose: ConsentPurpose
     withdrawn_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One member and one purpose of a statutory basis: what its events name."""
+
+    grant_id: UUID
+    recipient: Recipient
+    purpose: ConsentPurpose
+
+
+@dataclass(frozen=True)
+class StatutoryBasis:
+    basis_id: UUID
+    case_id: UUID
+    person_ref: UUID
+    municipality_code: str
+    basis: LegalBasis
+    held_on: date
+    valid_until: date
+    grants: tuple[Grant, ...]
+    ended_at: datetime | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None

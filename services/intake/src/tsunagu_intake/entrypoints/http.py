@@ -17,15 +17,17 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tsunagu_contracts.codes import Division, NeedCategory
+from tsunagu_contracts.codes import ConsentPurpose, Division, LegalBasis, NeedCategory
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.adapters.idempotency import once, request_hash
 from tsunagu_intake.adapters.repository import Repository, unit_of_work
-from tsunagu_intake.domain.commands import GrantConsent, RegisterConsultation, ScreenCues
+from tsunagu_intake.domain.commands import GrantConsent, RecordStatutoryBasis, RegisterConsultation, ScreenCues
+from tsunagu_intake.domain.model import StatutoryBasis
 from tsunagu_intake.domain.screening import current_chart
 from tsunagu_intake.handlers.consents import grant_consent, withdraw_consent
 from tsunagu_intake.handlers.consultations import identify_need, register_consultation
 from tsunagu_intake.handlers.screening import screen
+from tsunagu_intake.handlers.statutory_bases import end_statutory_basis, record_statutory_basis
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
 from tsunagu_servicehost.errors import Refused
@@ -50,6 +52,27 @@ class ConsultationCreated(BaseModel):
     consent_ids: list[UUID]
     possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
     warning_ja: str | None = None
+
+
+def basis_view(row: dict) -> dict:
+    """A statutory basis as staff read it: codes with their Japanese labels."""
+    members = row["members"] if isinstance(row["members"], list) else json.loads(row["members"])
+    return {
+        "basis_id": str(row["basis_id"]), "basis": row["basis"], "basis_label_ja": LegalBasis(row["basis"]).label_ja,
+        "held_on": row["held_on"].isoformat(), "valid_until": row["valid_until"].isoformat(), "members": members,
+        "purposes": [{"code": p, "label_ja": ConsentPurpose(p).label_ja} for p in row["purposes"]],
+        "recorded_at": row["recorded_at"].isoformat() if row.get("recorded_at") else None,
+        "ended_at": row["ended_at"].isoformat() if row["ended_at"] else None,
+    }
+
+
+def decision_view(basis: StatutoryBasis) -> dict:
+    return basis_view({
+        "basis_id": basis.basis_id, "basis": basis.basis.value, "held_on": basis.held_on,
+        "valid_until": basis.valid_until, "ended_at": basis.ended_at,
+        "members": [m.model_dump(mode="json", exclude_none=True)
+                    for m in dict.fromkeys(g.recipient for g in basis.grants)],
+        "purposes": list(dict.fromkeys(g.purpose.value for g in basis.grants))})
 
 
 def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
@@ -112,7 +135,23 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
         async with unit_of_work(runtime.db) as uow:
             await withdraw_consent(uow, consent_id, now=now())
 
-    @router.get("/cases/{case_id}", summary="相談の状況 (a case: consultations, needs, consent, referrals)",
+    @router.post("/cases/{case_id}/statutory-bases", status_code=201,
+                 summary="支援会議の決定を記録する (record a statutory basis for sharing without consent)")
+    async def post_statutory_basis(case_id: UUID, command: RecordStatutoryBasis,
+                                   who: Annotated[Principal, Depends(require(Role.COORDINATOR))]) -> dict:
+        async with unit_of_work(runtime.db) as uow:
+            basis = await record_statutory_basis(uow, case_id, command, staff=who.subject, now=now())
+        return decision_view(basis)
+
+    @router.post("/cases/{case_id}/statutory-bases/{basis_id}/end",
+                 summary="支援会議の決定を終了する (end a statutory basis: like a withdrawn consent)")
+    async def post_statutory_basis_end(case_id: UUID, basis_id: UUID,
+                                       who: Annotated[Principal, Depends(require(Role.COORDINATOR))]) -> dict:
+        async with unit_of_work(runtime.db) as uow:
+            basis = await end_statutory_basis(uow, case_id, basis_id, staff=who.subject, now=now())
+        return decision_view(basis)
+
+    @router.get("/cases/{case_id}", summary="相談の状況 (a case: consultations, needs, consent, statutory bases, referrals)",
                 dependencies=[Depends(require(*STAFF, Role.OPS))])
     async def get_case(case_id: UUID) -> dict:
         async with runtime.db.acquire() as conn:
@@ -123,6 +162,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             consultations = await repo.consultations_of(case_id)
             consents = await repo.consents_of(case_id)
             referrals = await repo.referrals_of(case_id)
+            bases = await repo.statutory_bases_of(case_id)
         needs = list(dict.fromkeys(n for c in consultations for n in c["needs"]))
         return {
             "case_id": str(case_id), "person_ref": str(case["person_ref"]),
@@ -132,6 +172,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             "consultations": [jsonable(c) for c in consultations],
             "consents": [jsonable(c) | {"recipient": json.loads(c["recipient"])} for c in consents],
             "referrals": [jsonable(r) | {"recipient": json.loads(r["recipient"])} for r in referrals],
+            "statutory_bases": [basis_view(dict(b)) for b in bases],
         }
 
     internal = APIRouter(prefix="/internal/v1", tags=["internal"])

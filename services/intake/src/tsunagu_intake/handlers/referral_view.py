@@ -7,6 +7,7 @@ from tsunagu_contracts import (
     CaseClosed, CaseReopened, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined,
     ReferralOverdue, ReferralRequested, ReferralRerouted,
 )
+from tsunagu_contracts.codes import RerouteReason
 
 STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
           ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
@@ -16,8 +17,14 @@ async def on_referral_requested(uow, e: ReferralRequested) -> None:
     await uow.repo.remember_referral(e.referral_id, e.case_id, e.need, e.recipient, at=e.occurred_at)
 
 
+WITHDRAWN = frozenset({RerouteReason.CONSENT_WITHDRAWN, RerouteReason.STATUTORY_BASIS_ENDED})
+"""A referral that left its partner because the consent or basis it rested on ended: staff at the
+counter see it as withdrawn, as the referral service shows it, not as an ordinary reroute."""
+
+
 async def on_referral_changed(uow, e) -> None:
-    await uow.repo.set_referral_status(e.referral_id, STATUS[type(e)], at=e.occurred_at)
+    status = "withdrawn" if isinstance(e, ReferralRerouted) and e.reason in WITHDRAWN else STATUS[type(e)]
+    await uow.repo.set_referral_status(e.referral_id, status, at=e.occurred_at)
 
 
 async def on_referral_overdue(uow, e: ReferralOverdue) -> None:

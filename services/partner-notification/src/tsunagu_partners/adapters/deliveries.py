@@ -26,15 +26,20 @@ from uuid import UUID
 
 import asyncpg
 
+from tsunagu_contracts import ConsentWithdrawn, StatutoryBasisEnded
+
 from tsunagu_outbox.store import current_trace_context
 
 DELIVERIES_CHANNEL = "tsunagu_deliveries"
 
-# A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2: the
-# withdrawal notice's type, which is always sent): a delivery queued before a withdrawal or the end
+# The notices that a permission ended: always sent, the last the partner hears of the case.
+NOTICES_OF_AN_END = [ConsentWithdrawn.type, StatutoryBasisEnded.type]
+
+# A delivery is sent only while its partner may still see the case ($1: today's Japan date, $2:
+# NOTICES_OF_AN_END): a delivery queued before a withdrawal, the end of a statutory basis or the end
 # of a consent's validity is not sent after it.
 MAY_STILL_SEE = (
-    "(d.event_type = $2 OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
+    "(d.event_type = ANY($2::text[]) OR EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = d.case_id "
     "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1) "
     # A consent counts only for the purposes the delivery's event needs (NULL: any); a basis for all.
     "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))")
@@ -113,24 +118,20 @@ class Deliveries:
         sent ('sending') is not taken from its sender."""
         updated = await self.conn.execute(
             "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
-            "WHERE d.delivery_id = $1 AND d.partner_id = $2 AND d.status IN ('dead', 'delivered') "
-            "AND (d.event_type = 'tsunagu.intake.consent-withdrawn.v1' OR EXISTS (SELECT 1 FROM permissions g "
-            "WHERE g.case_id = d.case_id AND g.partner_id = d.partner_id AND g.revoked_at IS NULL "
-            "AND (g.valid_until IS NULL OR g.valid_until >= $3) "
-            "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))",
-            delivery_id, partner_id, today)
+            f"WHERE d.delivery_id = $3 AND d.partner_id = $4 AND d.status IN ('dead', 'delivered') AND {MAY_STILL_SEE}",
+            today, NOTICES_OF_AN_END, delivery_id, partner_id)
         return updated != "UPDATE 0"
 
     # the sender ------------------------------------------------------------------------------
 
-    async def withdraw_due_unseen(self, today: date, withdrawal_type: str) -> int:
+    async def withdraw_due_unseen(self, today: date) -> int:
         """Due deliveries whose partner may no longer see the case are marked 'withdrawn', not sent."""
         withdrawn = await self.conn.execute(
             f"UPDATE deliveries d SET status = 'withdrawn' WHERE {DUE} AND NOT {MAY_STILL_SEE}",
-            today, withdrawal_type)
+            today, NOTICES_OF_AN_END)
         return int(withdrawn.split()[-1])
 
-    async def claim(self, today: date, withdrawal_type: str, busy: dict[UUID, int], per_partner: int, limit: int,
+    async def claim(self, today: date, busy: dict[UUID, int], per_partner: int, limit: int,
                     lease_s: float) -> list[asyncpg.Record]:
         """Due deliveries, at most `per_partner` in flight for any one partner (counting `busy`),
         leased to the caller for `lease_s`."""
@@ -152,7 +153,7 @@ class Deliveries:
             f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
             "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
             "d.traceparent, p.webhook_url, p.webhook_secret",
-            today, withdrawal_type, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
+            today, NOTICES_OF_AN_END, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
 
     async def delivered(self, delivery_id: UUID, status: int) -> None:
         await self.conn.execute("UPDATE deliveries SET status = 'delivered', delivered_at = now(), "

@@ -8,7 +8,7 @@ from tsunagu_contracts import (
     CheckInEscalated, CheckInMissed, CheckInRecorded, EstateClearanceRequested, Event, HousingSupportOpened,
     ReferralSheetOpened, TenancyEnded, TenancyStageChanged, TenancyStarted,
 )
-from tsunagu_contracts.codes import ConsentPurpose, NeedCategory
+from tsunagu_contracts.codes import ConsentPurpose, NeedCategory, referral_purposes
 from tsunagu_contracts.events.referral import ReferralEvent
 
 _HOUSING = frozenset({ConsentPurpose.HOUSING_SUPPORT})
@@ -20,23 +20,8 @@ PURPOSES: dict[type[Event], frozenset[ConsentPurpose]] = {
     EstateClearanceRequested: frozenset({ConsentPurpose.ESTATE_CLEARANCE}),
 }
 """Events a consent reaches only when given for one of these purposes; a statutory basis reaches all.
-Clearing a dead person's home is not what a consent to find them one was given for."""
-
-NEED_PURPOSES: dict[NeedCategory, frozenset[ConsentPurpose]] = {
-    NeedCategory.HOUSING: _HOUSING,
-    NeedCategory.JOB_SEARCH: _EMPLOYMENT, NeedCategory.WORK_TROUBLE: _EMPLOYMENT,
-}
-"""The support a need is referred for: a consent given for that support reaches the need's referrals,
-as a consent to referral itself reaches every referral. A consent to check-ins, or to clear a home,
-reaches none."""
-
-
-def referral_purposes(need: NeedCategory | str | None) -> frozenset[ConsentPurpose]:
-    """The consent purposes that reach a referral for this need: its events and its details.
-
-    A referral whose need is not known here is reached by a consent to referral only."""
-    return frozenset({ConsentPurpose.REFERRAL}) | (NEED_PURPOSES.get(NeedCategory(need), frozenset()) if need
-                                                   else frozenset())
+Clearing a dead person's home is not what a consent to find them one was given for. A referral's
+events need what its need's referral rests on (tsunagu_contracts.codes.referral_purposes)."""
 
 
 def purposes_for(event: Event, need: NeedCategory | str | None = None) -> frozenset[ConsentPurpose] | None:

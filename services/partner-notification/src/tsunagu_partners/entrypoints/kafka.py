@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tsunagu_contracts import (
     INTAKE_CASES, REFERRALS, TENANCIES, CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn,
-    ConsultationRegistered, NeedIdentified, ReferralRequested, StatutoryBasisRecorded,
+    ConsultationRegistered, NeedIdentified, ReferralRequested, StatutoryBasisEnded, StatutoryBasisRecorded,
 )
 from tsunagu_outbox import in_unit_of_work
 from tsunagu_partners.adapters.repository import Repository
@@ -23,6 +23,7 @@ def subscribe(runtime: Runtime) -> None:
     EventConsumer(runtime, INTAKE_CASES, {event: consumed(handler) for event, handler in {
         ConsultationRegistered: f.on_consultation, NeedIdentified: f.on_need, ConsentGranted: f.on_consent_granted,
         ConsentWithdrawn: f.on_consent_withdrawn, StatutoryBasisRecorded: f.on_basis_recorded,
+        StatutoryBasisEnded: f.on_basis_ended,
     }.items()}).subscribe()
     own = {ReferralRequested: f.on_referral_requested, CaseClosed: f.on_case_closed, CaseReopened: f.on_case_reopened}
     EventConsumer(runtime, REFERRALS, {event: consumed(own.get(event, f.fan_out))

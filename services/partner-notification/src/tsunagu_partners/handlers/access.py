@@ -6,10 +6,9 @@ from datetime import date
 from typing import Any, Protocol
 from uuid import UUID
 
-from tsunagu_contracts.codes import ConsentPurpose
+from tsunagu_contracts.codes import ConsentPurpose, referral_purposes
 from tsunagu_partners.domain.answers import CLOSED
 from tsunagu_servicehost.errors import Rejected
-from tsunagu_partners.domain.routing import referral_purposes
 
 ACTIVE = frozenset({"requested", "accepted", "contact_made"})
 
@@ -24,7 +23,7 @@ class AccessReads(Protocol):
 async def check_referral(reads: AccessReads, partner_id: UUID, referral_id: UUID, *, today: date,
                          refused_ja: str, refused_en: str) -> tuple[Any, Any]:
     """The referral addressed to this partner, and the consent or statutory basis that lets it act:
-    a consent for a purpose the referral's need serves (routing.referral_purposes), or any basis.
+    a consent for a purpose the referral's need serves (tsunagu_contracts.codes.referral_purposes), or any basis.
 
     Rejected as not found when the referral is not addressed to the partner; as forbidden when the
     case is closed, the referral has left the partner, or nothing (or no longer anything) lets it

@@ -13,7 +13,7 @@ from typing import Any
 from tsunagu_contracts import (
     CaseClosed, CaseReopened, ConsentGranted, ConsentWithdrawn, ConsultationRegistered, Envelope, Event,
     NeedIdentified, ReferralRequested,
-    StatutoryBasisRecorded, decode, encode, uuid7,
+    StatutoryBasisEnded, StatutoryBasisRecorded, decode, encode, uuid7,
 )
 from tsunagu_contracts.codes import RecipientKind
 from tsunagu_contracts.events.referral import ReferralEvent
@@ -135,18 +135,30 @@ async def on_basis_recorded(uow, envelope: Envelope[StatutoryBasisRecorded]) -> 
     e = envelope.data
     if e.recipient.kind is RecipientKind.PARTNER:
         await uow.repo.permissions.grant(e.basis_id, e.case_id, e.recipient.partner_id, e.person_ref, e.basis.value,
-                                         e.purpose.value)
+                                         e.purpose.value, e.valid_until)
         await release_held(uow, e.case_id, e.recipient.partner_id)
 
 
 @case_locked
 async def on_consent_withdrawn(uow, envelope: Envelope[ConsentWithdrawn]) -> None:
     """Stop at once, and tell the partner: the withdrawal is the last thing it hears of the case."""
+    await end_permission(uow, envelope, envelope.data.consent_id)
+
+
+@case_locked
+async def on_basis_ended(uow, envelope: Envelope[StatutoryBasisEnded]) -> None:
+    """A 支援会議 decision ended for this member: as a withdrawal, what it alone allowed stops."""
+    await end_permission(uow, envelope, envelope.data.basis_id)
+
+
+async def end_permission(uow, envelope: Envelope, grant_id) -> None:
+    """Revoke the grant, tell the partner, and take back what was not yet sent unless what remains
+    still reaches it."""
     e = envelope.data
     if e.recipient.kind is not RecipientKind.PARTNER:
         return
     permissions = uow.repo.permissions
-    await permissions.revoke(e.consent_id, e.occurred_at)
+    await permissions.revoke(grant_id, e.occurred_at)
     partner = await uow.repo.registry.receiving(e.recipient.partner_id)
     if partner is not None:
         await deliver(uow, partner, envelope)
@@ -202,4 +214,4 @@ async def on_case_reopened(uow, envelope: Envelope[CaseReopened]) -> None:
 
 
 __all__ = ["fan_out", "on_basis_recorded", "on_case_closed", "on_case_reopened", "on_consent_granted",
-           "on_consent_withdrawn", "on_consultation", "on_need", "on_referral_requested"]
+           "on_consent_withdrawn", "on_basis_ended", "on_consultation", "on_need", "on_referral_requested"]

@@ -28,7 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PrometheusCounter
 
-from tsunagu_contracts import ConsentWithdrawn, DeliveryFailed
+from tsunagu_contracts import DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import NewUnitOfWork
@@ -159,12 +159,12 @@ class WebhookSender:
         # Two transactions, one statement each: a sender never holds the rows it withdrew while it
         # claims others, where another sender doing the same could wait on it as it waits on that one.
         async with self.new_uow() as uow:
-            withdrawn = await uow.repo.deliveries.withdraw_due_unseen(today, ConsentWithdrawn.type)
+            withdrawn = await uow.repo.deliveries.withdraw_due_unseen(today)
         if withdrawn:
             log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
         async with self.new_uow() as uow:
             # Claimed under a lease (adapters/deliveries.py): two senders never claim one delivery.
-            return await uow.repo.deliveries.claim(today, ConsentWithdrawn.type, busy, self.policy.per_partner,
+            return await uow.repo.deliveries.claim(today, busy, self.policy.per_partner,
                                                    min(room, 100), self.policy.lease_s)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:

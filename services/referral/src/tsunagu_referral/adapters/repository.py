@@ -24,6 +24,19 @@ these tables at once:
   reads, and does not lock, the sheet, so a case closed in the same instant may still raise one
   last ReferralOverdue. The contact timer locks sheets with SKIP LOCKED: a case being acted on is
   checked on the next round.
+- Permissions (the consents and statutory-basis grants partners hold) have a single writer, the
+  intake consumer, one record at a time per case; a grant is inserted once (ON CONFLICT DO NOTHING
+  on its id) and ended once. The referrals an ending withdraws are read unlocked, and each is
+  withdrawn by an action (`referral_for_action`: the referral, then its sheet), so it queues with a
+  partner's answer to the same referral and finds it as that answer left it. Taking the sheet
+  first here would invert that order and deadlock with the answer.
+- Follow-ups: an action that accepts or completes a referral (holding the referral and the sheet)
+  schedules its follow-up with an upsert on `referral_id`, which changes a follow-up only while
+  it is scheduled. The follow-up timer locks follow-ups alone, SKIP LOCKED, and never waits: a
+  follow-up an action holds opens on the next round. An answer takes the sheet's lock and then the
+  follow-up's (`follow_up(..., lock=True)`): of two answers at once the second waits and finds the
+  first, and a need reopened by an answer is inserted under the sheet's lock like every referral.
+  Every path takes the sheet before the follow-up, so none waits for another in a circle.
 - A sheet is opened once per case: the intake consumer is the only opener and handles a case's
   events one after another (one partition per case); `sheets.case_id` is unique in case it ever is not.
 """
@@ -38,10 +51,12 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import Recipient
-from tsunagu_contracts.codes import CaseClosureReason, NeedCategory, Urgency
+from tsunagu_contracts.codes import (
+    CaseClosureReason, ConsentPurpose, Division, FollowUpOutcome, NeedCategory, Urgency,
+)
 from tsunagu_outbox import UnitOfWork
 from tsunagu_outbox import unit_of_work as outbox_unit_of_work
-from tsunagu_referral.domain.model import Detail, Referral, Sheet, Silence
+from tsunagu_referral.domain.model import Detail, FollowUp, Referral, Sheet, Silence
 from tsunagu_referral.domain.referral import ACTIVE, Status
 
 LOCK = " FOR UPDATE"
@@ -56,7 +71,7 @@ def _sheet(row: asyncpg.Record) -> Sheet:
     return Sheet(row["sheet_id"], row["case_id"], row["person_ref"], row["municipality_code"], list(row["needs"]),
                  NeedCategory(row["primary_need"]), Urgency(row["urgency"]), row["opened_at"], row["closed_at"],
                  CaseClosureReason(row["closure_reason"]) if row["closure_reason"] else None,
-                 row["last_contact_at"])
+                 row["last_contact_at"], Division(row["counter"]) if row["counter"] else None)
 
 
 def _referral(row: asyncpg.Record) -> Referral:
@@ -64,6 +79,13 @@ def _referral(row: asyncpg.Record) -> Referral:
                     _recipient(row["recipient"]), row["candidate_rank"], Status(row["status"]),
                     Urgency(row["urgency"]), row["accept_by"], row["requested_at"], row["updated_at"],
                     row["overdue_at"], row["decline_reason"], row["contact_method"], row["outcome"])
+
+
+def _follow_up(row: asyncpg.Record) -> FollowUp:
+    return FollowUp(row["follow_up_id"], row["referral_id"], row["case_id"], NeedCategory(row["need"]),
+                    Division(row["counter"]), row["due_on"], row["answer_by"], row["opened_at"],
+                    FollowUpOutcome(row["outcome"]) if row["outcome"] else None, row["answered_at"],
+                    row["reopened_referral_id"])
 
 
 class Repository:
@@ -82,9 +104,9 @@ class Repository:
     async def open_sheet(self, sheet: Sheet) -> Sheet:
         row = await self.conn.fetchrow(
             "INSERT INTO sheets (sheet_id, case_id, person_ref, municipality_code, needs, primary_need, urgency, "
-            "opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+            "opened_at, counter) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
             sheet.sheet_id, sheet.case_id, sheet.person_ref, sheet.municipality_code, sheet.needs,
-            sheet.primary_need.value, sheet.urgency.value, sheet.opened_at)
+            sheet.primary_need.value, sheet.urgency.value, sheet.opened_at, sheet.counter and sheet.counter.value)
         return _sheet(row)
 
     async def add_needs(self, case_id: UUID, needs: list[NeedCategory], *, reopen: bool = False) -> Sheet:
@@ -142,10 +164,12 @@ class Repository:
         return [_referral(r) for r in rows]
 
     async def queue(self, status: Status | None, limit: int) -> list[Referral]:
-        """Unreachable first, then overdue, then by deadline: the same order as the referrals_queue index (0003)."""
+        """Unreachable and withdrawn first (someone should call the partner, or the need left it),
+        then overdue, then by deadline: the same order as the referrals_queue index (0005)."""
         rows = await self.conn.fetch(
             "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) "
-            "ORDER BY (status = 'unreachable') DESC, (overdue_at IS NOT NULL) DESC, accept_by, requested_at "
+            "ORDER BY (status IN ('unreachable', 'withdrawn')) DESC, (overdue_at IS NOT NULL) DESC, accept_by, "
+            "requested_at "
             "LIMIT $2", status.value if status else None, limit)
         return [_referral(r) for r in rows]
 
@@ -200,6 +224,83 @@ class Repository:
     async def mark_overdue(self, referral_ids: list[UUID], at: datetime) -> None:
         await self.conn.execute("UPDATE referrals SET overdue_at = $2 WHERE referral_id = ANY($1::uuid[])",
                                 referral_ids, at)
+
+    # permissions (single writer: the intake consumer, rule at the top) --------------------------
+
+    async def grant(self, grant_id: UUID, case_id: UUID, partner_id: UUID, basis: str, purpose: ConsentPurpose,
+                    valid_until) -> None:
+        await self.conn.execute(
+            "INSERT INTO permissions (grant_id, case_id, partner_id, basis, purpose, valid_until) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            grant_id, case_id, partner_id, basis, purpose.value, valid_until)
+
+    async def end_permission(self, grant_id: UUID, at: datetime) -> None:
+        await self.conn.execute("UPDATE permissions SET ended_at = $2 WHERE grant_id = $1 AND ended_at IS NULL",
+                                grant_id, at)
+
+    async def purposes_held(self, case_id: UUID, partner_id: UUID, on) -> frozenset[ConsentPurpose]:
+        """The purposes of the consents and statutory bases the partner still holds on the case on `on`."""
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT purpose FROM permissions WHERE case_id = $1 AND partner_id = $2 AND ended_at IS NULL "
+            "AND (valid_until IS NULL OR valid_until >= $3)", case_id, partner_id, on)
+        return frozenset(ConsentPurpose(r["purpose"]) for r in rows)
+
+    # follow-ups (rules at the top) ---------------------------------------------------------------
+
+    async def schedule_follow_up(self, follow_up: FollowUp) -> None:
+        """Schedule a referral's follow-up, or move it while it is still scheduled; the caller holds
+        the referral and its sheet. An opened or answered follow-up stays as it is."""
+        await self.conn.execute(
+            "INSERT INTO follow_ups (follow_up_id, referral_id, case_id, need, counter, due_on, answer_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (referral_id) DO UPDATE "
+            "SET due_on = EXCLUDED.due_on, answer_by = EXCLUDED.answer_by WHERE follow_ups.opened_at IS NULL",
+            follow_up.follow_up_id, follow_up.referral_id, follow_up.case_id, follow_up.need.value,
+            follow_up.counter.value, follow_up.due_on, follow_up.answer_by)
+
+    async def cancel_follow_up(self, referral_id: UUID) -> None:
+        """A referral that left its recipient needs no follow-up, unless it was already asked."""
+        await self.conn.execute("DELETE FROM follow_ups WHERE referral_id = $1 AND opened_at IS NULL", referral_id)
+
+    async def follow_up(self, follow_up_id: UUID, *, lock: bool = False) -> FollowUp | None:
+        # lock=True: taken after the sheet's lock; two answers at once queue here (rule at the top).
+        row = await self.conn.fetchrow(f"SELECT * FROM follow_ups WHERE follow_up_id = $1{LOCK if lock else ''}",
+                                       follow_up_id)
+        return _follow_up(row) if row else None
+
+    async def follow_up_of(self, referral_id: UUID) -> FollowUp | None:
+        row = await self.conn.fetchrow("SELECT * FROM follow_ups WHERE referral_id = $1", referral_id)
+        return _follow_up(row) if row else None
+
+    async def falling_due(self, today, limit: int) -> list[tuple[FollowUp, str]]:
+        """Scheduled follow-ups due by `today` on open cases, with their municipality, for the timer.
+        SKIP LOCKED on the follow-up only (rule at the top)."""
+        rows = await self.conn.fetch(
+            "SELECT f.*, s.municipality_code FROM follow_ups f JOIN sheets s USING (case_id) "
+            "WHERE f.opened_at IS NULL AND f.due_on <= $1 AND s.closed_at IS NULL ORDER BY f.due_on LIMIT $2 "
+            "FOR UPDATE OF f SKIP LOCKED", today, limit)
+        return [(_follow_up(r), r["municipality_code"]) for r in rows]
+
+    async def open_follow_ups(self, follow_up_ids: list[UUID], at: datetime) -> None:
+        await self.conn.execute("UPDATE follow_ups SET opened_at = $2 WHERE follow_up_id = ANY($1::uuid[])",
+                                follow_up_ids, at)
+
+    async def answer_follow_up(self, follow_up_id: UUID, outcome: FollowUpOutcome, *, by: str, at: datetime,
+                               reopened_referral_id: UUID | None) -> None:
+        """Record the answer to a follow-up the caller holds locked (rule at the top)."""
+        await self.conn.execute(
+            "UPDATE follow_ups SET outcome = $2, answered_by = $3, answered_at = $4, reopened_referral_id = $5 "
+            "WHERE follow_up_id = $1", follow_up_id, outcome.value, by, at, reopened_referral_id)
+
+    async def follow_ups(self, state: str | None, counter: Division | None, now: datetime,
+                         limit: int) -> list[FollowUp]:
+        """Follow-ups waiting for their answer, overdue first, then by the day they fell due (as the
+        referrals' queue); `state` 'due' or 'overdue' keeps one of the two, `counter` one counter's."""
+        rows = await self.conn.fetch(
+            "SELECT * FROM follow_ups WHERE opened_at IS NOT NULL AND answered_at IS NULL "
+            "AND ($1::text IS NULL OR ($1 = 'overdue') = (answer_by < $2)) AND ($4::text IS NULL OR counter = $4) "
+            "ORDER BY (answer_by < $2) DESC, answer_by, due_on LIMIT $3", state, now, limit,
+            counter and counter.value)
+        return [_follow_up(r) for r in rows]
 
     # routing ----------------------------------------------------------------------------------
 

@@ -36,3 +36,14 @@ def accept_deadline(requested_at: datetime, business_days: int) -> datetime:
     """Close of business on the Nth business day after the request (Japan time)."""
     local = requested_at.astimezone(JST)
     return datetime.combine(add_business_days(local.date(), business_days), CLOSE_OF_BUSINESS, tzinfo=JST)
+
+
+def follow_up_due_on(moment: datetime, business_days: int) -> date:
+    """The Nth business day after a referral was accepted or completed (Japan time): the day the
+    counter asks the person whether the help arrived."""
+    return add_business_days(moment.astimezone(JST).date(), business_days)
+
+
+def follow_up_answer_by(due_on: date, business_days: int) -> datetime:
+    """Close of business `business_days` business days after the follow-up fell due: later, it is overdue."""
+    return datetime.combine(add_business_days(due_on, business_days), CLOSE_OF_BUSINESS, tzinfo=JST)

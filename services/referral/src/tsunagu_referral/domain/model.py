@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from uuid import UUID
 
 from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import (
-    CaseClosureReason, ContactMethod, DeclineReason, NeedCategory, ReferralOutcome, Urgency,
+    CaseClosureReason, ContactMethod, DeclineReason, Division, FollowUpOutcome, NeedCategory, ReferralOutcome,
+    RerouteReason, Urgency,
 )
 from tsunagu_referral.domain.referral import Status
+from tsunagu_referral.domain.routing import DEFAULT_ROUTES
+
+
+def default_follow_up_days() -> dict[NeedCategory, int]:
+    """Business days from acceptance (or completion) to the follow-up, per need, from routes.json."""
+    days = json.loads(DEFAULT_ROUTES.read_text())["follow_up_business_days"]
+    return {need: int(days.get(need.value, days["default"])) for need in NeedCategory}
 
 
 @dataclass(frozen=True)
 class Policy:
     accept_business_days: int = 3
     contact_days: int = 14
+    follow_up_business_days: Mapping[NeedCategory, int] = field(default_factory=default_follow_up_days)
+    follow_up_answer_business_days: int = 5
+    """Business days a due follow-up may wait for its answer before it is listed as overdue."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,7 @@ class Detail:
     method: ContactMethod | None = None
     outcome: ReferralOutcome | None = None
     recipient: Recipient | None = None
+    why: RerouteReason | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,8 @@ class Sheet:
     closed_at: datetime | None = None
     closure_reason: CaseClosureReason | None = None
     last_contact_at: datetime | None = None
+    counter: Division | None = None
+    """The counter that registered the case; unknown for sheets opened before it was kept."""
 
     @property
     def closed(self) -> bool:
@@ -75,3 +91,28 @@ class Silence:
     municipality_code: str
     last_contact_at: datetime | None
     silent_since: datetime
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Asking the person, some business days after a referral was accepted or completed, whether
+    the help arrived. Scheduled until `opened_at`; then due, and overdue after `answer_by`."""
+
+    follow_up_id: UUID
+    referral_id: UUID
+    case_id: UUID
+    need: NeedCategory
+    counter: Division
+    due_on: date
+    answer_by: datetime
+    opened_at: datetime | None = None
+    outcome: FollowUpOutcome | None = None
+    answered_at: datetime | None = None
+    reopened_referral_id: UUID | None = None
+
+    def state(self, now: datetime) -> str:
+        if self.answered_at is not None:
+            return "answered"
+        if self.opened_at is None:
+            return "scheduled"
+        return "overdue" if now > self.answer_by else "due"

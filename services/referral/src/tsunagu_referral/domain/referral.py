@@ -4,6 +4,8 @@
         │                    │  └────────────complete──────────────────────▲
         ├──decline──▶ declined (then the next candidate is asked)
         ├──mark_unreachable──▶ unreachable (the request never reached the partner; the next is asked)
+        ├──withdraw──▶ withdrawn  (also from accepted and contact_made: the partner's consent or
+        │                          statutory basis ended; a division is asked)
         └──reroute──▶ rerouted   (also from accepted and contact_made)
 
 Any other move is illegal and changes nothing.
@@ -22,12 +24,14 @@ class Status(StrEnum):
     COMPLETED = "completed"
     REROUTED = "rerouted"
     UNREACHABLE = "unreachable"
+    WITHDRAWN = "withdrawn"
 
     @property
     def label_ja(self) -> str:
         return {"requested": "依頼中", "accepted": "受理", "declined": "辞退", "contact_made": "本人と接触",
                 "completed": "終了", "rerouted": "つなぎ直し",
-                "unreachable": "通知不達（連携団体に届かず）"}[self.value]
+                "unreachable": "通知不達（連携団体に届かず）",
+                "withdrawn": "取り下げ（同意の撤回・共有の根拠の終了）"}[self.value]
 
     @property
     def active(self) -> bool:
@@ -41,6 +45,7 @@ class Action(StrEnum):
     COMPLETE = "complete"
     REROUTE = "reroute"
     MARK_UNREACHABLE = "mark_unreachable"
+    WITHDRAW = "withdraw"
 
 
 ACTIVE = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.CONTACT_MADE})
@@ -50,6 +55,9 @@ TRANSITIONS: dict[tuple[Status, Action], Status] = {
     (Status.REQUESTED, Action.DECLINE): Status.DECLINED,
     (Status.REQUESTED, Action.REROUTE): Status.REROUTED,
     (Status.REQUESTED, Action.MARK_UNREACHABLE): Status.UNREACHABLE,
+    (Status.REQUESTED, Action.WITHDRAW): Status.WITHDRAWN,
+    (Status.ACCEPTED, Action.WITHDRAW): Status.WITHDRAWN,
+    (Status.CONTACT_MADE, Action.WITHDRAW): Status.WITHDRAWN,
     (Status.ACCEPTED, Action.CONTACT): Status.CONTACT_MADE,
     (Status.ACCEPTED, Action.COMPLETE): Status.COMPLETED,
     (Status.ACCEPTED, Action.REROUTE): Status.REROUTED,

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tsunagu_contracts import Recipient
-from tsunagu_contracts.codes import CaseClosureReason, ContactMethod, DeclineReason, NeedCategory, ReferralOutcome
+from tsunagu_contracts.codes import (
+    CaseClosureReason, ContactMethod, DeclineReason, Division, FollowUpOutcome, NeedCategory, ReferralOutcome,
+)
 from tsunagu_referral.adapters.repository import Repository, unit_of_work
 from tsunagu_referral.domain.deadlines import JST
-from tsunagu_referral.domain.model import Detail, Policy, Referral
+from tsunagu_referral.domain.model import Detail, FollowUp, Policy, Referral
 from tsunagu_referral.domain.referral import Action, Status
+from tsunagu_referral.handlers.follow_ups import answer_follow_up
 from tsunagu_referral.handlers.referrals import act, add_referral, close_case
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.auth import Role, require
+from tsunagu_servicehost.auth import Principal, Role, require
 from tsunagu_servicehost.errors import Refused
 
 STAFF = require(Role.COUNTER, Role.COORDINATOR)
@@ -66,6 +69,29 @@ class Routes(Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"candidates": [
         DIVISION, {"kind": "partner", "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b001"}]}]})
     candidates: list[Recipient] = Field(min_length=1, max_length=20)
+
+
+class AnswerFollowUp(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"outcome": "reached_not_helped"}]})
+    outcome: FollowUpOutcome = Field(description="本人の回答 (what the person said: did the help arrive?)")
+
+
+FOLLOW_UP_STATES = {"scheduled": "予定", "due": "確認待ち", "overdue": "確認期限超過", "answered": "回答済み"}
+
+
+def follow_up_view(follow_up: FollowUp, now: datetime) -> dict:
+    state = follow_up.state(now)
+    return {
+        "follow_up_id": str(follow_up.follow_up_id), "case_id": str(follow_up.case_id),
+        "referral_id": str(follow_up.referral_id), "need": follow_up.need.value,
+        "need_label_ja": follow_up.need.label_ja, "counter": follow_up.counter.value,
+        "counter_label_ja": follow_up.counter.label_ja, "state": state, "state_label_ja": FOLLOW_UP_STATES[state],
+        "due_on": follow_up.due_on.isoformat(), "answer_by": follow_up.answer_by.astimezone(JST).isoformat(),
+        "outcome": follow_up.outcome and follow_up.outcome.value,
+        "outcome_label_ja": follow_up.outcome and follow_up.outcome.label_ja,
+        "answered_at": follow_up.answered_at and follow_up.answered_at.isoformat(),
+        "reopened_referral_id": follow_up.reopened_referral_id and str(follow_up.reopened_referral_id),
+    }
 
 
 def view(referral: Referral) -> dict:
@@ -158,6 +184,28 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
     async def close(case_id: UUID, body: CloseCase) -> None:
         async with work() as uow:
             await close_case(uow, case_id, body.reason, now=now())
+
+    @router.get("/follow-ups",
+                summary="フォローアップの一覧（確認期限超過が先頭） (follow-ups waiting for the person's answer, "
+                        "overdue first)",
+                dependencies=[Depends(READERS)])
+    async def follow_ups(state: Annotated[Literal["due", "overdue"] | None, Query()] = None,
+                         counter: Annotated[Division | None, Query(description="One counter's follow-ups")] = None,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+        at = now()
+        async with reading() as repo:
+            return [follow_up_view(f, at) for f in await repo.follow_ups(state, counter, at, limit)]
+
+    @router.post("/follow-ups/{follow_up_id}/answer",
+                 summary="フォローアップの回答を記録する (record whether the help arrived; "
+                         "not helped reopens the need for the coordinator)")
+    async def answer(follow_up_id: UUID, body: AnswerFollowUp,
+                     who: Annotated[Principal, Depends(STAFF)]) -> dict:
+        at = now()
+        async with work() as uow:
+            follow_up = await answer_follow_up(uow, follow_up_id, body.outcome, staff=who.subject, now=at,
+                                               policy=policy)
+        return follow_up_view(follow_up, at)
 
     @router.get("/routing", summary="紹介先の振り分け表 (the routing table)", dependencies=[Depends(READERS)])
     async def routing() -> dict:

@@ -1,17 +1,19 @@
-"""What referral consumes: intake's consultations and needs, partners' answers and undelivered
-referrals, housing progress."""
+"""What referral consumes: intake's consultations, needs, consents and statutory bases, partners'
+answers and undelivered referrals, housing progress."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from tsunagu_contracts import (
-    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsultationRegistered, DeliveryFailed, HousingSupportOpened, NeedIdentified, PartnerResponded, TenancyStageChanged,
+    INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
+    ConsultationRegistered, DeliveryFailed, HousingSupportOpened, NeedIdentified, PartnerResponded,
+    StatutoryBasisEnded, StatutoryBasisRecorded, TenancyStageChanged,
 )
 from tsunagu_outbox import in_unit_of_work
 from tsunagu_referral.adapters.repository import Repository
 from tsunagu_referral.domain.model import Policy
-from tsunagu_referral.handlers import housing
+from tsunagu_referral.handlers import consent, housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
@@ -26,6 +28,10 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
     EventConsumer(runtime, INTAKE_CASES, {
         ConsultationRegistered: handle(on_consultation_registered),
         NeedIdentified: handle(on_need_identified),
+        ConsentGranted: handle(consent.on_consent_granted),
+        ConsentWithdrawn: handle(consent.on_consent_withdrawn),
+        StatutoryBasisRecorded: handle(consent.on_basis_recorded),
+        StatutoryBasisEnded: handle(consent.on_basis_ended),
     }).subscribe()
     EventConsumer(runtime, PARTNER_RESPONSES, {
         PartnerResponded: handle(on_partner_responded),

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from tsunagu_referral.adapters.repository import unit_of_work
+from tsunagu_referral.handlers.follow_ups import open_due_follow_ups
 from tsunagu_referral.handlers.timers import raise_contact_overdue, raise_overdue_referrals
 from tsunagu_servicehost import Runtime
 
@@ -20,8 +21,10 @@ async def run_timers(runtime: Runtime, *, interval: float, contact_days: int) ->
                 now = datetime.now(UTC)
                 overdue = await raise_overdue_referrals(uow, now=now)
                 silent = await raise_contact_overdue(uow, now=now, contact_days=contact_days)
-            if overdue or silent:
-                log.info("timers: %d referral(s) overdue, %d case(s) without contact", overdue, silent)
+                due = await open_due_follow_ups(uow, now=now)
+            if overdue or silent or due:
+                log.info("timers: %d referral(s) overdue, %d case(s) without contact, %d follow-up(s) due",
+                         overdue, silent, due)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the next round tries again

@@ -14,17 +14,21 @@ from tsunagu_contracts import (
     ReferralContactMade, ReferralDeclined, ReferralRequested, ReferralRerouted, ReferralSheetOpened, uuid7,
 )
 from tsunagu_contracts.codes import CaseClosureReason, NeedCategory, RerouteReason, Urgency
-from tsunagu_referral.domain.deadlines import accept_deadline
+from tsunagu_referral.domain.deadlines import accept_deadline, follow_up_answer_by, follow_up_due_on
 from tsunagu_servicehost.errors import Rejected
-from tsunagu_referral.domain.model import Detail, Policy, Referral, Sheet
+from tsunagu_referral.domain.model import Detail, FollowUp, Policy, Referral, Sheet
 from tsunagu_referral.domain.referral import Action, IllegalTransition, Status, next_status
 from tsunagu_referral.domain.routing import next_candidate
+from tsunagu_referral.handlers.timers import COORDINATOR
 
 CASE_CLOSED = ("この相談は終了しています。", "the case is closed")
+MOVED_ON = {Action.DECLINE: RerouteReason.DECLINED, Action.MARK_UNREACHABLE: RerouteReason.PARTNER_UNREACHABLE}
 
 
-async def candidate_for(uow, case_id: UUID, need: NeedCategory) -> tuple[int, Recipient] | None:
-    return next_candidate(await uow.repo.routes(need), await uow.repo.asked(case_id, need))
+async def candidate_for(uow, case_id: UUID, need: NeedCategory, *,
+                        divisions_only: bool = False) -> tuple[int, Recipient] | None:
+    return next_candidate(await uow.repo.routes(need), await uow.repo.asked(case_id, need),
+                          divisions_only=divisions_only)
 
 
 async def request(uow, sheet: Sheet, need: NeedCategory, rank: int, recipient: Recipient, urgency: Urgency, *,
@@ -59,7 +63,8 @@ async def on_consultation_registered(uow, e: ConsultationRegistered, *, policy: 
     sheet = await uow.repo.sheet(e.case_id, lock=True)
     if sheet is None:
         sheet = await uow.repo.open_sheet(Sheet(uuid7(), e.case_id, e.person_ref, e.municipality_code,
-                                                [n.value for n in e.needs], e.primary_need, e.urgency, now))
+                                                [n.value for n in e.needs], e.primary_need, e.urgency, now,
+                                                counter=e.counter))
         uow.emit(ReferralSheetOpened(case_id=e.case_id, municipality_code=e.municipality_code, occurred_at=now,
                                      sheet_id=sheet.sheet_id, person_ref=e.person_ref, needs=e.needs,
                                      primary_need=e.primary_need, urgency=e.urgency))
@@ -115,14 +120,20 @@ async def act(uow, referral_id: UUID, action: Action, detail: Detail, *, now: da
     elif action is Action.COMPLETE:
         events.append(ReferralCompleted(**base, outcome=detail.outcome))
     await uow.repo.update_referral(referral_id, status, detail, at=now)
+    if action in (Action.ACCEPT, Action.COMPLETE):
+        await schedule_follow_up(uow, referral, sheet, now=now, policy=policy)
+    elif not status.active:
+        await uow.repo.cancel_follow_up(referral_id)
 
-    if action in (Action.DECLINE, Action.REROUTE, Action.MARK_UNREACHABLE):
+    if action in (Action.DECLINE, Action.REROUTE, Action.MARK_UNREACHABLE, Action.WITHDRAW):
         if action is Action.REROUTE:
             candidate = (referral.candidate_rank, detail.recipient)
             why = RerouteReason.STAFF_DECISION
         else:
-            candidate = await candidate_for(uow, referral.case_id, referral.need)
-            why = RerouteReason.DECLINED if action is Action.DECLINE else RerouteReason.PARTNER_UNREACHABLE
+            # A referral withdrawn with the partner's consent goes to a division, which needs none.
+            candidate = await candidate_for(uow, referral.case_id, referral.need,
+                                            divisions_only=action is Action.WITHDRAW)
+            why = detail.why if action is Action.WITHDRAW else MOVED_ON[action]
         if candidate:
             requested = await request(uow, sheet, referral.need, *candidate, referral.urgency, now=now,
                                       policy=policy)
@@ -130,6 +141,17 @@ async def act(uow, referral_id: UUID, action: Action, detail: Detail, *, now: da
                                         new_recipient=requested.recipient, reason=why), requested]
     uow.emit(*events)
     return await uow.repo.referral(referral_id)
+
+
+async def schedule_follow_up(uow, referral: Referral, sheet: Sheet, *, now: datetime, policy: Policy) -> None:
+    """N business days (per need) after a referral is accepted, or completed, the counter that
+    registered the case asks the person whether the help arrived; completing moves a follow-up not
+    yet due to N business days after the completion."""
+    due_on = follow_up_due_on(now, policy.follow_up_business_days[referral.need])
+    await uow.repo.schedule_follow_up(FollowUp(
+        # A sheet opened before the counter was kept: the coordinator asks.
+        uuid7(), referral.referral_id, referral.case_id, referral.need, sheet.counter or COORDINATOR, due_on,
+        follow_up_answer_by(due_on, policy.follow_up_answer_business_days)))
 
 
 async def add_referral(uow, case_id: UUID, need: NeedCategory, recipient: Recipient | None, *, now: datetime,

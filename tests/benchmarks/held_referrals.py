@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import Counter
 
 import asyncpg
 import httpx
@@ -52,11 +53,12 @@ async def partner_routed_for(need: str, partners: ServiceProcess, referral: Serv
     return partner_id
 
 
-async def post_steadily(intake_url: str, partner_id: str, rate: float, seconds: float) -> tuple[int, int]:
-    """One consultation every 1/rate s for `seconds`; returns (accepted, refused or failed)."""
+async def post_steadily(intake_url: str, partner_id: str, rate: float, seconds: float) -> tuple[int, Counter]:
+    """One consultation every 1/rate s for `seconds`; returns how many were accepted, and the other
+    answers (status, or the client's error) with their counts."""
     consents = [{"recipient": {"kind": "partner", "partner_id": partner_id}, "purpose": "referral",
                  "method": "written"}]
-    outcomes: list[bool] = []
+    outcomes: list[str] = []
 
     async def post(http: httpx.AsyncClient, i: int) -> None:
         try:
@@ -64,15 +66,16 @@ async def post_steadily(intake_url: str, partner_id: str, rate: float, seconds: 
                 "person": {"name": f"利用者 {i}", "name_kana": "りようしゃ", "birth_date": "1968-04-02"},
                 "counter": "self_reliance", "channel": "counter", "urgency": "high", "needs": [NEED],
                 "primary_need": NEED, "consents": consents})
-            outcomes.append(response.status_code == 201)
-        except httpx.HTTPError:
-            outcomes.append(False)
+            outcomes.append(str(response.status_code))
+        except httpx.HTTPError as exc:
+            outcomes.append(type(exc).__name__)
 
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=intake_url, timeout=60, headers=bearer(Role.COUNTER),
                                  limits=limits) as http:
         await steadily(rate, seconds, lambda i: post(http, i))
-    return sum(outcomes), len(outcomes) - sum(outcomes)
+    answers = Counter(outcomes)
+    return answers.pop("201", 0), answers
 
 
 async def settled(receiver: Receiver, partners_db: str, quiet_s: float, limit_s: float) -> None:
@@ -121,7 +124,7 @@ async def main(rate: float, seconds: float, quiet_s: float) -> None:
         delivered = len(referrals)
         print(f"rate: {rate:g} consultations/s for {seconds:g} s (posting took {posting:.1f} s), "
               f"one need routed to one partner, consent for it in each")
-        print(f"posted:    {posted:5d}   (refused or failed: {refused})")
+        print(f"posted:    {posted:5d}   (refused or failed: {sum(refused.values())} {dict(refused) or ''})")
         print(f"delivered: {delivered:5d}   (referrals the partner's receiver got)")
         print(f"held:      {held:5d}   (still in held_events after the deliveries settled)")
         print(f"lost:      {posted - delivered - held:5d}   (neither delivered nor held)")

@@ -92,13 +92,15 @@ class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
     def __init__(self, runtime: "Runtime", topic: Topic, handlers: Mapping[type[Event], Handler],
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy(), *, consumer: str | None = None):
         self.runtime = runtime
         self.topic = topic
         self.handlers = dict(handlers)
         self.retry = retry
-        self.name = runtime.service.name
-        self.dead_letters = runtime.topic(dead_letter_topic(self.name).name)
+        self.name = consumer or runtime.service.name
+        """Names the consumer group (`tsunagu-<name>`) and the applied-event records: the service's name,
+        or another for a projection that reads the same events apart (its own offsets, its own replay)."""
+        self.dead_letters = runtime.topic(dead_letter_topic(runtime.service.name).name)
         self.pauses = 0
         """Consecutive pauses for an unavailable database; 0 while it answers."""
 

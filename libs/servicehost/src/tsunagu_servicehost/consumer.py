@@ -105,7 +105,8 @@ class EventConsumer:
         """Consecutive pauses for an unavailable database; 0 while it answers."""
 
     def subscribe(self) -> None:
-        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
+        if self.name == self.runtime.service.name:  # the lag shown is the service's own group's
+            self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.broker.subscriber(
             self.runtime.topic(self.topic.name),
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),
@@ -151,7 +152,7 @@ class EventConsumer:
             await self.apply(envelope, handler, raw)
 
     def count(self, outcome: str) -> None:
-        self.runtime.consumed.labels(self.topic.name, outcome).inc()
+        self.runtime.consumed.labels(self.name, self.topic.name, outcome).inc()
 
     async def apply(self, envelope: Envelope, handler: Handler, raw: Any) -> None:
         for attempt in range(1, self.retry.attempts + 1):
@@ -221,7 +222,7 @@ class EventConsumer:
     async def pause(self, envelope: Envelope, reason: str) -> None:
         self.pauses += 1
         pause = self.pause_length(self.pauses)
-        self.runtime.paused_consumers[self.runtime.topic(self.topic.name)] = reason
+        self.runtime.paused_consumers[self.pause_key] = reason
         log.warning("%s: database unavailable applying %s (%s); pausing %.1fs, pause %d, nothing dead-lettered",
                     self.name, envelope.type, reason, pause, self.pauses)
         await asyncio.sleep(pause)
@@ -235,7 +236,13 @@ class EventConsumer:
 
     def forget_pause(self) -> None:
         self.pauses = 0
-        self.runtime.paused_consumers.pop(self.runtime.topic(self.topic.name), None)
+        self.runtime.paused_consumers.pop(self.pause_key, None)
+
+    @property
+    def pause_key(self) -> str:
+        """How /readyz names this consumer: its topic, and its name when two consumers read that topic."""
+        topic = self.runtime.topic(self.topic.name)
+        return topic if self.name == self.runtime.service.name else f"{topic} ({self.name})"
 
     async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
         # The error names a type and a field, never the record's content.

@@ -17,11 +17,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from tsunagu_contracts import PARTNER_RESPONSES, DeliveryFailed, encode
+from tsunagu_contracts import INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, DeliveryFailed, encode
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import JST
+from tsunagu_referral.entrypoints.rebuild import LogIncomplete, rebuild
+from tsunagu_servicehost import ServiceSettings
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -288,3 +291,42 @@ async def test_a_bad_period_is_refused_in_japanese_first_and_only_coordinators_s
     assert not_a_date.json()["errors"][0]["message_ja"].startswith("日付")
     assert counter.status_code == 403
     assert before == after
+
+
+async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_deleted(
+        migrated_database, infrastructure, kafka_namespace):
+    url = await migrated_database("referral")
+    settings = ServiceSettings(http_port=1, database_url=url, kafka_bootstrap=infrastructure.kafka_bootstrap,
+                               topic_namespace=kafka_namespace)
+    example = ConsultationRegistered.model_config["json_schema_extra"]["examples"][0]
+    old, kept = (ConsultationRegistered.model_validate({**example, "consultation_id": str(uuid.uuid4())})
+                 for _ in range(2))
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for event in (old, kept):
+            record = encode(event)
+            sent = await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, record.value, key=record.key,
+                                                headers=record.headers)
+    finally:
+        await producer.stop()
+    await rebuild(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    await admin.start()
+    try:  # as retention would: the partition's oldest record is gone
+        await admin.delete_records({TopicPartition(sent.topic, sent.partition): RecordsToDelete(before_offset=1)})
+    finally:
+        await admin.close()
+
+    with pytest.raises(LogIncomplete):
+        await rebuild(settings)
+    conn = await asyncpg.connect(url)
+    try:
+        unchanged = {r["consultation_id"] for r in await conn.fetch("SELECT consultation_id FROM report_consultations")}
+        await rebuild(settings, accept_partial=True)
+        partial = {r["consultation_id"] for r in await conn.fetch("SELECT consultation_id FROM report_consultations")}
+    finally:
+        await conn.close()
+
+    assert unchanged == {old.consultation_id, kept.consultation_id}, "refused: nothing changed"
+    assert partial == {kept.consultation_id}, "told to, it rebuilds from what the log still holds"

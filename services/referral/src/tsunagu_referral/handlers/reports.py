@@ -39,58 +39,59 @@ def recipient_key(recipient: Recipient) -> tuple[str, str]:
 
 # the projection --------------------------------------------------------------------------------
 
-async def consultation_registered(store: ReportsStore, e: ConsultationRegistered, event_id) -> None:
+async def consultation_registered(store: ReportsStore, e: ConsultationRegistered, event_id: UUID) -> None:
     await store.add_consultation(e.consultation_id, e.case_id, e.person_ref, e.occurred_at)
     await store.add_needs(e.case_id, [n.value for n in e.needs], e.occurred_at)
 
 
-async def need_identified(store: ReportsStore, e: NeedIdentified, event_id) -> None:
+async def need_identified(store: ReportsStore, e: NeedIdentified, event_id: UUID) -> None:
     await store.add_needs(e.case_id, [e.need.value], e.occurred_at)
 
 
-async def referral_requested(store: ReportsStore, e: ReferralRequested, event_id) -> None:
+async def referral_requested(store: ReportsStore, e: ReferralRequested, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), need=e.need.value,
                                 requested_at=e.occurred_at)
 
 
-async def referral_accepted(store: ReportsStore, e: ReferralAccepted, event_id) -> None:
+async def referral_accepted(store: ReportsStore, e: ReferralAccepted, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), accepted_at=e.occurred_at,
                                 first_answer_at=e.occurred_at)
 
 
-async def referral_declined(store: ReportsStore, e: ReferralDeclined, event_id) -> None:
+async def referral_declined(store: ReportsStore, e: ReferralDeclined, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), declined_at=e.occurred_at,
                                 decline_reason=e.reason.value, first_answer_at=e.occurred_at)
 
 
-async def referral_overdue(store: ReportsStore, e: ReferralOverdue, event_id) -> None:
+async def referral_overdue(store: ReportsStore, e: ReferralOverdue, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), overdue_at=e.occurred_at)
 
 
-async def referral_rerouted(store: ReportsStore, e: ReferralRerouted, event_id) -> None:
+async def referral_rerouted(store: ReportsStore, e: ReferralRerouted, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), rerouted_at=e.occurred_at,
                                 reroute_reason=e.reason.value)
 
 
-async def referral_completed(store: ReportsStore, e: ReferralCompleted, event_id) -> None:
+async def referral_completed(store: ReportsStore, e: ReferralCompleted, event_id: UUID) -> None:
     await store.record_referral(e.referral_id, e.case_id, recipient_key(e.recipient), completed_at=e.occurred_at,
                                 outcome=e.outcome.value)
 
 
-async def case_closed(store: ReportsStore, e: CaseClosed, event_id) -> None:
+async def case_closed(store: ReportsStore, e: CaseClosed, event_id: UUID) -> None:
     await store.add_closure(event_id, e.case_id, e.occurred_at, e.reason.value)
 
 
-async def delivery_failed(store: ReportsStore, e: DeliveryFailed, event_id) -> None:
+async def delivery_failed(store: ReportsStore, e: DeliveryFailed, event_id: UUID) -> None:
     await store.add_delivery_failure(e.delivery_id, e.partner_id, e.referral_id, e.occurred_at)
 
 
-async def follow_up_answered(store: ReportsStore, e: Any, event_id) -> None:
+async def follow_up_answered(store: ReportsStore, e: Any, event_id: UUID) -> None:
     await store.add_follow_up_answer(e.follow_up_id, e.case_id, e.referral_id, e.need.value, e.outcome.value,
                                      e.occurred_at)
 
 
-Projection = Callable[[ReportsStore, Any, Any], Awaitable[None]]
+Projection = Callable[[ReportsStore, Any, UUID], Awaitable[None]]
+"""Applies one event (its data, its id) to the read model."""
 
 PROJECTIONS: dict[Topic, dict[type[Event], Projection]] = {
     INTAKE_CASES: {ConsultationRegistered: consultation_registered, NeedIdentified: need_identified},

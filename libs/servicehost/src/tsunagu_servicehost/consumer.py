@@ -92,7 +92,8 @@ class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
     def __init__(self, runtime: "Runtime", topic: Topic, handlers: Mapping[type[Event], Handler],
-                 retry: RetryPolicy = RetryPolicy(), *, consumer: str | None = None):
+                 retry: RetryPolicy = RetryPolicy(), *, consumer: str | None = None,
+                 leaves_undecodable: bool = False):
         self.runtime = runtime
         self.topic = topic
         self.handlers = dict(handlers)
@@ -100,6 +101,9 @@ class EventConsumer:
         self.name = consumer or runtime.service.name
         """Names the consumer group (`tsunagu-<name>`) and the applied-event records: the service's name,
         or another for a projection that reads the same events apart (its own offsets, its own replay)."""
+        self.leaves_undecodable = leaves_undecodable
+        """Skip an undecodable record: the service's own consumer of the topic dead-letters it, once, and
+        a replay of that dead letter reaches every group that reads the topic."""
         self.dead_letters = runtime.topic(dead_letter_topic(runtime.service.name).name)
         self.pauses = 0
         """Consecutive pauses for an unavailable database; 0 while it answers."""
@@ -138,6 +142,9 @@ class EventConsumer:
         try:
             envelope = decode(raw.headers, raw.value)
         except Exception as exc:  # noqa: BLE001 - decoding reads the record alone: whatever it raises, its fault
+            if self.leaves_undecodable:
+                self.count("skipped")
+                return
             await self.dead_letter(raw, exc, attempts=1)
             return
         # FastStream's process span continues the record's traceparent; it is named for the topic,
@@ -172,9 +179,10 @@ class EventConsumer:
                 continue
             self.resume()
             self.count("applied" if applied else "duplicate")
-            if self.runtime.settings.failpoint == "after-commit-before-ack":
+            if self.runtime.settings.failpoint == f"after-commit-before-ack{self.failpoint_suffix}":
                 # Fault injection for the crash tests: die between the database commit and the
-                # offset commit, the window exactly-once effects must survive.
+                # offset commit, the window exactly-once effects must survive. A projection's
+                # consumer dies at `after-commit-before-ack:<its name>`, the service's at the plain one.
                 os.kill(os.getpid(), signal.SIGKILL)
             return
 
@@ -237,6 +245,10 @@ class EventConsumer:
     def forget_pause(self) -> None:
         self.pauses = 0
         self.runtime.paused_consumers.pop(self.pause_key, None)
+
+    @property
+    def failpoint_suffix(self) -> str:
+        return "" if self.name == self.runtime.service.name else f":{self.name}"
 
     @property
     def pause_key(self) -> str:

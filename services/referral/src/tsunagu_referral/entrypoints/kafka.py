@@ -24,6 +24,10 @@ from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import EventConsumer
 
 
+OWN_TOPICS = (INTAKE_CASES, PARTNER_RESPONSES, TENANCIES)
+"""What `subscribe` reads; its consumers dead-letter what cannot be decoded there."""
+
+
 def subscribe(runtime: Runtime, policy: Policy) -> None:
     def handle(handler):
         return in_unit_of_work(Repository, partial(handler, policy=policy))
@@ -55,4 +59,4 @@ def subscribe_reports(runtime: Runtime) -> None:
     what moved the referrals."""
     for topic, projections in PROJECTIONS.items():
         EventConsumer(runtime, topic, {event: projecting(projection) for event, projection in projections.items()},
-                      consumer=CONSUMER).subscribe()
+                      consumer=CONSUMER, leaves_undecodable=topic in OWN_TOPICS).subscribe()

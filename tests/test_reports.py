@@ -330,3 +330,33 @@ async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_
 
     assert unchanged == {old.consultation_id, kept.consultation_id}, "refused: nothing changed"
     assert partial == {kept.consultation_id}, "told to, it rebuilds from what the log still holds"
+
+
+async def test_a_projection_killed_between_its_commit_and_its_offset_commit_counts_each_event_once(
+        service_process, scratch_databases, infrastructure, kafka_namespace, auth_headers):
+    database = await scratch_databases.create("referral")
+    doomed = await service_process("referral", database_url=database,
+                                   extra_env={"TSUNAGU_FAILPOINT": "after-commit-before-ack:referral-reports"})
+    example = ConsultationRegistered.model_config["json_schema_extra"]["examples"][0]
+    event = ConsultationRegistered.model_validate({**example, "case_id": str(uuid.uuid4()),
+                                                   "occurred_at": datetime.now(UTC).isoformat()})
+    record = encode(event)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, record.value, key=record.key,
+                                     headers=record.headers)
+    finally:
+        await producer.stop()
+    await eventually(lambda: asyncio.sleep(0, not doomed.running), until=bool)
+    assert doomed.process.returncode == -9, "SIGKILL right after the projection's database commit"
+
+    restarted = await service_process("referral", database_url=database, migrate=False)
+    stack = Stack(None, restarted, auth_headers, "")
+    summary = await eventually(lambda: report(stack, "summary"), until=lambda s: s["referrals"] == 4)
+    async with httpx.AsyncClient(base_url=restarted.url, timeout=10) as client:
+        metrics = (await client.get("/metrics")).text
+
+    assert (summary["consultations"], summary["people"], summary["needs_per_person"]) == (1, 1, 4.0)
+    assert 'tsunagu_consumed_events_total{consumer="referral-reports",outcome="duplicate"' in metrics, (
+        "the event whose offset was never committed came again, and changed nothing")

@@ -114,20 +114,29 @@ async def food_referral(stack: Stack, consultation) -> tuple[str, str]:
     return case_id, referrals[0]["referral_id"]
 
 
+async def publish(infrastructure, namespace: str, topic, *events) -> list:
+    """Put events on a topic as their producer would; the records' metadata, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        return [await producer.send_and_wait(namespace + topic.name, record.value, key=record.key,
+                                             headers=record.headers) for record in map(encode, events)]
+    finally:
+        await producer.stop()
+
+
+def consultation_event(**changes) -> ConsultationRegistered:
+    example = ConsultationRegistered.model_config["json_schema_extra"]["examples"][0]
+    return ConsultationRegistered.model_validate({**example, "consultation_id": str(uuid.uuid4()), **changes})
+
+
 async def undelivered(stack: Stack, infrastructure, namespace: str, case_id: str, referral_id: str) -> None:
     """partner-notification gave up delivering the referral to the partner."""
     event = DeliveryFailed(case_id=case_id, municipality_code="142166", occurred_at=datetime.now(UTC),
                            delivery_id=uuid.uuid4(), partner_id=stack.partner_id, event_id=uuid.uuid4(),
                            channel=DeliveryChannel.WEBHOOK, attempts=8, event_type="tsunagu.referral.requested.v1",
                            referral_id=referral_id)
-    record = encode(event)
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        await producer.send_and_wait(namespace + PARTNER_RESPONSES.name, record.value, key=record.key,
-                                     headers=record.headers)
-    finally:
-        await producer.stop()
+    await publish(infrastructure, namespace, PARTNER_RESPONSES, event)
 
 
 @pytest.fixture
@@ -298,18 +307,8 @@ async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_
     url = await migrated_database("referral")
     settings = ServiceSettings(http_port=1, database_url=url, kafka_bootstrap=infrastructure.kafka_bootstrap,
                                topic_namespace=kafka_namespace)
-    example = ConsultationRegistered.model_config["json_schema_extra"]["examples"][0]
-    old, kept = (ConsultationRegistered.model_validate({**example, "consultation_id": str(uuid.uuid4())})
-                 for _ in range(2))
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for event in (old, kept):
-            record = encode(event)
-            sent = await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, record.value, key=record.key,
-                                                headers=record.headers)
-    finally:
-        await producer.stop()
+    old, kept = consultation_event(), consultation_event()  # one case: one partition, in this order
+    *_, sent = await publish(infrastructure, kafka_namespace, INTAKE_CASES, old, kept)
     await rebuild(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
     await admin.start()
@@ -337,17 +336,8 @@ async def test_a_projection_killed_between_its_commit_and_its_offset_commit_coun
     database = await scratch_databases.create("referral")
     doomed = await service_process("referral", database_url=database,
                                    extra_env={"TSUNAGU_FAILPOINT": "after-commit-before-ack:referral-reports"})
-    example = ConsultationRegistered.model_config["json_schema_extra"]["examples"][0]
-    event = ConsultationRegistered.model_validate({**example, "case_id": str(uuid.uuid4()),
-                                                   "occurred_at": datetime.now(UTC).isoformat()})
-    record = encode(event)
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, record.value, key=record.key,
-                                     headers=record.headers)
-    finally:
-        await producer.stop()
+    await publish(infrastructure, kafka_namespace, INTAKE_CASES,
+                  consultation_event(case_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC).isoformat()))
     await eventually(lambda: asyncio.sleep(0, not doomed.running), until=bool)
     assert doomed.process.returncode == -9, "SIGKILL right after the projection's database commit"
 

@@ -43,7 +43,9 @@ class Stack:
 @pytest.fixture
 async def stack(service_process, auth_headers) -> Stack:
     """intake and referral, with the food need routed to one partner organisation."""
-    intake, referral = await asyncio.gather(service_process("intake"), service_process("referral"))
+    # Follow-ups fall due the day a referral is accepted, checked every half second.
+    intake, referral = await asyncio.gather(service_process("intake"), service_process("referral", extra_env={
+        "TSUNAGU_REFERRAL_TIMER_INTERVAL_S": "0.5", "TSUNAGU_REFERRAL_FOLLOW_UP_BUSINESS_DAYS": "0"}))
     partner_id = str(uuid.uuid4())
     async with httpx.AsyncClient(base_url=referral.url, timeout=30) as client:
         routed = await client.put("/v1/routing/no_food", headers=auth_headers("coordinator"), json={
@@ -77,6 +79,11 @@ async def referrals_of(stack: Stack, case_id: str) -> list[dict]:
     async with httpx.AsyncClient(base_url=stack.referral.url, timeout=30) as client:
         response = await client.get(f"/v1/cases/{case_id}/referrals", headers=stack.auth("coordinator"))
     return response.json()["referrals"] if response.status_code == 200 else []
+
+
+async def follow_ups_due(stack: Stack) -> list[dict]:
+    async with httpx.AsyncClient(base_url=stack.referral.url, timeout=30) as client:
+        return (await client.get("/v1/follow-ups", params={"state": "due"}, headers=stack.auth("coordinator"))).json()
 
 
 async def event_times(stack: Stack) -> dict[str, dict[str, datetime]]:
@@ -165,6 +172,10 @@ async def a_month_of_work(stack, consultation, infrastructure, kafka_namespace):
     await coordinator(stack, f"/v1/referrals/{mine['debt']}/decline", {"reason": "outside_service"})
     await coordinator(stack, f"/v1/cases/{case_z}/closure", {"reason": "resolved"})
     await eventually(lambda: referrals_of(stack, case_w), until=lambda r: len(r) == 2)  # moved on
+    # The counters ask two people whether the help arrived: one was helped, one could not be reached.
+    due = await eventually(lambda: follow_ups_due(stack), until=lambda f: len(f) >= 2)
+    for follow_up, outcome in zip(due, ("reached_helped", "could_not_reach")):
+        await coordinator(stack, f"/v1/follow-ups/{follow_up['follow_up_id']}/answer", {"outcome": outcome})
     return [first["case_id"], case_y, case_z, case_w]
 
 
@@ -184,6 +195,7 @@ async def test_the_summary_counts_what_the_services_recorded_and_compares_needs_
         "by_need": by_need,
         "time_to_acceptance": durations(to_acceptance),
         "completed": {"completed": 2, "supported": 1, "supported_share": 0.5},
+        "follow_ups": {"answered": 2, "helped": 1, "helped_share": 0.5},
         "cases_closed": 1,
     }
 
@@ -194,14 +206,13 @@ async def test_the_summary_counts_what_the_services_recorded_and_compares_needs_
                 "referrals": summary["referrals"],
                 "by_need": {n["need"]: n["referrals"] for n in summary["referrals_by_need"]},
                 "time_to_acceptance": summary["time_to_acceptance"], "completed": summary["completed"],
-                "cases_closed": summary["cases_closed"]}
+                "follow_ups": summary["follow_ups"], "cases_closed": summary["cases_closed"]}
 
     summary = await eventually(lambda: report(stack, "summary"), until=lambda s: figures(s) == expected)
 
     assert len(to_acceptance) == 3
     partner_row = next(r for r in summary["referrals_by_recipient"] if r.get("partner_id") == stack.partner_id)
     assert partner_row["referrals"] == 3 and partner_row["label_ja"] == "連携団体（チーム座間）"
-    assert summary["follow_ups"]["recorded"] is False and summary["follow_ups"]["helped"] is None
     today = datetime.now(JST).date()
     assert figures(await report(stack, "summary", **{"from": str(today), "to": str(today)})) == expected
     later = await report(stack, "summary", **{"from": str(today + timedelta(days=1))})
@@ -247,7 +258,8 @@ async def test_declines_say_why_referrals_failed_by_reason_and_need(stack, a_mon
 
 async def test_a_report_rebuilt_from_the_log_equals_the_live_one(stack, a_month_of_work):
     await eventually(lambda: report(stack, "summary"), until=lambda s: s["cases_closed"] == 1
-                     and s["completed"]["completed"] == 2 and s["consultations"] == 5)
+                     and s["completed"]["completed"] == 2 and s["consultations"] == 5
+                     and s["follow_ups"]["answered"] == 2)
     await eventually(lambda: report(stack, "declines"), until=lambda d: d["failures"] == 4)
     live = {name: await report(stack, name) for name in REPORTS}
 

@@ -98,7 +98,8 @@ def summary_rows(report: dict) -> list[list]:
         row("うち「支援につながった」", completed["supported"], "completed.supported"),
         row("「支援につながった」の割合", completed["supported_share"], "completed.supported_share"),
         row("フォローアップの回答数", follow_ups["answered"], "follow_ups.answered"),
-        row("うち「役に立った」", follow_ups["helped"], "follow_ups.helped"),
+        row("うち「支援が届き、役に立った」", follow_ups["helped"], "follow_ups.helped"),
+        row("「役に立った」の割合", follow_ups["helped_share"], "follow_ups.helped_share"),
         row("終了した相談（ケース）数", report["cases_closed"], "cases_closed"),
     ]
     return rows

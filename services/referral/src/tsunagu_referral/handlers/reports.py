@@ -13,22 +13,16 @@ from uuid import UUID
 
 import asyncpg
 
-import tsunagu_contracts
 from tsunagu_contracts import (
     INTAKE_CASES, PARTNER_RESPONSES, REFERRALS, CaseClosed, ConsultationRegistered, DeliveryFailed, Envelope, Event,
-    NeedIdentified, Recipient, ReferralAccepted, ReferralCompleted, ReferralDeclined, ReferralOverdue,
-    ReferralRequested, ReferralRerouted, Topic,
+    FollowUpAnswered, NeedIdentified, Recipient, ReferralAccepted, ReferralCompleted, ReferralDeclined,
+    ReferralOverdue, ReferralRequested, ReferralRerouted, Topic,
 )
 from tsunagu_contracts.codes import Division, NeedCategory, RecipientKind
 from tsunagu_referral.adapters.reports import ReportsStore
 from tsunagu_referral.domain.reports import (
     CITY_NEEDS_PER_PERSON, Period, by_reason, by_reason_and_need, hours, median, needs_per_person, percentile, share,
 )
-
-FollowUpAnswered = getattr(tsunagu_contracts, "FollowUpAnswered", None)
-"""The person's answer to a follow-up. Not in the contracts yet on every branch: until it is, the
-summary says its figures are not recorded (null), and the projection starts counting once it is."""
-
 
 def recipient_key(recipient: Recipient) -> tuple[str, str]:
     """(kind, division code or partner id): how the read model names a recipient, no name in it."""
@@ -85,7 +79,7 @@ async def delivery_failed(store: ReportsStore, e: DeliveryFailed, event_id: UUID
     await store.add_delivery_failure(e.delivery_id, e.partner_id, e.referral_id, e.occurred_at)
 
 
-async def follow_up_answered(store: ReportsStore, e: Any, event_id: UUID) -> None:
+async def follow_up_answered(store: ReportsStore, e: FollowUpAnswered, event_id: UUID) -> None:
     await store.add_follow_up_answer(e.follow_up_id, e.case_id, e.referral_id, e.need.value, e.outcome.value,
                                      e.occurred_at)
 
@@ -98,7 +92,7 @@ PROJECTIONS: dict[Topic, dict[type[Event], Projection]] = {
     REFERRALS: {ReferralRequested: referral_requested, ReferralAccepted: referral_accepted,
                 ReferralDeclined: referral_declined, ReferralOverdue: referral_overdue,
                 ReferralRerouted: referral_rerouted, ReferralCompleted: referral_completed, CaseClosed: case_closed,
-                **({FollowUpAnswered: follow_up_answered} if FollowUpAnswered else {})},
+                FollowUpAnswered: follow_up_answered},
     PARTNER_RESPONSES: {DeliveryFailed: delivery_failed},
 }
 """What the read model is built from, by topic: the same for the live consumers and the rebuild."""
@@ -167,12 +161,9 @@ def durations(seconds: list[float]) -> dict:
 
 
 async def follow_ups(store: ReportsStore, period: Period) -> dict:
-    if FollowUpAnswered is None:
-        return {"recorded": False, "answered": None, "helped": None, "helped_share": None,
-                "note_ja": "フォローアップの回答はまだ記録されていません（FollowUpAnswered が未導入）。",
-                "note_en": "Follow-up answers are not recorded yet: the FollowUpAnswered event does not exist."}
+    """Follow-ups answered in the period, and those the person said the help reached and helped."""
     answers = await store.follow_up_answers(period)
-    return {"recorded": True, "answered": answers["answered"], "helped": answers["helped"],
+    return {"answered": answers["answered"], "helped": answers["helped"],
             "helped_share": share(answers["helped"], answers["answered"])}
 
 

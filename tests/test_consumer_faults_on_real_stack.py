@@ -175,9 +175,10 @@ async def test_records_published_while_the_database_is_unreachable_are_applied_o
     assert after[1]["checks"]["consumers"] == "ok"
     for event in during:
         assert await query(database, "SELECT count(*) FROM referrals WHERE case_id = $1", event.case_id) == 4
-    assert await query(database, "SELECT count(*) FROM applied_events") == 6, "each event applied once"
+    assert await query(database, "SELECT count(*) FROM applied_events WHERE consumer = 'referral'") == 6, (
+        "each event applied once")
     assert await dead_letters(infrastructure, producer, kafka_namespace) == [], "an outage is not the records' fault"
-    assert await metric(referral, 'tsunagu_consumed_events_total{outcome="dead_lettered"') == 0
+    assert await metric(referral, 'tsunagu_consumed_events_total{consumer="referral",outcome="dead_lettered"') == 0
 
 
 async def test_a_database_that_turns_read_only_pauses_the_consumer_instead_of_dead_lettering(
@@ -212,7 +213,7 @@ async def test_a_database_that_turns_read_only_pauses_the_consumer_instead_of_de
     await eventually(lambda: readiness(referral), until=lambda r: r[0] == 200)
 
     assert status == 503 and paused["checks"]["database"] == "ok", "the database answers, but cannot apply"
-    assert await query(database, "SELECT count(*) FROM applied_events") == 4
+    assert await query(database, "SELECT count(*) FROM applied_events WHERE consumer = 'referral'") == 4
     assert await dead_letters(infrastructure, producer, kafka_namespace) == []
 
 
@@ -244,4 +245,4 @@ async def test_undecodable_records_reach_the_dead_letters_as_they_were_read_and_
         assert list(letter.headers[:len(headers)]) == list(headers), "the original headers, byte for byte"
         assert dict(marks)["x-dlq-error"].decode().startswith(error)
         assert dict(marks)["x-dlq-topic"].decode() == kafka_namespace + INTAKE_CASES.name
-    assert await metric(referral, 'tsunagu_consumed_events_total{outcome="dead_lettered"') == 4
+    assert await metric(referral, 'tsunagu_consumed_events_total{consumer="referral",outcome="dead_lettered"') == 4

@@ -185,7 +185,8 @@ async def failures_not_yet_applied(team) -> int:
     try:
         failed = await partners.fetch("SELECT event_id FROM outbox WHERE headers->>'ce_type' = "
                                       "'tsunagu.partners.delivery-failed.v1'")
-        applied = await referral.fetchval("SELECT count(*) FROM applied_events WHERE event_id = ANY($1::uuid[])",
+        applied = await referral.fetchval("SELECT count(*) FROM applied_events WHERE consumer = 'referral' "
+                                          "AND event_id = ANY($1::uuid[])",
                                           [r["event_id"] for r in failed])
     finally:
         await partners.close()

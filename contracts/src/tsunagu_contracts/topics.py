@@ -57,7 +57,8 @@ REFERRALS = Topic(
     name="tsunagu.referral.referrals.v1",
     description="Referral sheets, every referral's state, overdue timers, follow-ups with the person and case closing.",
     producers=("referral",),
-    consumers=("intake", "housing-support", "partner-notification"),
+    # referral reads its own events back into its coordinators' report figures (a read model).
+    consumers=("intake", "housing-support", "partner-notification", "referral"),
     events=(ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
             ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
             FollowUpDue, FollowUpAnswered),

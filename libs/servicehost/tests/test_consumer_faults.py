@@ -119,7 +119,7 @@ def a_runtime(database: FakeDatabase) -> Runtime:
                                consumer_pause_first_s=0.001, consumer_pause_max_s=0.002)
     runtime = Runtime(SimpleNamespace(name="referral"), settings, broker=None, registry=CollectorRegistry(),
                       tracer_provider=None, pool=database, dead_letters=FakeDeadLetters())
-    runtime.consumed = Counter("consumed", "", ["topic", "outcome"], registry=runtime.registry)
+    runtime.consumed = Counter("consumed", "", ["consumer", "topic", "outcome"], registry=runtime.registry)
     return runtime
 
 

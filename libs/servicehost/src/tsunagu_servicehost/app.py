@@ -43,10 +43,12 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
     consumed: Counter | None = None
-    """Events consumed, by topic and outcome: applied, duplicate (already applied), skipped, dead_lettered."""
+    """Events consumed, by consumer (the service, or a projection of its own), topic and outcome: applied,
+    duplicate (already applied), skipped, dead_lettered."""
     dead_letters: DeadLetterWriter | None = None
     paused_consumers: dict[str, str] = field(default_factory=dict)
-    """Topic → why its consumer is paused (the database cannot apply records); /readyz reports them."""
+    """Topic (and consumer, when not the service's own) → why that consumer is paused (the database
+    cannot apply records); /readyz reports them."""
     consumed_topics: list[str] = field(default_factory=list)
     """The topics the service's consumer group reads (on this deployment's broker), for its lag."""
     offsets: KafkaOffsets | None = None
@@ -86,8 +88,8 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     registry = CollectorRegistry()
     provider = tracer_provider(service.name, settings.otlp_endpoint)
     runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
-    runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by topic and outcome",
-                               ["topic", "outcome"], registry=registry)
+    runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by consumer, topic and outcome",
+                               ["consumer", "topic", "outcome"], registry=registry)
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
     outbox_metrics = OutboxMetrics(registry)
     runtime.offsets = KafkaOffsets(

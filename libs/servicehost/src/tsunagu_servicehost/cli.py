@@ -27,17 +27,22 @@ def _settings() -> ServiceSettings:
 
 def main(service: Service, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=service.title)
-    parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters", "replay-outbox"])
+    parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters", "replay-outbox",
+                                            *service.commands])
     parser.add_argument("--limit", type=int, default=None, help="replay-dead-letters: at most this many")
     parser.add_argument("--event-id", type=UUID, action="append", dest="event_ids",
                         help="replay-outbox: release only this parked event (repeatable); all by default")
     parser.add_argument("--list", action="store_true", help="replay-outbox: list the parked rows, release nothing")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in service.commands:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(service.name)
 
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-    if args.command == "migrate":
+    if args.command in service.commands:
+        service.commands[args.command](_settings(), rest)
+    elif args.command == "migrate":
         from tsunagu_servicehost.migrations import upgrade
 
         upgrade(service, _settings().database_url.get_secret_value())

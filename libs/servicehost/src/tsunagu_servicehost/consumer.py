@@ -92,18 +92,25 @@ class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
     def __init__(self, runtime: "Runtime", topic: Topic, handlers: Mapping[type[Event], Handler],
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy(), *, consumer: str | None = None,
+                 leaves_undecodable: bool = False):
         self.runtime = runtime
         self.topic = topic
         self.handlers = dict(handlers)
         self.retry = retry
-        self.name = runtime.service.name
-        self.dead_letters = runtime.topic(dead_letter_topic(self.name).name)
+        self.name = consumer or runtime.service.name
+        """Names the consumer group (`tsunagu-<name>`) and the applied-event records: the service's name,
+        or another for a projection that reads the same events apart (its own offsets, its own replay)."""
+        self.leaves_undecodable = leaves_undecodable
+        """Skip an undecodable record: the service's own consumer of the topic dead-letters it, once, and
+        a replay of that dead letter reaches every group that reads the topic."""
+        self.dead_letters = runtime.topic(dead_letter_topic(runtime.service.name).name)
         self.pauses = 0
         """Consecutive pauses for an unavailable database; 0 while it answers."""
 
     def subscribe(self) -> None:
-        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
+        if self.name == self.runtime.service.name:  # the lag shown is the service's own group's
+            self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.broker.subscriber(
             self.runtime.topic(self.topic.name),
             group_id=self.runtime.topic(f"tsunagu-{self.name}"),
@@ -135,6 +142,9 @@ class EventConsumer:
         try:
             envelope = decode(raw.headers, raw.value)
         except Exception as exc:  # noqa: BLE001 - decoding reads the record alone: whatever it raises, its fault
+            if self.leaves_undecodable:
+                self.count("skipped")
+                return
             await self.dead_letter(raw, exc, attempts=1)
             return
         # FastStream's process span continues the record's traceparent; it is named for the topic,
@@ -149,7 +159,7 @@ class EventConsumer:
             await self.apply(envelope, handler, raw)
 
     def count(self, outcome: str) -> None:
-        self.runtime.consumed.labels(self.topic.name, outcome).inc()
+        self.runtime.consumed.labels(self.name, self.topic.name, outcome).inc()
 
     async def apply(self, envelope: Envelope, handler: Handler, raw: Any) -> None:
         for attempt in range(1, self.retry.attempts + 1):
@@ -169,9 +179,10 @@ class EventConsumer:
                 continue
             self.resume()
             self.count("applied" if applied else "duplicate")
-            if self.runtime.settings.failpoint == "after-commit-before-ack":
+            if self.runtime.settings.failpoint == f"after-commit-before-ack{self.failpoint_suffix}":
                 # Fault injection for the crash tests: die between the database commit and the
-                # offset commit, the window exactly-once effects must survive.
+                # offset commit, the window exactly-once effects must survive. A projection's
+                # consumer dies at `after-commit-before-ack:<its name>`, the service's at the plain one.
                 os.kill(os.getpid(), signal.SIGKILL)
             return
 
@@ -219,7 +230,7 @@ class EventConsumer:
     async def pause(self, envelope: Envelope, reason: str) -> None:
         self.pauses += 1
         pause = self.pause_length(self.pauses)
-        self.runtime.paused_consumers[self.runtime.topic(self.topic.name)] = reason
+        self.runtime.paused_consumers[self.pause_key] = reason
         log.warning("%s: database unavailable applying %s (%s); pausing %.1fs, pause %d, nothing dead-lettered",
                     self.name, envelope.type, reason, pause, self.pauses)
         await asyncio.sleep(pause)
@@ -233,7 +244,17 @@ class EventConsumer:
 
     def forget_pause(self) -> None:
         self.pauses = 0
-        self.runtime.paused_consumers.pop(self.runtime.topic(self.topic.name), None)
+        self.runtime.paused_consumers.pop(self.pause_key, None)
+
+    @property
+    def failpoint_suffix(self) -> str:
+        return "" if self.name == self.runtime.service.name else f":{self.name}"
+
+    @property
+    def pause_key(self) -> str:
+        """How /readyz names this consumer: its topic, and its name when two consumers read that topic."""
+        topic = self.runtime.topic(self.topic.name)
+        return topic if self.name == self.runtime.service.name else f"{topic} ({self.name})"
 
     async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
         # The error names a type and a field, never the record's content.

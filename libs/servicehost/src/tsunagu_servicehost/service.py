@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ from tsunagu_servicehost.metrics import DatabaseGauge
 
 if TYPE_CHECKING:
     from tsunagu_servicehost.app import Runtime
+    from tsunagu_servicehost.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,6 @@ class Service:
     """Figures read from the service's database when /metrics is scraped (what is overdue, held, disabled)."""
     checks: Sequence[Callable[[], None]] = ()
     """Run before serving; each exits with a clear message when the service's own settings are missing."""
+    commands: Mapping[str, Callable[["ServiceSettings", list[str]], None]] = field(default_factory=dict)
+    """Commands of the service's own beside serve/migrate/…: name → run(settings, the arguments after it)."""
     version: str = "0.1.0"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_referral.adapters.gauges import GAUGES
-from tsunagu_referral.entrypoints import http, kafka
+from tsunagu_referral.entrypoints import http, kafka, rebuild, reports
 from tsunagu_referral.entrypoints.timers import run_timers
 from tsunagu_contracts.codes import NeedCategory
 from tsunagu_referral.domain.model import Policy, default_follow_up_days
@@ -42,12 +41,20 @@ def build_service() -> Service:
     async def timers(runtime: Runtime) -> None:
         await run_timers(runtime, interval=settings.timer_interval_s, contact_days=settings.contact_days)
 
+    def routers(runtime: Runtime) -> list:
+        return [*http.build_router(runtime, policy=policy), reports.build_router(runtime)]
+
+    def subscribe(runtime: Runtime) -> None:
+        kafka.subscribe(runtime, policy=policy)
+        kafka.subscribe_reports(runtime)
+
     return Service(
         name="referral",
         title="Tsunagu つなぐシート (referral)",
         migrations=MIGRATIONS,
-        http=partial(http.build_router, policy=policy),
-        subscribe=partial(kafka.subscribe, policy=policy),
+        http=routers,
+        subscribe=subscribe,
         on_start=(timers,),
         gauges=GAUGES,
+        commands={"rebuild-reports": rebuild.command},
     )

@@ -1,5 +1,6 @@
 """What referral consumes: intake's consultations, needs, consents and statutory bases, partners'
-answers and undelivered referrals, housing progress."""
+answers and undelivered referrals, housing progress; and, apart, the events its report read model
+is built from."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ from tsunagu_contracts import (
     StatutoryBasisEnded, StatutoryBasisRecorded, TenancyStageChanged,
 )
 from tsunagu_outbox import in_unit_of_work
+from tsunagu_referral.adapters.reports import CONSUMER
 from tsunagu_referral.adapters.repository import Repository
 from tsunagu_referral.domain.model import Policy
 from tsunagu_referral.handlers import consent, housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
+from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import EventConsumer
+
+
+OWN_TOPICS = (INTAKE_CASES, PARTNER_RESPONSES, TENANCIES)
+"""What `subscribe` reads; its consumers dead-letter what cannot be decoded there."""
 
 
 def subscribe(runtime: Runtime, policy: Policy) -> None:
@@ -42,3 +49,14 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
         TenancyStageChanged: handle(housing.on_stage_changed),
         CheckInRecorded: handle(housing.on_check_in_recorded),
     }).subscribe()
+
+
+# The report read model ---------------------------------------------------------------------------
+
+def subscribe_reports(runtime: Runtime) -> None:
+    """The report read model's consumers, in a group of their own (`tsunagu-referral-reports`) with
+    their own applied-event records: `rebuild-reports` can replay the log into it without touching
+    what moved the referrals."""
+    for topic, projections in PROJECTIONS.items():
+        EventConsumer(runtime, topic, {event: projecting(projection) for event, projection in projections.items()},
+                      consumer=CONSUMER, leaves_undecodable=topic in OWN_TOPICS).subscribe()

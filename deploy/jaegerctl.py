@@ -8,9 +8,11 @@
     jaegerctl.py reset [--name NAME]   stop and remove the instance's files
 
 Jaeger v2 is an OpenTelemetry collector: one process receives OTLP (gRPC and HTTP), keeps traces
-in memory and serves the UI and query API (`/api/services`, `/api/traces?service=...`). Its own
+in memory and serves the query API (`/api/services`, `/api/traces?service=...`) and a UI. Its own
 defaults listen on more ports than we need, so every instance runs from a configuration written
-here that binds each listener to 127.0.0.1 and nothing else. `make run` supervises it beside the
+here that binds each listener to 127.0.0.1 and nothing else. The module proxy's Jaeger carries no
+UI assets (they are a separate JavaScript build), so the configuration points Jaeger's static-assets
+option at deploy/trace-viewer/, the repository's own small viewer over the same query API. `make run` supervises it beside the
 services (deploy/stack.py); `start` runs one on its own (the tests give it free ports and a name).
 Standard library only.
 """
@@ -39,6 +41,9 @@ MODULE = "github.com/jaegertracing/jaeger"
 # jaeger v1.76.0's go.mod says `go 1.24.6`; an older toolchain refuses the module (GOTOOLCHAIN=local
 # keeps Go from downloading a newer one, which only the module proxy is allowed to serve here).
 MINIMUM_GO = (1, 24, 6)
+# Served by Jaeger itself as its UI (`ui.assets_path`): index.html at `/` and any path it does not
+# know, the files under static/ at `/static/`. Read from the repository, so no rebuild of Jaeger.
+VIEWER = Path(__file__).resolve().parent / "trace-viewer"
 
 
 def version() -> str:
@@ -133,8 +138,9 @@ class Instance:
         return f"http://{self.host}:{self.ports['otlp_http_port']}"
 
     def config(self) -> str:
-        """Jaeger's all-in-one pipeline (OTLP in, memory storage, query out) with every listener on
-        loopback: its defaults would also open sampling, health, expvar, zpages and metrics ports."""
+        """Jaeger's all-in-one pipeline (OTLP in, memory storage, query and the trace viewer out) with
+        every listener on loopback: its defaults would also open sampling, health, expvar, zpages and
+        metrics ports. The assets path is JSON-quoted, which YAML reads as the same string."""
         h, p = self.host, self.ports
         return f"""\
 # Written by deploy/jaegerctl.py for the instance {self.name!r}; changes are overwritten at start.
@@ -163,6 +169,8 @@ extensions:
     storage:
       traces: memory_store
     enable_tracing: false
+    ui:
+      assets_path: {json.dumps(str(VIEWER))}
     http:
       endpoint: {h}:{p['ui_port']}
     grpc:

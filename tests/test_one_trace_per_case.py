@@ -1,7 +1,11 @@
 """Operations follow one case as one trace: from the counter's request, through the outbox and
-Kafka, into the referral service, to the partner's webhook and back. No personal data in any span."""
+Kafka, into the referral service, to the partner's webhook and back. No personal data in any span.
+Jaeger serves the trace viewer (deploy/trace-viewer/) at its root, and the viewer's own API calls
+find the case's trace."""
 
 import asyncio
+import json
+import re
 import uuid
 
 import httpx
@@ -130,3 +134,68 @@ async def test_a_consultation_is_one_trace_in_jaeger_from_the_counter_to_the_par
                   for trace in await jaeger.find(service) for s in trace]
     assert_no_personal_data(s.name for s in everything)
     assert_no_personal_data(value for s in everything for value in s.attributes.values())
+
+    await assert_the_viewer_finds_the_case(jaeger, case["case_id"], trace_id)
+
+
+async def assert_the_viewer_finds_the_case(jaeger: Jaeger, case_id: str, trace_id: str) -> None:
+    """The calls deploy/trace-viewer/static/viewer.js makes, with its default lookback and limit, and
+    the fields it reads from their answers."""
+    async with httpx.AsyncClient(base_url=jaeger.ui, timeout=10) as client:
+        async def get(path: str, **params: str) -> dict:
+            response = await client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        services = (await get("/api/services"))["data"]
+        assert {"intake", "referral", "partner-notification"} <= set(services)
+        assert "webhook POST" in (await get("/api/services/partner-notification/operations"))["data"]
+
+        # "All services" with only the case id: one search per service, merged by trace id.
+        case_tag = json.dumps({"tsunagu.case_id": case_id})
+        found = [trace for service in services
+                 for trace in (await get("/api/traces", service=service, tags=case_tag, lookback="1h",
+                                         limit="20"))["data"] or []]
+        assert {trace["traceID"] for trace in found} == {trace_id}
+
+        opened = (await get(f"/api/traces/{trace_id}"))["data"]
+    assert [trace["traceID"] for trace in opened] == [trace_id]
+    trace = opened[0]
+    spans = {span["spanID"]: span for span in trace["spans"]}
+    for span in spans.values():
+        assert span["traceID"] == trace_id
+        assert isinstance(span["startTime"], int) and isinstance(span["duration"], int)
+        assert trace["processes"][span["processID"]]["serviceName"] in services
+        assert all({"key", "value"} <= tag.keys() for tag in span["tags"])
+        assert all({"refType", "traceID", "spanID"} <= ref.keys() for ref in span["references"])
+
+    def parent(span: dict) -> dict | None:
+        return next((spans[ref["spanID"]] for ref in span["references"]
+                     if ref["refType"] == "CHILD_OF" and ref["traceID"] == trace_id), None)
+
+    # The waterfall's tree: one root, the counter's request, and every other span under it.
+    roots = [span for span in spans.values() if parent(span) is None]
+    assert [(trace["processes"][r["processID"]]["serviceName"], r["operationName"]) for r in roots] == [
+        ("intake", "POST /v1/consultations")]
+    assert any(tag["key"] == "tsunagu.case_id" and tag["value"] == case_id
+               for span in spans.values() for tag in span["tags"])
+
+
+async def test_jaeger_serves_the_trace_viewer_at_its_root(jaeger: Jaeger):
+    async with httpx.AsyncClient(base_url=jaeger.ui, timeout=10) as client:
+        page, deep_link, script, style = await asyncio.gather(
+            client.get("/"), client.get("/trace/4bf92f3577b34da6a3ce929d0e0e4736"),
+            client.get("/static/viewer.js"), client.get("/static/viewer.css"))
+    for response in (page, deep_link, script, style):
+        assert response.status_code == 200, response.request.url
+    assert page.headers["content-type"].startswith("text/html")
+    assert deep_link.text == page.text, "Jaeger answers its UI's own paths with the viewer's page"
+    assert '<html lang="ja">' in page.text
+    assert re.search(r"<title>トレース検索[^<]*</title>", page.text)
+    assert '<script src="static/viewer.js"' in page.text and 'href="static/viewer.css"' in page.text
+    assert "javascript" in script.headers["content-type"] and style.headers["content-type"].startswith("text/css")
+    for path in ("api/services", "/operations", "api/traces"):
+        assert path in script.text
+    for text in (page.text, script.text, style.text):
+        assert not re.search(r"""(src|href|url|import)\s*[=(]\s*["']?(https?:)?//""", text), \
+            "the viewer loads nothing from elsewhere"

@@ -19,6 +19,9 @@ from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
 REQUESTED = "tsunagu.referral.requested.v1"
+DECLINED, REROUTED = "tsunagu.referral.declined.v1", "tsunagu.referral.rerouted.v1"
+CONTACT_MADE, COMPLETED = "tsunagu.referral.contact-made.v1", "tsunagu.referral.completed.v1"
+ACCEPT = {"response": "accepted"}
 
 
 class TeamZama:
@@ -42,9 +45,10 @@ class TeamZama:
                                    role=None, token=partner["api_token"], json={"event_types": event_types})
         assert response.status_code == 200, response.text
 
-    async def route(self, need: str, partner: dict) -> None:
+    async def route(self, need: str, *partners: dict) -> None:
+        """Make `partners` the need's candidates, in this order."""
         response = await self.call(self.referral, "PUT", f"/v1/routing/{need}", json={
-            "candidates": [{"kind": "partner", "partner_id": partner["partner_id"]}]})
+            "candidates": [{"kind": "partner", "partner_id": p["partner_id"]} for p in partners]})
         assert response.status_code == 200, response.text
 
     async def consult(self, needs: list[str], *partners: dict) -> dict:
@@ -56,6 +60,20 @@ class TeamZama:
             "primary_need": needs[0], "consents": consents})
         assert response.status_code == 201, response.text
         return response.json()
+
+    async def answer(self, partner: dict, referral_id: str, body: dict) -> httpx.Response:
+        """The partner answers a referral addressed to it, with its own API token."""
+        return await self.call(self.partners, "POST",
+                               f"/v1/partners/{partner['partner_id']}/referrals/{referral_id}/responses",
+                               role=None, token=partner["api_token"], json=body)
+
+    async def sheet(self, case: dict) -> dict:
+        """The case's つなぐシート and its referrals, as a coordinator sees them (none before it opens)."""
+        response = await self.call(self.referral, "GET", f"/v1/cases/{case['case_id']}/referrals")
+        return response.json() if response.status_code == 200 else {"referrals": []}
+
+    async def referrals(self, case: dict) -> list[dict]:
+        return (await self.sheet(case))["referrals"]
 
     async def deliveries(self, partner: dict) -> list[dict]:
         response = await self.call(self.partners, "GET", f"/v1/partners/{partner['partner_id']}/deliveries",
@@ -151,18 +169,13 @@ async def test_a_partner_that_cannot_be_reached_is_shown_unreachable_and_the_nee
         partner = await team.register("届かない団体", dead_url, ["no_food"])
         await team.route("no_food", partner)  # the only candidate: the coordinator comes next
         case = await team.consult(["no_food"], partner)
-
-        async def referrals():
-            response = await team.call(team.referral, "GET", f"/v1/cases/{case['case_id']}/referrals")
-            return response.json()["referrals"] if response.status_code == 200 else []
-
-        await eventually(referrals, until=lambda rs: len(rs) >= 2)
+        await eventually(lambda: team.referrals(case), until=lambda rs: len(rs) >= 2)
         # Everything sent to the partner fails, the notice that the referral left it too; each
         # failure reaches referral, and only the referral's own moves the need.
         await eventually(lambda: team.deliveries(partner), until=lambda ds: all(d["status"] == "dead" for d in ds)
                          and "tsunagu.referral.rerouted.v1" in {d["event_type"] for d in ds})
         await eventually(lambda: failures_not_yet_applied(team), until=lambda missing: missing == 0)
-        on_the_case = await referrals()
+        on_the_case = await team.referrals(case)
         queue = await team.call(team.referral, "GET", "/v1/referrals")
         await mark_overdue(team, on_the_case[1]["referral_id"])  # as the timer does after 3 business days
         queue_with_overdue = await team.call(team.referral, "GET", "/v1/referrals")
@@ -272,12 +285,7 @@ async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber
                                       json={"response": "accepted"})
         accepted = await team.call(team.partners, "POST", path, role=None, token=food_bank["api_token"],
                                    json={"response": "accepted"})
-
-        async def state():
-            response = await team.call(team.referral, "GET", f"/v1/cases/{case['case_id']}/referrals")
-            return response.json()["referrals"][0]["status"]
-
-        assert await eventually(state, until=lambda s: s == "accepted") == "accepted"
+        await eventually(lambda: team.referrals(case), until=lambda rs: rs[0]["status"] == "accepted")
         notified = await eventually(lambda: asyncio.sleep(0, food.of_type("tsunagu.referral.accepted.v1")),
                                     until=bool)
         details = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}"
@@ -294,6 +302,153 @@ async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber
     assert notified[0].event["data"]["referral_id"] == referral_id
     assert while_ours.status_code == 200
     assert "他の紹介先" in after_reroute.json()["message_ja"], "details only while the referral is with the partner"
+
+
+async def test_a_decline_with_its_reason_shows_on_the_sheet_asks_the_next_candidate_and_reaches_its_subscribers(
+        team):
+    async with ReceiverServer() as server:
+        food, kitchen = Receiver(), Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        next_one = await team.register("こども食堂 ひまわり", server.add("kitchen", kitchen), ["no_food"])
+        await team.subscribe_to(food_bank, [REQUESTED, DECLINED])
+        # Subscribed to declines as well: a decline is news to the partner that declined, no other.
+        await team.subscribe_to(next_one, [REQUESTED, DECLINED, REROUTED])
+        await team.route("no_food", food_bank, next_one)
+        case = await team.consult(["no_food"], food_bank, next_one)
+        referral_id = (await referral_to(food))["referral_id"]
+
+        declined = await team.answer(food_bank, referral_id, {"response": "declined",
+                                                              "decline_reason": "capacity_full"})
+        # The decline and the next request are one transaction in referral.
+        on_the_sheet = await eventually(lambda: team.referrals(case), until=lambda rs: len(rs) == 2)
+        told = await eventually(lambda: asyncio.sleep(0, food.of_type(DECLINED)), until=bool)
+        asked = await eventually(lambda: asyncio.sleep(0, kitchen.of_type(REQUESTED)), until=bool)
+        # Rerouted comes after declined on the case's partition: once it reached the next partner,
+        # every partner's delivery of the decline was decided.
+        moved = await eventually(lambda: asyncio.sleep(0, kitchen.of_type(REROUTED)), until=bool)
+        sent_to = {name: {d["event_type"] for d in await team.deliveries(p)}
+                   for name, p in (("food_bank", food_bank), ("next_one", next_one))}
+
+    assert declined.status_code == 201, declined.text
+    first, second = on_the_sheet
+    assert first["referral_id"] == referral_id and first["candidate_rank"] == 1
+    assert (first["status"], first["status_label_ja"], first["decline_reason"]) == ("declined", "辞退", "capacity_full")
+    assert second["recipient"] == {"kind": "partner", "partner_id": next_one["partner_id"]}, "the routing's next"
+    assert (second["status"], second["need"], second["candidate_rank"]) == ("requested", "no_food", 2)
+    data = signed(told, food_bank)[0]["data"]
+    assert (data["referral_id"], data["reason"]) == (referral_id, "capacity_full")
+    assert signed(asked, next_one)[0]["data"]["referral_id"] == second["referral_id"]
+    assert {k: signed(moved, next_one)[0]["data"][k] for k in ("referral_id", "new_referral_id", "reason")} == {
+        "referral_id": referral_id, "new_referral_id": second["referral_id"], "reason": "declined"}
+    assert sent_to == {"food_bank": {REQUESTED, DECLINED}, "next_one": {REQUESTED, REROUTED}}, \
+        "each partner per its subscription, and the decline to the partner that declined only"
+
+
+async def test_contact_made_after_acceptance_shows_on_the_sheet_with_its_method_and_reaches_the_partner(team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        await team.route("no_food", food_bank)
+        case = await team.consult(["no_food"], food_bank)
+        referral_id = (await referral_to(food))["referral_id"]
+
+        accepted = await team.answer(food_bank, referral_id, ACCEPT)
+        contact = await team.answer(food_bank, referral_id, {"response": "contact_made",
+                                                             "contact_method": "home_visit"})
+        sheet = await eventually(lambda: team.sheet(case),
+                                 until=lambda s: s["referrals"][0]["status"] == "contact_made")
+        told = await eventually(lambda: asyncio.sleep(0, food.of_type(CONTACT_MADE)), until=bool)
+
+    assert (accepted.status_code, contact.status_code) == (201, 201), (accepted.text, contact.text)
+    referral = sheet["referrals"][0]
+    assert (referral["status_label_ja"], referral["contact_method"]) == ("本人と接触", "home_visit")
+    assert sheet["last_contact_at"] is not None, "the case is no longer without contact"
+    data = signed(told, food_bank)[0]["data"]
+    assert (data["referral_id"], data["method"]) == (referral_id, "home_visit")
+
+
+async def test_completion_with_an_outcome_shows_on_the_sheet_reaches_the_partner_and_ends_its_answers(team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        await team.subscribe_to(food_bank, [REQUESTED, COMPLETED])
+        await team.route("no_food", food_bank)
+        case = await team.consult(["no_food"], food_bank)
+        referral_id = (await referral_to(food))["referral_id"]
+
+        accepted = await team.answer(food_bank, referral_id, ACCEPT)
+        completed = await team.answer(food_bank, referral_id, {"response": "completed", "outcome": "supported"})
+        sheet = await eventually(lambda: team.referrals(case), until=lambda rs: rs[0]["status"] == "completed")
+        told = await eventually(lambda: asyncio.sleep(0, food.of_type(COMPLETED)), until=bool)
+        after = await team.answer(food_bank, referral_id, {"response": "contact_made", "contact_method": "phone"})
+        sheet_after = await team.referrals(case)
+
+    assert (accepted.status_code, completed.status_code) == (201, 201), (accepted.text, completed.text)
+    assert (sheet[0]["status_label_ja"], sheet[0]["outcome"]) == ("終了", "supported")
+    data = signed(told, food_bank)[0]["data"]
+    assert (data["referral_id"], data["outcome"]) == (referral_id, "supported")
+    assert after.status_code == 409 and "終了" in after.json()["message_ja"], after.text
+    assert sheet_after == sheet
+    assert await responses_relayed(team) == 2, "the refused contact was never sent on to referral"
+
+
+async def test_answers_a_referral_cannot_take_where_it_stands_are_refused_in_japanese_first_and_change_nothing(
+        team):
+    async with ReceiverServer() as server:
+        food = Receiver()
+        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
+        await team.route("no_food", food_bank)  # alone: a decline sends the need to the coordinator
+        case = await team.consult(["no_food"], food_bank)
+        referral_id = (await referral_to(food))["referral_id"]
+
+        completed_first = await team.answer(food_bank, referral_id, {"response": "completed", "outcome": "supported"})
+        without_reason = await team.answer(food_bank, referral_id, {"response": "declined"})
+        untouched = await team.referrals(case)
+        declined = await team.answer(food_bank, referral_id, {"response": "declined",
+                                                              "decline_reason": "outside_service"})
+        sheet = await eventually(lambda: team.referrals(case), until=lambda rs: len(rs) == 2)
+        after_decline = {what: await team.answer(food_bank, referral_id, body) for what, body in {
+            "contact": {"response": "contact_made", "contact_method": "phone"},
+            "second decline": {"response": "declined", "decline_reason": "capacity_full"},
+            "acceptance": ACCEPT,
+            "completion": {"response": "completed", "outcome": "supported"}}.items()}
+        sheet_after = await team.referrals(case)
+
+    assert completed_first.status_code == 409, completed_first.text
+    assert "受理" in completed_first.json()["message_ja"] and "accepted" in completed_first.json()["message_en"]
+    assert without_reason.status_code == 422 and without_reason.json()["errors"][0]["field"] == "response"
+    assert [r["status"] for r in untouched] == ["requested"]
+    assert declined.status_code == 201, declined.text
+    for what, refused in after_decline.items():
+        assert refused.status_code == 409, (what, refused.text)
+        assert list(refused.json())[:2] == ["message_ja", "message_en"], "Japanese first, English beside it"
+        assert "他の紹介先" in refused.json()["message_ja"] and "declined" in refused.json()["message_en"], what
+    assert sheet_after == sheet, "nothing moved on the sheet"
+    assert (sheet[0]["status"], sheet[0]["decline_reason"]) == ("declined", "outside_service")
+    assert sheet[1]["recipient"] == {"kind": "division", "division": "self_reliance"}
+    assert await responses_relayed(team) == 1, "only the decline was sent on to referral"
+
+
+async def referral_to(receiver: Receiver) -> dict:
+    """The first referral the partner was asked to take, once its request arrived."""
+    return (await eventually(lambda: asyncio.sleep(0, receiver.of_type(REQUESTED)), until=bool))[0].event["data"]
+
+
+def signed(received: list, partner: dict) -> list[dict]:
+    """The events, each after checking its Standard Webhooks signature with the partner's secret."""
+    for r in received:
+        Webhook(partner["webhook_secret"]).verify(r.body, r.headers)  # raises if the signature is wrong
+    return [r.event for r in received]
+
+
+async def responses_relayed(team) -> int:
+    """Partners' answers partner-notification accepted and queued for referral."""
+    conn = await asyncpg.connect(team.partners.database_url)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM outbox WHERE headers->>'ce_type' = "
+                                   "'tsunagu.partners.responded.v1'")
+    finally:
+        await conn.close()
 
 
 async def test_a_redelivered_event_is_not_delivered_twice(team, infrastructure, kafka_namespace):

@@ -332,7 +332,8 @@ async def test_a_decline_with_its_reason_shows_on_the_sheet_asks_the_next_candid
     assert declined.status_code == 201, declined.text
     first, second = on_the_sheet
     assert first["referral_id"] == referral_id and first["candidate_rank"] == 1
-    assert (first["status"], first["status_label_ja"], first["decline_reason"]) == ("declined", "辞退", "capacity_full")
+    assert (first["status"], first["status_label_ja"], first["decline_reason"]) == \
+        ("declined", "辞退", "capacity_full")
     assert second["recipient"] == {"kind": "partner", "partner_id": next_one["partner_id"]}, "the routing's next"
     assert (second["status"], second["need"], second["candidate_rank"]) == ("requested", "no_food", 2)
     data = signed(told, food_bank)[0]["data"]
@@ -427,6 +428,31 @@ async def test_answers_a_referral_cannot_take_where_it_stands_are_refused_in_jap
     assert (sheet[0]["status"], sheet[0]["decline_reason"]) == ("declined", "outside_service")
     assert sheet[1]["recipient"] == {"kind": "division", "division": "self_reliance"}
     assert await responses_relayed(team) == 1, "only the decline was sent on to referral"
+
+
+async def test_a_partner_cannot_answer_a_referral_that_never_reached_it_and_had_nowhere_else_to_go(team):
+    with socket_closed() as dead_url:
+        partner = await team.register("届かない団体", dead_url, ["no_food"])
+        await team.subscribe_to(partner, [REQUESTED])
+        await team.route("no_food", partner)
+        case = await team.consult(["no_food"], partner)
+        # Unreachable: the need went to the coordinator, the last one there is to ask.
+        await eventually(lambda: team.referrals(case), until=lambda rs: len(rs) == 2)
+        # The coordinator asks the partner again by hand, and it is unreachable again: referral marks
+        # the referral so and moves nothing, for nobody is left to ask.
+        added = await team.call(team.referral, "POST", f"/v1/cases/{case['case_id']}/referrals", json={
+            "need": "no_food", "recipient": {"kind": "partner", "partner_id": partner["partner_id"]}})
+        sheet = await eventually(lambda: team.referrals(case),
+                                 until=lambda rs: len(rs) == 3 and rs[-1]["status"] == "unreachable")
+        # The partner hears of it after all (the coordinator phones) and answers.
+        answer = await team.answer(partner, added.json()["referral_id"], ACCEPT)
+        sheet_after = await team.referrals(case)
+
+    assert added.status_code == 201, added.text
+    assert answer.status_code == 409, answer.text
+    assert "他の紹介先" in answer.json()["message_ja"] and "unreachable" in answer.json()["message_en"]
+    assert sheet_after == sheet
+    assert await responses_relayed(team) == 0, "nothing was sent on to referral to be dropped there"
 
 
 async def referral_to(receiver: Receiver) -> dict:

@@ -3,7 +3,9 @@
 import pytest
 
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
-from tsunagu_partners.domain.answers import AnswerRefused, reported_status_applies, status_after
+from tsunagu_partners.domain.answers import (
+    AnswerRefused, reported_status_applies, status_after, status_when_undelivered,
+)
 
 
 @pytest.mark.parametrize(("status", "answer", "after"), [
@@ -22,7 +24,8 @@ def test_an_answer_that_follows_the_referral_moves_it(status, answer, after):
     ("accepted", Answer.DECLINED, "「受理」の紹介に「辞退」", "accepted referral cannot be answered declined"),
     ("completed", Answer.CONTACT_MADE, "終了しているか", "completed"),
     ("declined", Answer.ACCEPTED, "終了しているか", "declined"),
-    ("rerouted", Answer.ACCEPTED, "他の紹介先", "rerouted")])
+    ("rerouted", Answer.ACCEPTED, "他の紹介先", "rerouted"),
+    ("unreachable", Answer.ACCEPTED, "他の紹介先", "unreachable")])
 def test_an_answer_that_does_not_fit_is_refused_in_japanese_and_english(status, answer, ja, en):
     with pytest.raises(AnswerRefused) as refused:
         status_after(status, answer)
@@ -42,6 +45,15 @@ def test_no_answer_is_taken_while_the_case_is_closed():
     ("accepted", "rerouted", True), ("contact_made", "rerouted", True),
     ("accepted", "declined", True),  # referral is the authority on what it did not apply
     ("declined", "accepted", True),
-    ("declined", "rerouted", False)])  # the need moves to a new referral; this one stays declined
+    ("declined", "rerouted", False),  # the need moves to a new referral; this one stays declined
+    ("unreachable", "rerouted", True),
+    ("unreachable", "accepted", True)])  # a coordinator accepted for the partner before the failure was applied
 def test_referrals_events_move_the_copy_except_back_a_step_the_partner_took(current, reported, applies):
     assert reported_status_applies(current, reported) is applies
+
+
+@pytest.mark.parametrize(("status", "after"), [
+    ("requested", "unreachable"), ("accepted", "accepted"), ("declined", "declined"), ("rerouted", "rerouted"),
+    ("closed", "closed")])
+def test_an_undelivered_request_leaves_the_copy_unreachable_only_while_it_was_still_requested(status, after):
+    assert status_when_undelivered(status) == after

@@ -594,6 +594,31 @@ async def test_a_delivery_out_of_retries_is_a_dead_letter_and_reported_as_delive
     assert (failed.partner_id, failed.delivery_id, failed.last_status) == (row["partner_id"], row["delivery_id"], 503)
 
 
+async def test_a_request_that_never_reached_the_partner_refuses_its_answer_as_referral_would(uow, repo, new_uow):
+    row = await the_last_attempt_fails(uow, repo, new_uow, "sending")
+    [failed] = [e for unit in new_uow.done for e in unit.of(DeliveryFailed)]
+    assert repo.tables.referrals[failed.referral_id]["status"] == "unreachable"
+
+    with pytest.raises(Rejected) as refusal:
+        await respond(uow, row["partner_id"], failed.referral_id, RespondToReferral(response="accepted"),
+                      now=MORNING)
+    assert refusal.value.why is Why.CONFLICT and "unreachable" in refusal.value.message_en
+
+
+async def test_an_undelivered_request_the_partner_already_answered_keeps_the_answer(uow, repo, new_uow):
+    partner, case_id = await a_partner(uow), uuid7()
+    await f.on_consent_granted(uow, consent(case_id, partner))
+    requested = referral(case_id, partner)
+    await f.on_referral_requested(uow, requested)
+    await respond(uow, partner, requested.data.referral_id, RespondToReferral(response="accepted"), now=MORNING)
+    [row] = repo.tables.deliveries
+    row["status"] = "sending"
+    sender = WebhookSender(None, new_uow, CIPHER, DeliveryPolicy(retry_schedule=(1.0,)))
+    await sender.record({**row, "attempts": 2}, 503, None, None)
+
+    assert repo.tables.referrals[requested.data.referral_id]["status"] == "accepted"
+
+
 async def test_a_delivery_withdrawn_while_it_was_sent_stays_withdrawn_and_reports_nothing(uow, repo, new_uow):
     row = await the_last_attempt_fails(uow, repo, new_uow, "withdrawn")
 

@@ -11,6 +11,10 @@ its own copy of the status at once, so that the partner's next answer is checked
 
 The referral's own events still move the copy (a coordinator may act for the partner, reroute or
 close); `reported_status_applies` keeps them from taking it back a step the partner already took.
+
+A request the partner never received (its delivery a dead letter, DeliveryFailed) leaves the copy
+unreachable when it still stands requested, as referral marks the referral: referral tells of that
+only when it moves the need on (ReferralRerouted), not when nobody is left to ask.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
 
 STATUS_JA = {"requested": "依頼中", "accepted": "受理", "declined": "辞退", "contact_made": "本人と接触",
-             "completed": "終了", "rerouted": "つなぎ直し"}
+             "completed": "終了", "rerouted": "つなぎ直し", "unreachable": "通知不達"}
 
 ANSWERS: dict[tuple[str, Answer], str] = {
     ("requested", Answer.ACCEPTED): "accepted",
@@ -31,7 +35,8 @@ ANSWERS: dict[tuple[str, Answer], str] = {
 
 # The one path a referral walks forward; declined and rerouted leave it.
 PATH = ("requested", "accepted", "contact_made", "completed")
-OVER = frozenset({"declined", "completed", "rerouted"})
+UNREACHABLE = "unreachable"
+OVER = frozenset({"declined", "completed", "rerouted", UNREACHABLE})
 CLOSED = "closed"
 """A referral of a closed case (fan_out.on_case_closed): it takes no answer until the case is reopened."""
 
@@ -60,6 +65,12 @@ def status_after(status: str, answer: Answer) -> str:
         raise AnswerRefused("この紹介はすでに受理しています。", "the referral was already accepted")
     raise AnswerRefused(f"「{STATUS_JA[status]}」の紹介に「{answer.label_ja}」とは回答できません。",
                         f"a {status} referral cannot be answered {answer.value}")
+
+
+def status_when_undelivered(status: str) -> str:
+    """The copy's status once the request to take the referral was found undelivered: referral marks
+    a referral unreachable only while it is requested, and leaves one that moved on as it is."""
+    return UNREACHABLE if status == "requested" else status
 
 
 def reported_status_applies(current: str, reported: str) -> bool:

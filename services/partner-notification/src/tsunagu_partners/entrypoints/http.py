@@ -136,8 +136,9 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     async def post_response(partner_id: UUID, referral_id: UUID, command: RespondToReferral) -> dict:
         """Answers follow the referral: accepted or declined first, then contact_made (again if need be) or
         completed. An answer that does not fit where the referral stands (contact before acceptance, a second
-        acceptance, a referral that ended, moved on or whose case was closed) is refused with 409 and kept
-        nowhere. Answers for one referral are applied in the order they were accepted."""
+        acceptance, a referral that ended, moved on, never reached the partner or whose case was closed) is
+        refused with 409 and kept nowhere. Answers for one referral are applied in the order they were
+        accepted."""
         async with unit_of_work(runtime.db) as uow:
             with continue_trace(answers_tracer, await uow.repo.deliveries.case_trace(partner_id, referral_id),
                                 "partner answer", {"tsunagu.partner_id": str(partner_id),

@@ -1,8 +1,9 @@
 """partner-notification's copy of each referral's status, which partners' answers are checked against.
 
 A partner's accepted answer moves it at once (responses.py); referral's events move it too, unless
-the partner's own answer already took it further (`reported_status_applies`). Closing a case
-(fan_out.on_case_closed) closes its referrals until the case is reopened.
+the partner's own answer already took it further (`reported_status_applies`), and so does a request
+the partner never received (`left_undelivered`). Closing a case (fan_out.on_case_closed) closes its
+referrals until the case is reopened.
 
 Concurrency (adapters/referrals.py): each change takes the referral's row lock (an UPDATE, or SELECT ... FOR UPDATE
 before deciding), the same lock an answer holds from its check to its commit; so an answer and an event
@@ -14,7 +15,7 @@ from __future__ import annotations
 from tsunagu_contracts import (
     Event, ReferralAccepted, ReferralCompleted, ReferralContactMade, ReferralDeclined, ReferralRerouted,
 )
-from tsunagu_partners.domain.answers import reported_status_applies
+from tsunagu_partners.domain.answers import reported_status_applies, status_when_undelivered
 
 REFERRAL_STATUS = {ReferralAccepted: "accepted", ReferralDeclined: "declined", ReferralContactMade: "contact_made",
                    ReferralCompleted: "completed", ReferralRerouted: "rerouted"}
@@ -30,4 +31,14 @@ async def follow_referral(uow, e: Event) -> None:
             await referrals.set_status(e.referral_id, reported, e.occurred_at)
 
 
-__all__ = ["REFERRAL_STATUS", "follow_referral"]
+async def left_undelivered(uow, referral_id, at) -> None:
+    """The request to take the referral never reached the partner: the copy moves as referral will
+    move the referral on DeliveryFailed, in the transaction that reports it, so that an answer the
+    partner sends after all is refused here rather than dropped by referral."""
+    referrals = uow.repo.referrals
+    current = await referrals.lock_status(referral_id)
+    if current is not None and (after := status_when_undelivered(current)) != current:
+        await referrals.set_status(referral_id, after, at)
+
+
+__all__ = ["REFERRAL_STATUS", "follow_referral", "left_undelivered"]

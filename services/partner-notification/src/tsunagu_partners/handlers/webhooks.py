@@ -36,6 +36,7 @@ from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL
 from tsunagu_partners.domain.webhooks import (
     RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
+from tsunagu_partners.handlers.referral_status import left_undelivered
 from tsunagu_partners.handlers.registry import webhook_secret
 
 log = logging.getLogger("tsunagu.partners.webhooks")
@@ -238,11 +239,14 @@ class WebhookSender:
         if not await uow.repo.deliveries.dead(row["delivery_id"], status, error):
             return
         data = json.loads(row["body"])["data"]
+        now, referral_id = datetime.now(UTC), referral_asked_of(row["body"], row["partner_id"])
+        if referral_id is not None:
+            await left_undelivered(uow, referral_id, now)
         uow.emit(DeliveryFailed(
-            case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=datetime.now(UTC),
+            case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=now,
             delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
             channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status,
-            event_type=row["event_type"], referral_id=referral_asked_of(row["body"], row["partner_id"])))
+            event_type=row["event_type"], referral_id=referral_id))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)
 

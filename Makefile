@@ -8,6 +8,8 @@ PYTHON ?= python3
 UV_VERSION := 0.9.9
 UV := var/tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
+# The system's trust store (Debian's ca-certificates), as pip, Maven and Go use it.
+export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
 .PHONY: run test stop status infra python-deps deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults

@@ -274,8 +274,7 @@ async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber
         food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
         await team.route("no_food", food_bank)
         case = await team.consult(["no_food"], food_bank)
-        referral_id = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)),
-                                        until=bool))[0].event["data"]["referral_id"]
+        referral_id = (await referral_to(food))["referral_id"]
         path = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}/responses"
         other = await team.register("別の団体", server.add("other", Receiver()), ["no_food"])
         not_ours = await team.call(team.partners, "POST", f"/v1/partners/{other['partner_id']}/referrals/"
@@ -606,8 +605,7 @@ async def test_a_closed_case_ends_the_partners_answers_and_detail_fetches(team):
         food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
         await team.route("no_food", food_bank)
         case = await team.consult(["no_food"], food_bank)
-        referral_id = (await eventually(lambda: asyncio.sleep(0, food.of_type(REQUESTED)),
-                                        until=bool))[0].event["data"]["referral_id"]
+        referral_id = (await referral_to(food))["referral_id"]
         details = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}"
         while_open = await team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"])
 

@@ -61,6 +61,17 @@ class TeamZama:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def food_bank_referred(self, server, receiver, *, subscribed_to: list[str] | None = None
+                                 ) -> tuple[dict, dict, str]:
+        """ざまフードバンク, the only candidate for no_food, and a consultation with the person's consent to
+        it: the partner, the case and the referral it was asked to take, once the request arrived."""
+        food_bank = await self.register("ざまフードバンク", server.add("food", receiver), ["no_food"])
+        if subscribed_to:
+            await self.subscribe_to(food_bank, subscribed_to)
+        await self.route("no_food", food_bank)
+        case = await self.consult(["no_food"], food_bank)
+        return food_bank, case, (await referral_to(receiver))["referral_id"]
+
     async def answer(self, partner: dict, referral_id: str, body: dict) -> httpx.Response:
         """The partner answers a referral addressed to it, with its own API token."""
         return await self.call(self.partners, "POST",
@@ -271,10 +282,7 @@ async def test_consent_withdrawn_mid_flow_stops_notifications_answers_and_detail
 async def test_a_partners_answer_moves_the_referral_and_reaches_every_subscriber(team):
     async with ReceiverServer() as server:
         food = Receiver()
-        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
-        await team.route("no_food", food_bank)
-        case = await team.consult(["no_food"], food_bank)
-        referral_id = (await referral_to(food))["referral_id"]
+        food_bank, case, referral_id = await team.food_bank_referred(server, food)
         path = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}/responses"
         other = await team.register("別の団体", server.add("other", Receiver()), ["no_food"])
         not_ours = await team.call(team.partners, "POST", f"/v1/partners/{other['partner_id']}/referrals/"
@@ -347,10 +355,7 @@ async def test_a_decline_with_its_reason_shows_on_the_sheet_asks_the_next_candid
 async def test_contact_made_after_acceptance_shows_on_the_sheet_with_its_method_and_reaches_the_partner(team):
     async with ReceiverServer() as server:
         food = Receiver()
-        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
-        await team.route("no_food", food_bank)
-        case = await team.consult(["no_food"], food_bank)
-        referral_id = (await referral_to(food))["referral_id"]
+        food_bank, case, referral_id = await team.food_bank_referred(server, food)
 
         accepted = await team.answer(food_bank, referral_id, ACCEPT)
         contact = await team.answer(food_bank, referral_id, {"response": "contact_made",
@@ -370,11 +375,8 @@ async def test_contact_made_after_acceptance_shows_on_the_sheet_with_its_method_
 async def test_completion_with_an_outcome_shows_on_the_sheet_reaches_the_partner_and_ends_its_answers(team):
     async with ReceiverServer() as server:
         food = Receiver()
-        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
-        await team.subscribe_to(food_bank, [REQUESTED, COMPLETED])
-        await team.route("no_food", food_bank)
-        case = await team.consult(["no_food"], food_bank)
-        referral_id = (await referral_to(food))["referral_id"]
+        food_bank, case, referral_id = await team.food_bank_referred(server, food,
+                                                                    subscribed_to=[REQUESTED, COMPLETED])
 
         accepted = await team.answer(food_bank, referral_id, ACCEPT)
         completed = await team.answer(food_bank, referral_id, {"response": "completed", "outcome": "supported"})
@@ -396,10 +398,8 @@ async def test_answers_a_referral_cannot_take_where_it_stands_are_refused_in_jap
         team):
     async with ReceiverServer() as server:
         food = Receiver()
-        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
-        await team.route("no_food", food_bank)  # alone: a decline sends the need to the coordinator
-        case = await team.consult(["no_food"], food_bank)
-        referral_id = (await referral_to(food))["referral_id"]
+        # The only candidate: a decline sends the need to the coordinator.
+        food_bank, case, referral_id = await team.food_bank_referred(server, food)
 
         completed_first = await team.answer(food_bank, referral_id, {"response": "completed", "outcome": "supported"})
         without_reason = await team.answer(food_bank, referral_id, {"response": "declined"})
@@ -602,10 +602,7 @@ async def test_a_referral_that_arrives_before_its_consent_is_held_and_delivered_
 async def test_a_closed_case_ends_the_partners_answers_and_detail_fetches(team):
     async with ReceiverServer() as server:
         food = Receiver()
-        food_bank = await team.register("ざまフードバンク", server.add("food", food), ["no_food"])
-        await team.route("no_food", food_bank)
-        case = await team.consult(["no_food"], food_bank)
-        referral_id = (await referral_to(food))["referral_id"]
+        food_bank, case, referral_id = await team.food_bank_referred(server, food)
         details = f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}"
         while_open = await team.call(team.partners, "GET", details, role=None, token=food_bank["api_token"])
 

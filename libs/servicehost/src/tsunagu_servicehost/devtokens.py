@@ -20,8 +20,9 @@ def main() -> None:
         sys.exit("[tsunagu] error: TSUNAGU_AUTH_SECRET is not set")
     tokens = {role.value: issue_token(secret, f"dev-{role.value}", role) for role in Role if role not in (Role.PARTNER, Role.SERVICE)}
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
         json.dump(tokens, f, indent=2)
     print(f"[tsunagu] development tokens for {', '.join(tokens)} written to {target}")
 

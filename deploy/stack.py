@@ -110,9 +110,12 @@ def migrate(name: str) -> None:
     say(f"{name}: database migrated")
 
 
-def ready(port: int) -> tuple[bool, str]:
+def ready(port: int, token: str = "") -> tuple[bool, str]:
+    """Whether the service on `port` is ready; with an ops token, also why not."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/readyz", headers=headers),
+                                    timeout=3) as r:
             return r.status == 200, r.read().decode()
     except urllib.error.HTTPError as e:
         return False, e.read().decode()
@@ -142,6 +145,13 @@ def write_dev_tokens() -> None:
                          capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
     if out.returncode != 0:
         raise StepFailed(f"writing development tokens failed:\n{out.stderr.strip()[-2000:]}")
+
+
+def ops_token() -> str:
+    """A short-lived ops token, so /readyz says why a service is not ready (empty when none can be made)."""
+    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", "--ops"], text=True,
+                         capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def dev_tokens() -> dict[str, str]:
@@ -230,7 +240,8 @@ def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], boo
                 say(f"{name}: ready")
                 pending.discard(name)
         if time.monotonic() > deadline:
-            details = "; ".join(f"{n}: {ready(ports[n])[1][:200]}" for n in sorted(pending))
+            token = ops_token()
+            details = "; ".join(f"{n}: {ready(ports[n], token)[1][:200]}" for n in sorted(pending))
             raise StepFailed(f"not ready within 90 s: {details}")
         time.sleep(0.3)
 

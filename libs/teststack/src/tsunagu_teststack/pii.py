@@ -10,6 +10,7 @@ of which person, never the value itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,28 +110,42 @@ def otlp_spans(bodies: Iterable[bytes]) -> list[dict]:
     return spans
 
 
-async def namespace_records(bootstrap: str, namespace: str) -> list:
-    """Every record on the topics of one test's namespace, from the beginning to the current end."""
+async def namespace_records(bootstrap: str, namespace: str, *, deadline_s: float = 60.0) -> list:
+    """Every record on the topics of one test's namespace, from the beginning to the end offsets read
+    at the start. Raises when they cannot all be read within `deadline_s`: a scan that silently read
+    less would pass without looking."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
+    # The admin client's metadata names every topic and its partitions; a consumer's cached metadata
+    # knows only the topics it has already been told about.
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(namespace)]
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    if not partitions:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        topics = [t for t in await consumer.topics() if t.startswith(namespace)]
-        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        if not partitions:
-            return []
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > 0}
         records = []
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + deadline_s
         while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=2000)
-            if not batch:
-                break  # bounded: nothing more arrives for what is left
+            if loop.time() > give_up:
+                raise TimeoutError(f"the personal-data scan could not read {sorted(map(str, pending))} "
+                                   f"to its end within {deadline_s:.0f} s")
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, got in batch.items():
-                records += got
+                records += [r for r in got if r.offset < ends[tp]]
                 if got and got[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
         return records

@@ -90,9 +90,10 @@ clean: stop
 	$(PYTHON) deploy/pgctl.py reset
 	rm -rf .venv var
 
-# For docker compose: database passwords generated locally, never committed.
+# For docker compose: database passwords generated locally, never committed; .env is written with mode 0600,
+# also when an older one was readable by others.
 compose-env:
-	@umask 077 && $(PYTHON) deploy/stack.py compose-env > .env && echo "wrote .env"
+	@$(PYTHON) deploy/stack.py compose-env .env
 
 # Consultations per second through intake -> Kafka -> referral (prints figures, asserts nothing).
 bench: python-deps

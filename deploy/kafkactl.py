@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proc import (  # noqa: E402
     CACHE, DEPLOY, VAR, StepFailed, main_guard, port_open, read_pid, run, say,
-    spawn_detached, stack, terminate, wait_until,
+    spawn_detached, stack, terminate, wait_until, write_private,
 )
 
 POM = DEPLOY / "kafka" / "pom.xml"
@@ -270,7 +270,8 @@ class Cluster:
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
             (ndir / "logs").mkdir(parents=True, exist_ok=True)
-            (ndir / "server.properties").write_text(self.properties(node))
+            # 0600: with SCRAM it holds the admin's password (the JAAS configuration).
+            write_private(ndir / "server.properties", self.properties(node))
             self.format(lib, node)
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)

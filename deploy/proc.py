@@ -135,10 +135,40 @@ def run(argv: list[str], *, what: str, user: str | None = None, input: str | Non
     return result.stdout or ""
 
 
+PRIVATE_MODE = 0o600
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (secrets, tokens, keys, .env)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_MODE)
+    with os.fdopen(fd, "w") as f:
+        # O_CREAT's mode applies only to a new file: an existing one keeps whatever mode it had.
+        os.fchmod(f.fileno(), PRIVATE_MODE)
+        f.write(text)
+
+
+def read_private(path: Path) -> str:
+    """Read a secret file, first tightening it to 0600 when others may read or write it.
+
+    A file of another user is refused: its owner, not this script, decides who may read it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        info = os.fstat(f.fileno())
+        if info.st_mode & 0o077:
+            if info.st_uid != os.geteuid():
+                raise StepFailed(f"{path} may be read by others (mode {info.st_mode & 0o777:o}) and belongs to "
+                                 f"another user; run `chmod 600 {path}` as its owner.")
+            os.fchmod(f.fileno(), PRIVATE_MODE)
+            say(f"{path} could be read by others (mode {info.st_mode & 0o777:o}); it is now 600")
+        return f.read()
+
+
 def dev_secrets() -> dict:
     """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600)."""
     VAR.mkdir(parents=True, exist_ok=True)
-    data = json.loads(SECRETS_FILE.read_text()) if SECRETS_FILE.exists() else {}
+    data = json.loads(read_private(SECRETS_FILE)) if SECRETS_FILE.exists() else {}
     cfg = stack()
     wanted = [cfg["postgres"]["admin_role"], *(s["database"] for s in cfg["services"].values())]
     changed = False
@@ -156,9 +186,7 @@ def dev_secrets() -> dict:
             data[name] = make()
             changed = True
     if changed:
-        fd = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+        write_private(SECRETS_FILE, json.dumps(data, indent=2))
     return data
 
 

@@ -8,8 +8,9 @@
     stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
-    stack.py compose-env
-                      print the variables docker-compose.yml needs (passwords, signing and encryption keys)
+    stack.py compose-env [FILE]
+                      the variables docker-compose.yml needs (passwords, signing and encryption keys),
+                      written to FILE with mode 0600 (`make compose-env`: .env), or printed
 
 Standard library only; the services themselves run in the project's virtual environment.
 """
@@ -32,8 +33,8 @@ import jaegerctl  # noqa: E402
 import kafkactl  # noqa: E402
 import pgctl  # noqa: E402
 from proc import (  # noqa: E402
-    DEPLOY, REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
-    wait_until,
+    DEPLOY, REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, read_private, say, stack,
+    terminate, wait_until, write_private,
 )
 from supervisor import Supervised, describe_exit, supervise  # noqa: E402
 
@@ -109,9 +110,12 @@ def migrate(name: str) -> None:
     say(f"{name}: database migrated")
 
 
-def ready(port: int) -> tuple[bool, str]:
+def ready(port: int, token: str = "") -> tuple[bool, str]:
+    """Whether the service on `port` is ready; with an ops token, also why not."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/readyz", headers=headers),
+                                    timeout=3) as r:
             return r.status == 200, r.read().decode()
     except urllib.error.HTTPError as e:
         return False, e.read().decode()
@@ -143,8 +147,15 @@ def write_dev_tokens() -> None:
         raise StepFailed(f"writing development tokens failed:\n{out.stderr.strip()[-2000:]}")
 
 
+def ops_token() -> str:
+    """A short-lived ops token, so /readyz says why a service is not ready (empty when none can be made)."""
+    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", "--ops"], text=True,
+                         capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
 def dev_tokens() -> dict[str, str]:
-    return json.loads(DEV_TOKENS.read_text()) if DEV_TOKENS.exists() else {}
+    return json.loads(read_private(DEV_TOKENS)) if DEV_TOKENS.exists() else {}
 
 
 def print_summary() -> None:
@@ -229,7 +240,8 @@ def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], boo
                 say(f"{name}: ready")
                 pending.discard(name)
         if time.monotonic() > deadline:
-            details = "; ".join(f"{n}: {ready(ports[n])[1][:200]}" for n in sorted(pending))
+            token = ops_token()
+            details = "; ".join(f"{n}: {ready(ports[n], token)[1][:200]}" for n in sorted(pending))
             raise StepFailed(f"not ready within 90 s: {details}")
         time.sleep(0.3)
 
@@ -307,6 +319,22 @@ def stop() -> int:
     return 0
 
 
+def compose_env() -> str:
+    """The variables docker-compose.yml needs, one `NAME=value` a line."""
+    cfg = stack()
+    secrets = dev_secrets()
+    passwords = secrets["postgres"]
+    lines = [f"TSUNAGU_PASSWORD_POSTGRES={passwords[cfg['postgres']['admin_role']]}",
+             *(f"TSUNAGU_PASSWORD_{service['database'].upper()}={passwords[service['database']]}"
+               for service in cfg["services"].values()),
+             f"TSUNAGU_AUTH_SECRET={secrets['auth_secret']}",
+             f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}",
+             f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}",
+             f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}",
+             f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}"]
+    return "".join(line + "\n" for line in lines)
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "infra":
@@ -315,18 +343,13 @@ def main() -> int:
         return run()
     elif command == "stop":
         return stop()
-    elif command == "compose-env":
-        cfg = stack()
-        passwords = dev_secrets()["postgres"]
-        print(f"TSUNAGU_PASSWORD_POSTGRES={passwords[cfg['postgres']['admin_role']]}")
-        for service in cfg["services"].values():
-            print(f"TSUNAGU_PASSWORD_{service['database'].upper()}={passwords[service['database']]}")
-        secrets = dev_secrets()
-        print(f"TSUNAGU_AUTH_SECRET={secrets['auth_secret']}")
-        print(f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}")
-        print(f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}")
-        print(f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}")
-        print(f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}")
+    elif command == "compose-env" and len(sys.argv) <= 3:
+        text = compose_env()
+        if len(sys.argv) == 3:
+            write_private(Path(sys.argv[2]), text)
+            say(f"wrote {sys.argv[2]} (mode 600)")
+        else:
+            print(text, end="")
     elif command == "env" and len(sys.argv) == 3:
         for key, value in service_env(sys.argv[2]).items():
             print(f"export {key}='{value}'")

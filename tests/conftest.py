@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tsunagu_teststack.people import HANAKO
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 
 CONSULTATION = {
-    "person": {"name": "座間 花子", "name_kana": "ざま はなこ", "birth_date": "1968-04-02"},
+    "person": HANAKO.as_request(),
     "counter": "tax", "channel": "counter", "urgency": "high",
     "needs": ["rent_loan", "housing", "debt", "health"], "primary_need": "rent_loan",
     "consents": [{"recipient": {"kind": "division", "division": "housing"}, "purpose": "housing_support",

@@ -54,3 +54,22 @@ def test_every_operation_names_the_error_bodies_it_can_answer_with(name):
             invalid = operation["responses"]["422"]["content"]["application/json"]["schema"]
             assert invalid == {"$ref": "#/components/schemas/InvalidRequest"}, path
     assert "HTTPValidationError" not in document["components"]["schemas"], "FastAPI's 422 shape is not what we send"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_every_operation_documents_413_for_a_body_over_the_size_limit(name):
+    document = app_of(name).openapi()
+    for path, ops in document["paths"].items():
+        for method, operation in ops.items():
+            too_large = operation["responses"].get("413")
+            assert too_large, f"{method.upper()} {path} does not document 413"
+            assert too_large["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_readiness_documents_its_reasons_as_for_the_ops_role_only(name):
+    readyz = app_of(name).openapi()["paths"]["/readyz"]["get"]
+
+    assert "checks" not in app_of(name).openapi()["components"]["schemas"]["Readiness"].get("required", [])
+    assert "ops" in app_of(name).openapi()["components"]["schemas"]["Readiness"]["properties"]["checks"]["description"]
+    assert {"200", "503"} <= set(readyz["responses"])

@@ -7,6 +7,7 @@ as `make status` runs it, in a process of its own.
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 
 from tsunagu_servicehost.status import Figures
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_teststack.services import AUTH_SECRET
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -55,6 +57,23 @@ async def test_status_shows_every_service_ready_and_exits_0_then_names_a_stopped
     assert "Needs a person 要対応:" in broken.stdout
     assert re.search(r"^  referral: not running 停止中 .*-> docs/operations\.md#service-down$", broken.stdout, re.M)
     assert re.search(r"^  intake +ready 準備完了", broken.stdout, re.M), "the others are still ready"
+
+
+async def test_status_sends_an_ops_token_so_a_service_that_is_not_ready_says_why(service_process):
+    unreachable = "postgresql://nobody:secret-password@127.0.0.1:1/nothing"
+    referral = await service_process("referral", database_url=unreachable, migrate=False)
+    args = [sys.executable, "-m", "tsunagu_servicehost.status", f"--service=referral={referral.url}"]
+
+    with_secret = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60,
+                                          env={**os.environ, "TSUNAGU_AUTH_SECRET": AUTH_SECRET})
+    without = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60,
+                                      env={**os.environ, "TSUNAGU_AUTH_SECRET": "", "TSUNAGU_VAR_DIR": "/nonexistent"})
+
+    assert with_secret.returncode == without.returncode == 1
+    assert re.search(r"^  referral: not ready 準備未完了: database: unreachable: ", with_secret.stdout, re.M), (
+        with_secret.stdout)
+    assert re.search(r"^  referral: not ready 準備未完了: readyz: HTTP 503 ", without.stdout, re.M), without.stdout
+    assert "secret-password" not in with_secret.stdout
 
 
 async def test_alert_rules_and_the_dashboard_read_only_metrics_the_services_export(running):

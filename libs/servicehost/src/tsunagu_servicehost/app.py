@@ -20,6 +20,7 @@ from tsunagu_servicehost.deadletters import DeadLetterWriter, replay_group
 from tsunagu_servicehost.errors import ERROR_ANSWERS, install_error_handlers
 from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.lag import KafkaOffsets
+from tsunagu_servicehost.limits import BodySizeLimit
 from tsunagu_servicehost.metrics import HttpMetrics, ScrapeTimeFigures
 from tsunagu_servicehost.publishing import publish_record, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
@@ -137,9 +138,11 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     app = FastAPI(title=service.title, version=service.version, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
+    # Innermost of the middlewares: tracing and metrics see the 413 it answers like any other.
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_request_body_bytes)
     install_request_tracing(app, provider, service.name)
     app.add_middleware(HttpMetrics, registry=registry)
-    app.include_router(health_router(runtime))
+    app.include_router(health_router(runtime), responses={413: ERROR_ANSWERS[413]})
     for router in service.http(runtime) if service.http else ():
         app.include_router(router, responses=ERROR_ANSWERS)
     return app

@@ -130,6 +130,9 @@ class InvalidRequest(ErrorAnswer):
 
 
 ERROR_ANSWERS: dict[int | str, dict] = {
+    413: {"model": ErrorAnswer, "description": "The request body is larger than the service accepts "
+                                               "(`TSUNAGU_MAX_REQUEST_BODY_BYTES`); nothing was read further "
+                                               "and nothing was stored."},
     422: {"model": InvalidRequest, "description": "The request is invalid; nothing was stored."},
     503: {
         "model": ErrorAnswer,

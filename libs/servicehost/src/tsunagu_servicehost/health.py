@@ -1,14 +1,21 @@
-"""`/healthz` (the process answers), `/readyz` (its Kafka and database work) and `/metrics`."""
+"""`/healthz` (the process answers), `/readyz` (its Kafka and database work) and `/metrics`.
+
+/readyz tells why a dependency is not usable (hosts, ports, database errors) only to the ops role;
+anyone else, an orchestrator's health check included, gets the status code and the bare status.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Response
+import jwt
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+
+from tsunagu_servicehost.auth import Role, read_token
 
 if TYPE_CHECKING:
     from tsunagu_servicehost.app import Runtime
@@ -16,9 +23,20 @@ if TYPE_CHECKING:
 
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"], description="`ready` or `unavailable`.")
-    checks: dict[str, str] = Field(
-        examples=[{"kafka": "ok", "database": "ok"}],
-        description="Each dependency: `ok`, or why it is not usable.")
+    checks: dict[str, str] | None = Field(
+        default=None, examples=[{"kafka": "ok", "database": "ok"}],
+        description="Each dependency: `ok`, or why it is not usable. Only with a token of the ops role.")
+
+
+def _is_ops(request: Request, secret: str) -> bool:
+    """Whether the request carries a valid token of the ops role; no token or a bad one is simply not ops."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    try:
+        return read_token(secret, token.strip()).role is Role.OPS
+    except (jwt.PyJWTError, KeyError, ValueError):
+        return False
 
 
 def _reason(exc: BaseException) -> str:
@@ -68,11 +86,13 @@ def health_router(runtime: "Runtime") -> APIRouter:
 
     @router.get("/readyz", summary="準備状態 (readiness)", response_model=Readiness,
                 responses={503: {"model": Readiness, "description": "A dependency is not usable."}})
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         checks = await readiness(runtime)
         ready = all(v == "ok" for v in checks.values())
-        body = Readiness(status="ready" if ready else "unavailable", checks=checks)
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        body = Readiness(status="ready" if ready else "unavailable")
+        if _is_ops(request, runtime.settings.auth_secret.get_secret_value()):
+            body.checks = checks
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

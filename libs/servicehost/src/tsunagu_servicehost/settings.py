@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
         "without a rebalance. Unique per running instance; empty: dynamic membership."))
     failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
     auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")
+    max_request_body_bytes: int = Field(default=256 * 1024, ge=1024, description=(
+        "Largest request body the HTTP API accepts, in bytes; a larger one is answered 413 before it is read "
+        "further (also a chunked body without Content-Length)."))
     outbox_max_attempts: int = Field(default=5, ge=1, le=50, description="Failed publishes of one outbox row "
                                      "before it is parked and the relay moves on.")
     outbox_first_retry_s: float = Field(default=2.0, gt=0, description="Wait after an outbox row's first failure; "

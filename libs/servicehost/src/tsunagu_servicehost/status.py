@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tomllib
 import unicodedata
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from tsunagu_servicehost import alerting
+from tsunagu_servicehost.devtokens import ops_token
 
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
             "summary": ("_count", "_sum", "_created")}
@@ -70,25 +72,38 @@ class ServiceState:
     figures: Figures = field(default_factory=Figures)
 
 
-def _get(url: str, timeout: float) -> tuple[int, str]:
+def ops_headers() -> dict[str, str]:
+    """An ops token signed with the stack's secret (TSUNAGU_AUTH_SECRET, else `make run`'s
+    var/secrets.json), so /readyz says why a service is not ready; none when neither is there."""
+    secret = os.environ.get("TSUNAGU_AUTH_SECRET", "")
+    secrets_file = Path(os.environ.get("TSUNAGU_VAR_DIR", "var")) / "secrets.json"
+    if not secret and secrets_file.exists():
+        secret = json.loads(secrets_file.read_text()).get("auth_secret", "")
+    return {"Authorization": f"Bearer {ops_token(secret)}"} if len(secret) >= 32 else {}
+
+
+def _get(url: str, timeout: float, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
 
 
-def probe(name: str, url: str, timeout: float = 5.0) -> ServiceState:
+def probe(name: str, url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> ServiceState:
     state = ServiceState(name, url)
     try:
-        status, body = _get(f"{url}/readyz", timeout)
+        status, body = _get(f"{url}/readyz", timeout, headers)
     except OSError as exc:
         state.reasons["process"] = f"no answer ({getattr(exc, 'reason', exc)})"
         return state
     state.answered, state.ready = True, status == 200
     try:
-        state.reasons = {k: v for k, v in json.loads(body).get("checks", {}).items() if v != "ok"}
+        state.reasons = {k: v for k, v in (json.loads(body).get("checks") or {}).items() if v != "ok"}
     except (ValueError, AttributeError):
+        state.reasons = {}
+    if status != 200 and not state.reasons:
+        # Without an ops token /readyz answers only its status code.
         state.reasons = {"readyz": f"HTTP {status}"}
     try:
         state.figures = Figures.parse(_get(f"{url}/metrics", timeout)[1])
@@ -206,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="look at these services instead of the stack's (repeatable)")
     args = parser.parse_args(argv)
     services = (dict(s.split("=", 1) for s in args.service) if args.service else services_of(args.stack))
+    headers = ops_headers()
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
-        states = list(pool.map(lambda item: probe(*item), services.items()))
+        states = list(pool.map(lambda item: probe(*item, headers=headers), services.items()))
     text, code = report(states)
     print(text)
     return code

@@ -1,4 +1,4 @@
-"""pytest fixtures: `infrastructure`, `scratch_database`, `service_process`, `jaeger`."""
+"""pytest fixtures: `infrastructure`, `scratch_database`, `service_process` (with its personal-data check), `jaeger`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest_asyncio
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_servicehost.migrations import upgrade
 from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
+from tsunagu_teststack.pii import PersonalDataScanner, namespace_records, otlp_spans, report
+from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.traces import Jaeger
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
@@ -66,25 +68,40 @@ async def kafka_namespace(infrastructure: Infrastructure) -> AsyncIterator[str]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def service_process(infrastructure: Infrastructure, scratch_databases: ScratchDatabases, kafka_namespace: str,
                           tmp_path_factory) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
-    """Factory: `await service_process("intake")` gives a migrated, running service on its own database."""
+    """Factory: `await service_process("intake")` gives a migrated, running service on its own database.
+
+    When the test ends, after the services stopped, every record on the test's topics, every log line
+    the services wrote and every span they exported (to a collector of the test's own, unless the
+    test gives TSUNAGU_OTLP_ENDPOINT) is searched for the sample people's personal data
+    (tsunagu_teststack.pii); a hit fails the test and says where."""
     started: list[ServiceProcess] = []
     log_dir = tmp_path_factory.mktemp("service-logs")
+    spans = Receiver()
 
     async def start(service: str, *, database_url: str | None = None, migrate: bool = True,
                     extra_env: dict[str, str] | None = None) -> ServiceProcess:
         url = database_url or await scratch_databases.create(service)
+        telemetry = {"TSUNAGU_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
         process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
                                  log_dir=log_dir,
-                                 extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **(extra_env or {})})
+                                 extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **telemetry, **(extra_env or {})})
         if migrate:
             await process.migrate()
         started.append(process)
         await process.start()
         return process
 
-    yield start
-    for process in started:
-        await process.stop()
+    async with ReceiverServer() as collector:
+        collector.add("v1/traces", spans)
+        yield start
+        for process in started:
+            await process.stop()  # a stopping service flushes its spans and logs
+    scanner = PersonalDataScanner()
+    hits = [hit for process in started for hit in scanner.scan_log(process.log_path)]
+    hits += scanner.scan_spans(otlp_spans(r.body for r in spans.received))
+    hits += [hit for record in await namespace_records(infrastructure.kafka_bootstrap, kafka_namespace)
+             for hit in scanner.scan_record(record)]
+    assert not hits, report(hits)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tsunagu_contracts.events.base import CheckedMunicipalityCode
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.entrypoints import http, kafka
 from tsunagu_servicehost import Runtime, Service
@@ -19,7 +20,8 @@ class IntakeSettings(BaseSettings):
 
     pii_keys: SecretStr = Field(default=SecretStr(""), description="Fernet keys, comma-separated, newest first.")
     index_key: SecretStr = Field(default=SecretStr(""), description="Key of the duplicate-check blind index.")
-    municipality_code: str = Field(default="142166", pattern=r"^\d{6}$", description="座間市")
+    municipality_code: CheckedMunicipalityCode = Field(
+        default="142166", description="The city whose counters this intake serves (座間市); its cases carry it.")
 
 
 def cipher_from(settings: IntakeSettings) -> PersonalDataCipher:

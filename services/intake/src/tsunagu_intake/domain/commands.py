@@ -18,6 +18,9 @@ from tsunagu_contracts.codes import (
 )
 from tsunagu_contracts.events import Recipient
 
+Cue = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$",
+                           description="A screening chart cue code.")]
+
 Kana = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[\u3041-\u3096\u30a1-\u30fa\u30fc\u3000 ・ー]+$",
                             description="Name in kana (ひらがな or カタカナ).")]
 
@@ -48,9 +51,10 @@ class ConsentRequest(Command):
 class Screening(Command):
     """What the screening chart suggested from the cues staff noticed, and what staff confirmed."""
 
-    chart_version: str = Field(pattern=r"^\d{4}\.\d{1,3}$")
-    cues: list[str] = Field(min_length=1, max_length=40)
-    confirmed: list[NeedCategory] = Field(default_factory=list, description="Suggested needs staff confirmed.")
+    chart_version: str = Field(max_length=8, pattern=r"^\d{4}\.\d{1,3}$")
+    cues: list[Cue] = Field(min_length=1, max_length=40)
+    confirmed: list[NeedCategory] = Field(default_factory=list, max_length=len(NeedCategory),
+                                          description="Suggested needs staff confirmed.")
 
 
 EXAMPLE = {
@@ -106,8 +110,9 @@ class GrantConsent(ConsentRequest):
 class ScreenCues(Command):
     model_config = ConfigDict(json_schema_extra={"examples": [{"cues": ["rent_arrears", "job_loss"]}]})
 
-    cues: list[str] = Field(min_length=1, max_length=40)
-    chart_version: str | None = Field(default=None, description="Defaults to the current chart.")
+    cues: list[Cue] = Field(min_length=1, max_length=40)
+    chart_version: str | None = Field(default=None, max_length=8, pattern=r"^\d{4}\.\d{1,3}$",
+                                      description="Defaults to the current chart.")
 
 
 class RecordStatutoryBasis(Command):

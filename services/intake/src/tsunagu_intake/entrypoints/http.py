@@ -88,7 +88,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
     async def post_consultation(
         request: Request, command: RegisterConsultation,
         who: Annotated[Principal, Depends(require(*STAFF))],
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> JSONResponse:
         async def work() -> tuple[int, dict]:
             done = await register_consultation(uow, command, cipher=personal_data(), staff=who.subject,

@@ -98,7 +98,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
 
     @router.get("/{partner_id}/deliveries", summary="配信記録 (the partner's delivery log)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
-    async def deliveries(partner_id: UUID, status: Annotated[str | None, Query(pattern="^[a-z]+$")] = None,
+    async def deliveries(partner_id: UUID, status: Annotated[str | None, Query(max_length=20, pattern="^[a-z]+$")] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         async with unit_of_work(runtime.db) as uow:
             rows = await uow.repo.deliveries.of_partner(partner_id, status, limit)

@@ -272,6 +272,29 @@ async def test_a_host_that_resolves_to_a_forbidden_address_fails_its_delivery_at
     assert failed.partner_id == partner_id
 
 
+async def test_the_sender_connects_to_the_address_it_checked_and_keeps_the_host_name_in_the_request():
+    async with ReceiverServer() as server:
+        receiver = Receiver()
+        path = server.add("hook", receiver).split("/", 3)[3]
+        # The name is known only to the resolver seam: the request can only have gone to the address it gave.
+        sender = WebhookSender(None, None, CIPHER, DeliveryPolicy(), url_rules=LOOPBACK,
+                               resolve=static_then_system({"partner.localhost": ["127.0.0.1"]}))
+        async with sender.client() as client:
+            status, _ = await sender.post(client, f"http://partner.localhost:{server.port}/{path}", "{}", {})
+
+    assert status == 200
+    assert receiver.received[0].headers["host"] == f"partner.localhost:{server.port}"
+
+
+async def test_a_loopback_name_that_resolves_elsewhere_is_refused():
+    sender = WebhookSender(None, None, CIPHER, DeliveryPolicy(), url_rules=LOOPBACK,
+                           resolve=static_then_system({"partner.localhost": ["10.0.0.8"]}))
+    async with sender.client() as client:
+        with pytest.raises(UrlRefused) as refusal:
+            await client.post("http://partner.localhost:40000/hook", content=b"{}")
+    assert refusal.value.code == "not_loopback"
+
+
 async def test_a_url_stored_before_the_rules_is_refused_at_send_time(new_uow):
     sender = WebhookSender(None, new_uow, CIPHER, DeliveryPolicy())
     async with sender.client() as client:

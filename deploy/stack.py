@@ -76,6 +76,8 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         env["TSUNAGU_INTAKE_INDEX_KEY"] = secrets["intake_index_key"]
     if name == "partner-notification":
         env["TSUNAGU_PARTNERS_SECRET_KEYS"] = secrets["partners_secret_key"]
+        # Partners' receivers during development run on this machine; never on a deployment.
+        env["TSUNAGU_PARTNERS_ALLOW_LOOPBACK_WEBHOOKS"] = "true"
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
     otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from uuid import UUID
 
@@ -54,6 +54,8 @@ class Tables:
     held: list[dict] = field(default_factory=list)
     provisions: list[dict] = field(default_factory=list)
     locked: list[UUID] = field(default_factory=list)
+    share_locked: list[UUID] = field(default_factory=list)
+    """Partners whose rows a fan-out share-locked."""
     busy_cases: set[UUID] = field(default_factory=set)
     clock: count = field(default_factory=count)
 
@@ -178,6 +180,22 @@ class FakeDeliveries:
                     and d["event_id"] != except_event_id and not still_covered):
                 d["status"] = "withdrawn"
 
+    async def cancel_undelivered(self, partner_id, *, including_sending):
+        statuses = ("pending", "sending") if including_sending else ("pending",)
+        cancelled = [d for d in self.t.deliveries if d["partner_id"] == partner_id and d["status"] in statuses]
+        for d in cancelled:
+            d.update(status="cancelled", last_error="partner_deactivated")
+        return len(cancelled)
+
+    async def in_flight(self, partner_id):
+        return sum(1 for d in self.t.deliveries if d["partner_id"] == partner_id and d["status"] == "sending"
+                   and not d.get("lease_ended"))
+
+    async def drop_unpublished_forwards_to(self, topic):
+        dropped = [r for r in self.t.unpublished if r["topic"] == topic]
+        self.t.unpublished = [r for r in self.t.unpublished if r["topic"] != topic]
+        return len(dropped)
+
     def _sending(self, delivery_id):
         return next((d for d in self.t.deliveries if d["delivery_id"] == delivery_id and d["status"] == "sending"),
                     None)
@@ -240,7 +258,9 @@ class FakeRegistry:
                           sealed_webhook_secret, kafka_topic, at):
         self.t.partners[partner_id] = {"partner_id": partner_id, "webhook_url": webhook_url,
                                        "kafka_topic": kafka_topic, "api_token_hash": api_token_hash,
-                                       "webhook_secret": sealed_webhook_secret, "webhook_disabled": False}
+                                       "webhook_secret": sealed_webhook_secret, "webhook_disabled": False,
+                                       "previous_api_token_hash": None, "previous_webhook_secret": None,
+                                       "overlap_ended": False, "deactivated_at": None}
 
     async def add_subscription(self, partner_id, event_types, need_categories, areas):
         self.t.subscriptions[partner_id] = {"event_types": event_types, "need_categories": need_categories,
@@ -253,11 +273,56 @@ class FakeRegistry:
         return True
 
     async def partner_of_token_hash(self, api_token_hash):
-        return next((p for p, row in self.t.partners.items() if row["api_token_hash"] == api_token_hash), None)
+        """`overlap_ended` stands for the clock passing the previous credentials' overlap."""
+        return next((p for p, row in self.t.partners.items() if row["deactivated_at"] is None and (
+            row["api_token_hash"] == api_token_hash
+            or (not row["overlap_ended"] and row["previous_api_token_hash"] == api_token_hash))), None)
 
     async def receiving(self, partner_id):
         row = self.t.partners.get(partner_id)
-        return {k: row[k] for k in ("partner_id", "webhook_url", "kafka_topic")} if row else None
+        return ({k: row[k] for k in ("partner_id", "webhook_url", "kafka_topic")}
+                if row and row["deactivated_at"] is None else None)
+
+    async def lock_receiving(self, partner_ids):
+        self.t.share_locked.extend(partner_ids)
+        return {p for p in partner_ids if p in self.t.partners and self.t.partners[p]["deactivated_at"] is None}
+
+    async def state(self, partner_id):
+        row = self.t.partners.get(partner_id)
+        return None if row is None else {"webhook_url": row["webhook_url"], "kafka_topic": row["kafka_topic"],
+                                         "has_secret": row["webhook_secret"] is not None,
+                                         "deactivated_at": row["deactivated_at"]}
+
+    def _active(self, partner_id):
+        row = self.t.partners.get(partner_id)
+        return row if row is not None and row["deactivated_at"] is None else None
+
+    async def rotate_api_token(self, partner_id, new_hash, overlap_s):
+        if row := self._active(partner_id):
+            row.update(previous_api_token_hash=row["api_token_hash"], api_token_hash=new_hash, overlap_ended=False)
+            return datetime.now(UTC) + timedelta(seconds=overlap_s)
+        return None
+
+    async def rotate_webhook_secret(self, partner_id, sealed, overlap_s):
+        if (row := self._active(partner_id)) and row["webhook_secret"] is not None:
+            row.update(previous_webhook_secret=row["webhook_secret"], webhook_secret=sealed, overlap_ended=False)
+            return datetime.now(UTC) + timedelta(seconds=overlap_s)
+        return None
+
+    async def set_webhook(self, partner_id, url, sealed_secret_if_none):
+        if not (row := self._active(partner_id)):
+            return None
+        took = row["webhook_secret"] is None
+        row.update(webhook_url=url, webhook_disabled=False,
+                   webhook_secret=row["webhook_secret"] if not took else sealed_secret_if_none)
+        return took
+
+    async def deactivate(self, partner_id):
+        row = self.t.partners.get(partner_id)
+        if row is None:
+            return None
+        row["deactivated_at"] = row["deactivated_at"] or datetime.now(UTC)
+        return {"kafka_topic": row["kafka_topic"], "deactivated_at": row["deactivated_at"]}
 
     async def enable_webhook(self, partner_id):
         self.t.partners[partner_id]["webhook_disabled"] = False

@@ -31,6 +31,7 @@ from tsunagu_partners.handlers.fan_out import (
     deliver, fan_out, on_basis_recorded, on_consent_granted, on_consent_withdrawn, on_referral_requested,
 )
 from tsunagu_partners.entrypoints.kafka import consumed
+from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
@@ -43,6 +44,7 @@ MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
 REQUESTED = "tsunagu.referral.requested.v1"
 WITHDRAWN = "tsunagu.intake.consent-withdrawn.v1"
 CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+LOOPBACK = WebhookUrlRules(allow_loopback=True)  # the test receivers listen on loopback
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ async def a_partner(conn: asyncpg.Connection, webhook_url: str = "http://127.0.0
         return await register_partner(uow, RegisterPartner(
             name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
             contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
-            partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+            partner_id=uuid7(), cipher=CIPHER, now=MORNING, url_rules=LOOPBACK)
 
 
 def referral(case_id: UUID, partner_id, at: datetime = MORNING) -> Envelope[ReferralRequested]:
@@ -250,7 +252,7 @@ async def test_the_sender_does_not_send_what_the_partner_may_no_longer_see(datab
                     await deliver(uow, row, withdrawal(granted, datetime.now(JST)))
 
             sender = WebhookSender(pool, partial(unit_of_work, pool, Repository), CIPHER,
-                                   DeliveryPolicy(poll_s=0.05, timeout_s=5))
+                                   DeliveryPolicy(poll_s=0.05, timeout_s=5), url_rules=LOOPBACK)
             running = asyncio.create_task(sender.run())
             try:
                 await eventually(lambda: asyncio.sleep(0, receiver.of_type(WITHDRAWN)), until=bool)

@@ -35,6 +35,7 @@ from tsunagu_partners.handlers.fan_out import (
     fan_out, on_basis_ended, on_basis_recorded, on_case_closed, on_case_reopened, on_consent_granted, on_consent_withdrawn,
     on_referral_requested,
 )
+from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.sweep import HeldSweeper
 
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.stack
 MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
 REQUESTED, ACCEPTED = ReferralRequested.type, ReferralAccepted.type
 CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+LOOPBACK = WebhookUrlRules(allow_loopback=True)  # the test receivers listen on loopback
 
 
 @pytest.fixture
@@ -70,7 +72,8 @@ async def a_partner(conn: asyncpg.Connection) -> UUID:
         created = await register_partner(uow, RegisterPartner(
             name="居住支援法人 すまいる", need_categories=["housing", "no_food", "job_search", "work_trouble"],
             areas=["142166"], contact={"department": "相談窓口", "email": "desk@example.org"},
-            webhook_url="http://127.0.0.1:9/unused"), partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+            webhook_url="http://127.0.0.1:9/unused"), partner_id=uuid7(), cipher=CIPHER, now=MORNING,
+            url_rules=LOOPBACK)
     return UUID(created["partner_id"])
 
 

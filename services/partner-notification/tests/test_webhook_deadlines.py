@@ -21,6 +21,7 @@ from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.entrypoints.kafka import consumed
 from tsunagu_partners.handlers.fan_out import on_consent_granted, on_referral_requested
+from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.registry import register_partner
 from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.stack
 
 MORNING = datetime(2026, 11, 27, 10, 0, tzinfo=JST)
 CIPHER = MultiFernet([Fernet(base64.urlsafe_b64encode(os.urandom(32)))])
+LOOPBACK = WebhookUrlRules(allow_loopback=True)  # the test receivers listen on loopback
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ async def a_referral_queued_for(conn: asyncpg.Connection, webhook_url: str) -> N
         partner = await register_partner(uow, RegisterPartner(
             name="ざまフードバンク", need_categories=["no_food"], areas=["142166"],
             contact={"department": "相談窓口", "email": "desk@example.org"}, webhook_url=webhook_url),
-            partner_id=uuid7(), cipher=CIPHER, now=MORNING)
+            partner_id=uuid7(), cipher=CIPHER, now=MORNING, url_rules=LOOPBACK)
     partner_id, case_id = UUID(partner["partner_id"]), uuid7()
     consent = ConsentGranted(case_id=case_id, municipality_code="142166", occurred_at=MORNING, consent_id=uuid7(),
                              person_ref=uuid7(), recipient={"kind": "partner", "partner_id": partner_id},
@@ -67,7 +69,7 @@ async def sent_until_settled(database: str, receiver: Receiver, policy: Delivery
             async with pool.acquire() as conn:
                 await a_referral_queued_for(conn, server.add("partner", receiver))
             sender = asyncio.create_task(WebhookSender(pool, partial(unit_of_work, pool, Repository), CIPHER,
-                                                       policy).run())
+                                                       policy, url_rules=LOOPBACK).run())
             try:
                 return await eventually(
                     lambda: pool.fetchrow("SELECT status, attempts, last_status, last_error FROM deliveries"),

@@ -25,6 +25,8 @@ SERVICE_SECRETS = {
     "TSUNAGU_INTAKE_INDEX_KEY": secrets.token_urlsafe(32),
     "TSUNAGU_PARTNERS_SECRET_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "TSUNAGU_HOUSING_PII_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    # The tests' webhook receivers (receivers.py) listen on loopback.
+    "TSUNAGU_PARTNERS_ALLOW_LOOPBACK_WEBHOOKS": "true",
 }
 
 

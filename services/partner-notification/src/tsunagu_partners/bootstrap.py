@@ -13,10 +13,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_partners.adapters.gauges import GAUGES
 from tsunagu_partners.adapters.repository import unit_of_work
+from tsunagu_partners.adapters.webhook_transport import Resolve, parse_static_hosts, static_then_system, system_resolve
+from tsunagu_partners.domain.webhook_urls import STACK_PORTS, WebhookUrlRules
 from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
+from tsunagu_partners.handlers.registry import NoKafkaAccess, PartnerKafkaAccess
 from tsunagu_partners.handlers.sweep import HeldSweeper
-from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookMetrics, WebhookSender, check_lease
+from tsunagu_partners.handlers.webhooks import (
+    DeliveryPolicy, WebhookMetrics, WebhookSender, check_lease, quiet_http_client_logs,
+)
 from tsunagu_servicehost import Runtime, Service
 
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"
@@ -37,6 +42,22 @@ class PartnerSettings(BaseSettings):
     intake_url: str = Field(default="http://127.0.0.1:8001", description="Where partners' detail fetches are read.")
     intake_timeout_s: float = Field(default=10.0, gt=0, description="How long a detail fetch waits for intake.")
     held_sweep_s: float = Field(default=5.0, gt=0, description="How often held events now allowed are released.")
+    credential_overlap_s: float = Field(default=24 * 3600, ge=0, description="How long a rotated API token or "
+                                        "webhook secret keeps working beside its replacement.")
+    allow_loopback_webhooks: bool = Field(default=False, description="Development and tests only: webhooks may go "
+                                          "to the loopback (127.0.0.0/8, ::1, localhost), over http too.")
+    refused_webhook_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default=sorted(STACK_PORTS), description="Ports no webhook may use, on any host: the stack's own (a JSON list).")
+    static_hosts: str = Field(default="", description="A JSON object of host name to addresses that webhooks "
+                              "resolve before DNS (drills and tests); the addresses are checked like any others.")
+
+    def url_rules(self) -> WebhookUrlRules:
+        return WebhookUrlRules(allow_loopback=self.allow_loopback_webhooks,
+                               refused_ports=frozenset(self.refused_webhook_ports))
+
+    def resolver(self) -> Resolve:
+        hosts = parse_static_hosts(self.static_hosts)
+        return static_then_system(hosts) if hosts else system_resolve
 
     @model_validator(mode="after")
     def _a_send_ends_before_its_lease(self) -> "PartnerSettings":
@@ -65,23 +86,31 @@ def check_settings() -> None:
         raise SystemExit(f"[tsunagu] error: {', '.join(retired)} no longer apply: the retry schedule is "
                          "TSUNAGU_PARTNERS_RETRY_SCHEDULE_S (a JSON list of waits) and TSUNAGU_PARTNERS_RETRY_SCALE")
     try:
-        cipher_from(PartnerSettings())
+        settings = PartnerSettings()
+        cipher_from(settings)
+        parse_static_hosts(settings.static_hosts)
     except ValueError as exc:
         raise SystemExit(f"[tsunagu] error: {exc}") from None
 
 
-def build_service() -> Service:
+def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
+    """`kafka_access` revokes a deactivated partner's own Kafka access (its user and ACLs); without
+    one, partners are taken to have none (`NoKafkaAccess`)."""
     settings = PartnerSettings()
     policy = settings.delivery_policy()
+    quiet_http_client_logs()
 
     def routers(runtime: Runtime):
         return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url,
-                                 intake_timeout_s=settings.intake_timeout_s)
+                                 intake_timeout_s=settings.intake_timeout_s, url_rules=settings.url_rules(),
+                                 credential_overlap_s=settings.credential_overlap_s,
+                                 kafka_access=kafka_access or NoKafkaAccess(), lease_s=settings.lease_s)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,
                             WebhookMetrics(runtime.registry),
-                            runtime.tracer_provider.get_tracer("tsunagu.partner-notification.webhooks")).run()
+                            runtime.tracer_provider.get_tracer("tsunagu.partner-notification.webhooks"),
+                            url_rules=settings.url_rules(), resolve=settings.resolver()).run()
 
     async def held_events(runtime: Runtime) -> None:
         await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,

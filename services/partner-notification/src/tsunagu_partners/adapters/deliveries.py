@@ -17,6 +17,13 @@ Concurrency rules, stated here and beside each statement that needs one:
   the outbox's single writer (tsunagu_outbox.relay): it reads due rows without locking them and marks
   them published after the send, so a row it read before the withdrawal committed is still
   published; the window is one batch's send.
+- A deactivation (handlers/registry.py `deactivate`) marks the partner deactivated and its
+  undelivered rows 'cancelled' under the partner's row lock, so no fan-out queues behind it
+  (adapters/registry.py). Rows being sent are left to their senders, and the deactivation waits
+  until none is in flight (`in_flight`) before cancelling what those sends left pending: once it
+  answers, no request to the partner is under way and none starts, because a claim only takes rows
+  of active partners and re-checks each row under its lock. `cancel_due_of_inactive` catches any
+  row queued for a deactivated partner by another path (a redelivery that raced it).
 """
 
 from __future__ import annotations
@@ -118,9 +125,31 @@ class Deliveries:
         sent ('sending') is not taken from its sender."""
         updated = await self.conn.execute(
             "UPDATE deliveries d SET status = 'pending', attempts = 0, next_attempt_at = now() "
-            f"WHERE d.delivery_id = $3 AND d.partner_id = $4 AND d.status IN ('dead', 'delivered') AND {MAY_STILL_SEE}",
+            f"WHERE d.delivery_id = $3 AND d.partner_id = $4 AND d.status IN ('dead', 'delivered') AND {MAY_STILL_SEE} "
+            "AND EXISTS (SELECT 1 FROM partners p WHERE p.partner_id = d.partner_id AND p.deactivated_at IS NULL)",
             today, NOTICES_OF_AN_END, delivery_id, partner_id)
         return updated != "UPDATE 0"
+
+    # deactivation -----------------------------------------------------------------------------
+
+    async def cancel_undelivered(self, partner_id: UUID, *, including_sending: bool) -> int:
+        """Marks the partner's undelivered rows 'cancelled' (kept, for its history): the pending ones,
+        and with `including_sending` those whose send has ended without an outcome too."""
+        statuses = ["pending", "sending"] if including_sending else ["pending"]
+        cancelled = await self.conn.execute(
+            "UPDATE deliveries SET status = 'cancelled', last_error = 'partner_deactivated' "
+            "WHERE partner_id = $1 AND status = ANY($2::text[])", partner_id, statuses)
+        return int(cancelled.split()[-1])
+
+    async def in_flight(self, partner_id: UUID) -> int:
+        """The partner's deliveries being sent right now (claimed, their lease running)."""
+        return await self.conn.fetchval("SELECT count(*) FROM deliveries WHERE partner_id = $1 "
+                                        "AND status = 'sending' AND lease_until > now()", partner_id)
+
+    async def drop_unpublished_forwards_to(self, topic: str) -> int:
+        """Forwards to a deactivated partner's topic not yet published (the relay's window as above)."""
+        dropped = await self.conn.execute("DELETE FROM outbox WHERE topic = $1 AND published_at IS NULL", topic)
+        return int(dropped.split()[-1])
 
     # the sender ------------------------------------------------------------------------------
 
@@ -130,6 +159,13 @@ class Deliveries:
             f"UPDATE deliveries d SET status = 'withdrawn' WHERE {DUE} AND NOT {MAY_STILL_SEE}",
             today, NOTICES_OF_AN_END)
         return int(withdrawn.split()[-1])
+
+    async def cancel_due_of_inactive(self) -> int:
+        """Due deliveries of deactivated partners are marked 'cancelled', not sent."""
+        cancelled = await self.conn.execute(
+            f"UPDATE deliveries d SET status = 'cancelled', last_error = 'partner_deactivated' WHERE {DUE} "
+            "AND EXISTS (SELECT 1 FROM partners p WHERE p.partner_id = d.partner_id AND p.deactivated_at IS NOT NULL)")
+        return int(cancelled.split()[-1])
 
     async def claim(self, today: date, busy: dict[UUID, int], per_partner: int, limit: int,
                     lease_s: float) -> list[asyncpg.Record]:
@@ -146,13 +182,15 @@ class Deliveries:
             "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
             "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
             "         OR (x.status = 'sending' AND x.lease_until < now())) "
-            "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL), "
+            "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL AND y.deactivated_at IS NULL), "
             "chosen AS (SELECT delivery_id FROM due WHERE slot <= $5 ORDER BY slot LIMIT $6) "
             "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
             "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
             f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
+            "AND p.deactivated_at IS NULL "
             "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
-            "d.traceparent, p.webhook_url, p.webhook_secret",
+            "d.traceparent, p.webhook_url, p.webhook_secret, CASE WHEN p.previous_webhook_secret_valid_until > now() "
+            "THEN p.previous_webhook_secret END AS previous_webhook_secret",
             today, NOTICES_OF_AN_END, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
 
     async def delivered(self, delivery_id: UUID, status: int) -> None:

@@ -56,7 +56,7 @@ class Permissions:
         return list(row["consented"]), row["statutory"]
 
     async def partners_allowed(self, case_id: UUID, on: date) -> list[asyncpg.Record]:
-        """Partners holding a valid permission on the case, with their subscription, the purposes
+        """Active partners holding a valid permission on the case, with their subscription, the purposes
         consented to (`consented`) and whether a statutory basis is among them (`statutory`)."""
         return await self.conn.fetch(
             "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
@@ -64,7 +64,7 @@ class Permissions:
             "bool_or(g.basis <> 'consent') AS statutory "
             "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
             "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
-            "GROUP BY p.partner_id, s.partner_id", case_id, on)
+            "AND p.deactivated_at IS NULL GROUP BY p.partner_id, s.partner_id", case_id, on)
 
 
 __all__ = ["Permissions"]

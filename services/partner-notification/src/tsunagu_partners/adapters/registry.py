@@ -4,6 +4,19 @@ Concurrency: registration inserts rows under a fresh partner id, so nothing race
 subscription is changed by one UPDATE, its own row lock: the last of two changes wins whole.
 Disabling a webhook after a 410 (the sender) and enabling it again (a coordinator) are single
 UPDATEs of `webhook_disabled_at` too; the later one wins, which is the one a person asked for last.
+
+Credentials: a rotation is one UPDATE that moves the current credential into the `previous_*`
+columns and writes the new one, reading and writing the row under its row lock. Two rotations at
+once therefore run one after the other (the second re-reads the row the first committed): the
+first's new credential becomes the second's previous one, both answers hold a working credential,
+and the credential before them both ends at once (rotating twice is how a leaked one is ended
+without waiting for the overlap). A change of webhook URL is a single UPDATE too.
+
+Deactivation takes the partner's row lock (`deactivate`, an UPDATE), and the fan-out takes a share
+lock on the row of every partner it delivers to (`lock_receiving`) before it queues anything, so
+a fan-out that saw the partner active has committed its deliveries before the deactivation goes on
+to cancel them, and a fan-out after it sees the partner deactivated. The lock order is always the
+partner's row before any delivery row.
 """
 
 from __future__ import annotations
@@ -41,12 +54,63 @@ class Registry:
         return status != "UPDATE 0"
 
     async def partner_of_token_hash(self, api_token_hash: bytes) -> UUID | None:
-        return await self.conn.fetchval("SELECT partner_id FROM partners WHERE api_token_hash = $1", api_token_hash)
+        """The active partner whose current token, or previous one still within its overlap, this is."""
+        return await self.conn.fetchval(
+            "SELECT partner_id FROM partners WHERE deactivated_at IS NULL AND (api_token_hash = $1 "
+            "OR (previous_api_token_hash = $1 AND previous_api_token_valid_until > now()))", api_token_hash)
 
     async def receiving(self, partner_id: UUID) -> asyncpg.Record | None:
-        """Where the partner receives: partner_id, webhook_url, kafka_topic."""
+        """Where the active partner receives: partner_id, webhook_url, kafka_topic."""
         return await self.conn.fetchrow("SELECT partner_id, webhook_url, kafka_topic FROM partners "
-                                        "WHERE partner_id = $1", partner_id)
+                                        "WHERE partner_id = $1 AND deactivated_at IS NULL", partner_id)
+
+    async def lock_receiving(self, partner_ids: list[UUID]) -> set[UUID]:
+        """Share-locks the rows of the partners among `partner_ids` still active, and returns them.
+
+        FOR SHARE: fan-outs do not wait for one another, only a deactivation waits for them (and
+        they for it). In partner id order, though shared locks never wait on each other."""
+        rows = await self.conn.fetch("SELECT partner_id FROM partners WHERE partner_id = ANY($1::uuid[]) "
+                                     "AND deactivated_at IS NULL ORDER BY partner_id FOR SHARE", partner_ids)
+        return {r["partner_id"] for r in rows}
+
+    async def state(self, partner_id: UUID) -> asyncpg.Record | None:
+        """webhook_url, whether a webhook secret is set, kafka_topic and deactivated_at."""
+        return await self.conn.fetchrow("SELECT webhook_url, webhook_secret IS NOT NULL AS has_secret, kafka_topic, "
+                                        "deactivated_at FROM partners WHERE partner_id = $1", partner_id)
+
+    async def rotate_api_token(self, partner_id: UUID, new_hash: bytes, overlap_s: float) -> datetime | None:
+        """The current token stays valid for `overlap_s` beside the new one; None when the partner is
+        not an active one. One UPDATE: see the module's rule for two rotations at once."""
+        return await self.conn.fetchval(
+            "UPDATE partners SET previous_api_token_hash = api_token_hash, api_token_hash = $2, "
+            "previous_api_token_valid_until = now() + make_interval(secs => $3) "
+            "WHERE partner_id = $1 AND deactivated_at IS NULL RETURNING previous_api_token_valid_until",
+            partner_id, new_hash, overlap_s)
+
+    async def rotate_webhook_secret(self, partner_id: UUID, sealed: bytes, overlap_s: float) -> datetime | None:
+        """As `rotate_api_token`, for the sealed webhook secret; None when the partner is not an active
+        one with a webhook."""
+        return await self.conn.fetchval(
+            "UPDATE partners SET previous_webhook_secret = webhook_secret, webhook_secret = $2, "
+            "previous_webhook_secret_valid_until = now() + make_interval(secs => $3) "
+            "WHERE partner_id = $1 AND deactivated_at IS NULL AND webhook_secret IS NOT NULL "
+            "RETURNING previous_webhook_secret_valid_until", partner_id, sealed, overlap_s)
+
+    async def set_webhook(self, partner_id: UUID, url: str, sealed_secret_if_none: bytes | None) -> bool | None:
+        """Points the active partner's webhook at `url` and lifts a 410's disabling (a new endpoint);
+        a partner without a secret yet gets `sealed_secret_if_none`. Returns whether that secret was
+        the one stored; None when not an active partner."""
+        return await self.conn.fetchval(
+            "UPDATE partners SET webhook_url = $2, webhook_disabled_at = NULL, "
+            "webhook_secret = coalesce(webhook_secret, $3) WHERE partner_id = $1 AND deactivated_at IS NULL "
+            "RETURNING coalesce(webhook_secret = $3, false)", partner_id, url, sealed_secret_if_none)
+
+    async def deactivate(self, partner_id: UUID) -> asyncpg.Record | None:
+        """Marks the partner deactivated (once; again is harmless) under its row lock. Returns its
+        kafka_topic and deactivated_at, None when there is no such partner."""
+        return await self.conn.fetchrow(
+            "UPDATE partners SET deactivated_at = coalesce(deactivated_at, now()) WHERE partner_id = $1 "
+            "RETURNING kafka_topic, deactivated_at", partner_id)
 
     async def enable_webhook(self, partner_id: UUID) -> None:
         await self.conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)

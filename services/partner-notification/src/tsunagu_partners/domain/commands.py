@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
@@ -69,6 +71,50 @@ class Subscription(Body):
         return self
 
 
+class ChangeWebhook(Body):
+    """Move a partner's webhook (coordinator); the URL is checked as at registration."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"webhook_url": "https://foodbank.example/tsunagu/webhook-v2"}]})
+
+    webhook_url: AnyHttpUrl
+
+
+class RotatedToken(BaseModel):
+    """A new API token, shown this once; the previous one works until `previous_valid_until`."""
+
+    partner_id: UUID
+    api_token: str
+    previous_valid_until: datetime
+    notice_ja: str
+
+
+class RotatedSecret(BaseModel):
+    """A new webhook secret, shown this once; until `previous_valid_until` each webhook carries a
+    signature with the new secret and one with the previous (`v1,<new> v1,<previous>`)."""
+
+    partner_id: UUID
+    webhook_secret: str
+    previous_valid_until: datetime
+    notice_ja: str
+
+
+class ChangedWebhook(BaseModel):
+    """Where the webhook now goes; `webhook_secret` only when the partner had none (shown this once)."""
+
+    partner_id: UUID
+    webhook_url: str
+    webhook_secret: str | None = None
+
+
+class Deactivated(BaseModel):
+    """The partner is deactivated; its undelivered deliveries were cancelled and are kept."""
+
+    partner_id: UUID
+    deactivated_at: datetime
+    deliveries_cancelled: int
+
+
 class RespondToReferral(Body):
     """A partner's answer to a referral addressed to it."""
 
@@ -83,4 +129,5 @@ class RespondToReferral(Body):
     outcome: ReferralOutcome | None = None
 
 
-__all__ = ["EVENT_TYPES", "Contact", "RegisterPartner", "RespondToReferral", "Subscription"]
+__all__ = ["EVENT_TYPES", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated", "RegisterPartner",
+           "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription"]

@@ -30,11 +30,16 @@ def cloudevent_body(envelope: Envelope) -> str:
     }, ensure_ascii=False, separators=(",", ":"))
 
 
-def signed_headers(secret: str, delivery_id: str, body: str, now: datetime) -> dict[str, str]:
+def signed_headers(secret: str, delivery_id: str, body: str, now: datetime,
+                   previous_secret: str | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers. While a rotated secret's overlap lasts, the signature header
+    carries one signature per secret, the new one first (`v1,<new> v1,<previous>`): a receiver that
+    still knows only the previous secret, and one that already has the new one, both verify it."""
+    secrets = [secret] if previous_secret is None else [secret, previous_secret]
     return {
         "webhook-id": delivery_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(delivery_id, now, body),
+        "webhook-signature": " ".join(Webhook(s).sign(delivery_id, now, body) for s in secrets),
         "content-type": "application/cloudevents+json",
     }
 

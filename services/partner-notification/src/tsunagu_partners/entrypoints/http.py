@@ -13,11 +13,18 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_contracts import PartnerDeliveries, uuid7
-from tsunagu_contracts.japan import japan_date
+from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_partners.adapters.repository import unit_of_work
-from tsunagu_partners.domain.commands import RegisterPartner, RespondToReferral, Subscription
+from tsunagu_partners.domain.commands import (
+    ChangeWebhook, ChangedWebhook, Deactivated, RegisterPartner, RespondToReferral, RotatedSecret, RotatedToken,
+    Subscription,
+)
+from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.details import provide
-from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, register_partner, set_subscription
+from tsunagu_partners.handlers.registry import (
+    TOKEN_PREFIX, NoKafkaAccess, PartnerKafkaAccess, change_webhook_url, deactivate, partner_of_token,
+    register_partner, rotate_api_token, rotate_webhook_secret, set_subscription,
+)
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, issue_token, read_token, require
@@ -31,8 +38,13 @@ _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a 
 SESSION_SECONDS = 3600
 
 
-def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
-                 intake_timeout_s: float = 10.0) -> list[APIRouter]:
+def japan_time(at: datetime) -> str:
+    return at.astimezone(JST).strftime("%Y-%m-%d %H:%M（日本時間）")
+
+
+def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, intake_timeout_s: float = 10.0,
+                 url_rules: WebhookUrlRules = WebhookUrlRules(), credential_overlap_s: float = 24 * 3600,
+                 kafka_access: PartnerKafkaAccess = NoKafkaAccess(), lease_s: float = 30.0) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
     answers_tracer = runtime.tracer_provider.get_tracer("tsunagu.partner-notification.answers")
 
@@ -86,8 +98,43 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                                 namespace=runtime.settings.topic_namespace)
         async with unit_of_work(runtime.db) as uow:
             created = await register_partner(uow, command, partner_id=partner_id, cipher=cipher,
-                                             now=datetime.now(UTC))
+                                             now=datetime.now(UTC), url_rules=url_rules)
         return created | {"notice_ja": "API トークンと Webhook シークレットは今回だけ表示されます。安全に保管してください。"}
+
+    @router.post("/{partner_id}/api-token/rotate", status_code=201, dependencies=[Depends(COORDINATOR)],
+                 summary="API トークンを更新する (rotate the API token; the new one shown once, the old one "
+                         "valid until previous_valid_until)")
+    async def post_token_rotation(partner_id: UUID) -> RotatedToken:
+        async with unit_of_work(runtime.db) as uow:
+            rotated = await rotate_api_token(uow, partner_id, overlap_s=credential_overlap_s)
+        return RotatedToken(**rotated, notice_ja=f"新しい API トークンは今回だけ表示されます。以前のトークンは"
+                            f"{japan_time(rotated['previous_valid_until'])}まで有効です。")
+
+    @router.post("/{partner_id}/webhook-secret/rotate", status_code=201, dependencies=[Depends(COORDINATOR)],
+                 summary="Webhook シークレットを更新する (rotate the webhook secret; until previous_valid_until "
+                         "each webhook is signed with both)")
+    async def post_secret_rotation(partner_id: UUID) -> RotatedSecret:
+        async with unit_of_work(runtime.db) as uow:
+            rotated = await rotate_webhook_secret(uow, partner_id, cipher=cipher, overlap_s=credential_overlap_s)
+        return RotatedSecret(**rotated, notice_ja=f"新しい Webhook シークレットは今回だけ表示されます。"
+                             f"{japan_time(rotated['previous_valid_until'])}までは新旧両方の署名が付きます。")
+
+    @router.put("/{partner_id}/webhook", dependencies=[Depends(COORDINATOR)],
+                summary="Webhook URL を変更する (move the webhook; checked as at registration)")
+    async def put_webhook(partner_id: UUID, command: ChangeWebhook) -> ChangedWebhook:
+        async with unit_of_work(runtime.db) as uow:
+            changed = await change_webhook_url(uow, partner_id, str(command.webhook_url), cipher=cipher,
+                                               url_rules=url_rules)
+        return ChangedWebhook(**changed)
+
+    @router.post("/{partner_id}/deactivate", dependencies=[Depends(COORDINATOR)],
+                 summary="連携団体の利用を停止する (deactivate: tokens, deliveries, subscriptions and Kafka "
+                         "forwards stop; history stays)")
+    async def post_deactivation(partner_id: UUID) -> Deactivated:
+        """Answers once no webhook to the partner is under way (at most one delivery lease); asking
+        again is harmless and revokes its Kafka access again."""
+        return Deactivated(**await deactivate(partial(unit_of_work, runtime.db), partner_id,
+                                              kafka_access=kafka_access, lease_s=lease_s))
 
     @router.put("/{partner_id}/subscription", summary="購読を設定する (set what the partner receives)",
                 dependencies=[Depends(partner_or(Role.COORDINATOR))])

@@ -40,7 +40,11 @@ async def partners_who_may_see(uow, case_id, today: date, event: Event,
     """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
     (for a referral event, one its referral's `need` serves)."""
     rows = await uow.repo.permissions.partners_allowed(case_id, today)
-    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
+    # Under a share lock on each partner's row, so a deactivation cannot slip between this read and
+    # the deliveries queued from it (adapters/registry.py).
+    active = await uow.repo.registry.lock_receiving([r["partner_id"] for r in rows]) if rows else set()
+    return [r for r in rows if r["partner_id"] in active
+            and permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
 async def deliver(uow, partner, envelope: Envelope, need: str | None = None) -> None:
@@ -75,8 +79,11 @@ async def hold_if_addressed_without_permission(uow, envelope: Envelope, allowed:
     a consent for one of the purposes it needs (kept with it for the sweep)."""
     e = envelope.data
     purposes = _values(purposes_for(e, need))
+    waiting = [r.partner_id for r in e.addressees() if r.partner_id is not None and r.partner_id not in allowed]
+    # Nothing is held for a deactivated partner: it would never be released.
+    active = await uow.repo.registry.lock_receiving(waiting) if waiting else set()
     for recipient in e.addressees():
-        if recipient.partner_id is not None and recipient.partner_id not in allowed:
+        if recipient.partner_id in active:
             record = encode(e, source=envelope.source, event_id=envelope.id)
             await uow.repo.held.hold(e.case_id, recipient.partner_id, envelope.id,
                                      json.dumps({k: v.decode() for k, v in record.headers}), record.value, purposes)
@@ -159,7 +166,9 @@ async def end_permission(uow, envelope: Envelope, grant_id) -> None:
         return
     permissions = uow.repo.permissions
     await permissions.revoke(grant_id, e.occurred_at)
-    partner = await uow.repo.registry.receiving(e.recipient.partner_id)
+    # Share-locked as in the fan-out: a deactivation does not slip in before the notice is queued.
+    active = await uow.repo.registry.lock_receiving([e.recipient.partner_id])
+    partner = await uow.repo.registry.receiving(e.recipient.partner_id) if active else None
     if partner is not None:
         await deliver(uow, partner, envelope)
     consented, statutory = await permissions.remaining(e.case_id, e.recipient.partner_id, japan_date(e.occurred_at))

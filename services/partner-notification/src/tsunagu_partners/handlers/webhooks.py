@@ -33,9 +33,11 @@ from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL
+from tsunagu_partners.adapters.webhook_transport import CheckedTransport, Resolve, system_resolve
 from tsunagu_partners.domain.webhooks import (
     RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
 )
+from tsunagu_partners.domain.webhook_urls import UrlRefused, WebhookUrlRules
 from tsunagu_partners.handlers.referral_status import left_undelivered
 from tsunagu_partners.handlers.registry import webhook_secret
 
@@ -93,8 +95,10 @@ class WebhookSender:
     of work from `new_uow`."""
 
     def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy,
-                 metrics: WebhookMetrics | None = None, tracer: Tracer | None = None):
+                 metrics: WebhookMetrics | None = None, tracer: Tracer | None = None,
+                 url_rules: WebhookUrlRules = WebhookUrlRules(), resolve: Resolve = system_resolve):
         self.pool, self.new_uow, self.cipher, self.policy = pool, new_uow, cipher, policy
+        self.url_rules, self.resolve = url_rules, resolve
         self.metrics = metrics or WebhookMetrics(CollectorRegistry())
         self.tracer = tracer or trace.get_tracer(__name__)
         self.in_flight: Counter = Counter()
@@ -118,7 +122,7 @@ class WebhookSender:
         listener = await self.pool.acquire()
         wake = lambda *_: self.wake.set()  # noqa: E731
         await listener.add_listener(DELIVERIES_CHANNEL, wake)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with self.client(timeout) as client:
             try:
                 while True:
                     try:
@@ -147,6 +151,13 @@ class WebhookSender:
                 finally:
                     await self.pool.release(listener)
 
+    def client(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
+        """The client every webhook goes through: each URL and each address it resolves to is checked
+        (adapters/webhook_transport.py), redirects are not followed, and no proxy is taken from the
+        environment."""
+        return httpx.AsyncClient(timeout=timeout or httpx.Timeout(self.policy.timeout_s), follow_redirects=False,
+                                 transport=CheckedTransport(self.url_rules, self.resolve), trust_env=False)
+
     async def claim(self) -> list[asyncpg.Record]:
         """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.
 
@@ -161,6 +172,8 @@ class WebhookSender:
         # claims others, where another sender doing the same could wait on it as it waits on that one.
         async with self.new_uow() as uow:
             withdrawn = await uow.repo.deliveries.withdraw_due_unseen(today)
+        async with self.new_uow() as uow:
+            await uow.repo.deliveries.cancel_due_of_inactive()
         if withdrawn:
             log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
         async with self.new_uow() as uow:
@@ -181,11 +194,13 @@ class WebhookSender:
             await self.attempt(client, row)
 
     async def attempt(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
-        status, retry_after, error = None, None, None
+        status, retry_after, error, permanent = None, None, None, False
         try:
             now = datetime.now(UTC)
+            previous = row.get("previous_webhook_secret")
             headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
-                                     row["body"], now)
+                                     row["body"], now,
+                                     webhook_secret(self.cipher, previous) if previous is not None else None)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
@@ -193,11 +208,13 @@ class WebhookSender:
                 retry_after = retry_after_seconds(retry_after_header, now)
             except TimeoutError:
                 error = "TimeoutError"  # the deadline passed: whatever the answer began with, it is a failure
+            except UrlRefused as refused:
+                error, permanent = f"url_refused:{refused.code}", True  # the reason, never the URL
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             took = time.perf_counter() - started
             _answer_on_span(status, error)
-            self.metrics.observe(await self.record(row, status, retry_after, error), took)
+            self.metrics.observe(await self.record(row, status, retry_after, error, permanent), took)
         except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
             log.exception("delivery %s could not be recorded", row["delivery_id"])
         finally:
@@ -217,8 +234,9 @@ class WebhookSender:
             return response.status_code, response.headers.get("retry-after")
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
-                     error: str | None) -> str:
-        """Record how the attempt went; returns it as WebhookMetrics counts it."""
+                     error: str | None, permanent: bool = False) -> str:
+        """Record how the attempt went; returns it as WebhookMetrics counts it. A `permanent` failure
+        (a URL the rules refuse) is not retried: the delivery is a dead letter at once."""
         result = outcome(status)
         async with self.new_uow() as uow:
             # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
@@ -228,7 +246,7 @@ class WebhookSender:
                 return result
             if result == "gone":
                 await uow.repo.registry.disable_webhook(row["partner_id"])
-            delay = None if result == "gone" else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
+            delay = None if result == "gone" or permanent else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)
             if delay is None:
                 await self.dead_letter(uow, row, status, error)
                 return "gone" if result == "gone" else "dead"
@@ -249,6 +267,14 @@ class WebhookSender:
             event_type=row["event_type"], referral_id=referral_id))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)
+
+
+def quiet_http_client_logs() -> None:
+    """httpx logs each request's URL at INFO, and httpcore each connection's host and port at DEBUG:
+    a partner's webhook URL may hold its own token, and where it points is the partner's business.
+    The webhook spans and the delivery log say what was sent and how it went."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _answer_on_span(status: int | None, error: str | None) -> None:

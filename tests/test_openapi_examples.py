@@ -10,11 +10,21 @@ from tsunagu_teststack.services import service_app as app_of
 SERVICES = stack_config()["services"]
 
 
+def api_routes(routes):
+    """Every APIRoute, also those of included routers (which FastAPI keeps behind `original_router`)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from api_routes(included.routes)
+
+
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_every_request_body_has_a_valid_example(name):
     app = app_of(name)
     document = app.openapi()
-    bodies = [route for route in app.routes if isinstance(route, APIRoute) and route.body_field is not None]
+    bodies = [route for route in api_routes(app.routes) if route.body_field is not None]
+    assert bodies, "no operation with a request body was found: the walk over the routes is broken"
     for route in bodies:
         model = route.body_field.field_info.annotation
         examples = model.model_json_schema().get("examples", [])

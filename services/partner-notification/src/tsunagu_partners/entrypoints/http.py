@@ -21,7 +21,7 @@ from tsunagu_partners.handlers.registry import TOKEN_PREFIX, partner_of_token, r
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, issue_token, read_token, require
-from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.errors import CONFLICT, Refused, needs_token
 from tsunagu_servicehost.rows import jsonable
 from tsunagu_servicehost.tracing import continue_trace
 from tsunagu_topics import ensure_topics
@@ -73,7 +73,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     def partner_or(*roles: Role):
         async def check(partner_id: UUID, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
             await this_partner_or(set(roles), partner_id, credentials)
-        return check
+        return needs_token(check)
 
     @router.post("", status_code=201, summary="連携団体を登録する (register a partner; secrets shown once)",
                  dependencies=[Depends(COORDINATOR)])
@@ -104,7 +104,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
             rows = await uow.repo.deliveries.of_partner(partner_id, status, limit)
         return [jsonable(r) for r in rows]
 
-    @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
+    @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", responses=CONFLICT, status_code=202,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with unit_of_work(runtime.db) as uow:
@@ -130,7 +130,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
                             partner_id=partner_id, ttl_seconds=SESSION_SECONDS)
         return {"access_token": token, "token_type": "Bearer", "expires_in": SESSION_SECONDS}
 
-    @router.post("/{partner_id}/referrals/{referral_id}/responses", status_code=201,
+    @router.post("/{partner_id}/referrals/{referral_id}/responses", responses=CONFLICT, status_code=201,
                  summary="紹介に回答する (a partner answers a referral addressed to it)",
                  dependencies=[Depends(partner_or())])
     async def post_response(partner_id: UUID, referral_id: UUID, command: RespondToReferral) -> dict:

@@ -79,4 +79,4 @@ def require(*roles: Role):
                 "message_en": f"The {who.role.value} role may not do this."})
         return who
 
-    return needs_token(principal)
+    return needs_token(principal, (role.value for role in roles))

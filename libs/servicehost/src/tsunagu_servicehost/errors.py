@@ -10,6 +10,7 @@ first), and `document_error_answers` lists in each route's OpenAPI entry the one
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from enum import StrEnum
 from uuid import UUID
 
@@ -170,15 +171,21 @@ _STATUS_TEXT = {
 }
 
 
-def needs_token(check):
+def needs_token(check, roles: Iterable[str]):
     """Marks a FastAPI dependency that answers 401 without a valid token and 403 to one that may not act;
-    `document_error_answers` lists both for every route that depends on it."""
-    check.needs_token = True
+    `document_error_answers` lists both for every route that depends on it, and the roles it admits."""
+    check.token_roles = tuple(roles)
     return check
 
 
-def _depends_on_token(dependant: Dependant) -> bool:
-    return any(getattr(d.call, "needs_token", False) or _depends_on_token(d) for d in dependant.dependencies)
+def _token_roles(dependant: Dependant) -> set[str] | None:
+    """The roles the route's token checks admit, or None when it checks no token."""
+    found = None
+    for sub in dependant.dependencies:
+        for roles in (getattr(sub.call, "token_roles", None), _token_roles(sub)):
+            if roles is not None:
+                found = set(roles) if found is None else found & set(roles)
+    return found
 
 
 def _names_an_id(route: APIRoute) -> bool:
@@ -191,7 +198,7 @@ def error_answers_of(route: APIRoute) -> dict[int, dict]:
     answers: dict[int, dict] = {}
     if route.body_field is not None:
         answers |= UNREADABLE
-    if _depends_on_token(route.dependant):
+    if _token_roles(route.dependant) is not None:
         answers |= UNAUTHENTICATED | FORBIDDEN
     if _names_an_id(route):
         answers |= NOT_FOUND
@@ -199,11 +206,14 @@ def error_answers_of(route: APIRoute) -> dict[int, dict]:
 
 
 def document_error_answers(router: APIRouter) -> APIRouter:
-    """Adds each route's error answers to what it declares itself, before the router is included (which is
-    when FastAPI builds the response models of the OpenAPI document)."""
+    """Adds each route's error answers to what it declares itself, and the roles its token check admits as
+    `x-tsunagu-roles`, before the router is included (which is when FastAPI builds the response models of
+    the OpenAPI document)."""
     for route in router.routes:
         if isinstance(route, APIRoute):
             route.responses = error_answers_of(route) | route.responses
+            if (roles := _token_roles(route.dependant)) is not None:
+                route.openapi_extra = {"x-tsunagu-roles": sorted(roles), **(route.openapi_extra or {})}
     return router
 
 

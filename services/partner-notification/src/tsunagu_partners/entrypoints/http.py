@@ -73,7 +73,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     def partner_or(*roles: Role):
         async def check(partner_id: UUID, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
             await this_partner_or(set(roles), partner_id, credentials)
-        return needs_token(check)
+        # "partner": the partner's own API token, for its own partner_id only.
+        return needs_token(check, ("partner", *(role.value for role in roles)))
 
     @router.post("", status_code=201, summary="連携団体を登録する (register a partner; secrets shown once)",
                  dependencies=[Depends(COORDINATOR)])

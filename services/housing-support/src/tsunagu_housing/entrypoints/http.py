@@ -7,13 +7,14 @@ token) reads and acts only on the supports it leads or has a task on.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from tsunagu_contracts.codes import TenancyStage
+from tsunagu_contracts.dates import CalendarDate
 from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_housing.adapters import views
 from tsunagu_housing.adapters.repository import Repository, UnitOfWork, unit_of_work
@@ -150,7 +151,7 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
 
     @router.get("/overview", summary="協議会への報告 (the council's figures)",
                 dependencies=[Depends(require(Role.COUNCIL, Role.COORDINATOR, Role.OPS))])
-    async def overview(month: Annotated[date | None, Query(description="Any day of the month; default this month.")]
+    async def overview(month: Annotated[CalendarDate | None, Query(description="Any day of the month; default this month.")]
                        = None) -> dict:
         return await read(lambda conn: views.overview(conn, month=month or japan_date(now())))
 

@@ -9,12 +9,14 @@ operation, so the four services take about a minute together.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from uuid import uuid4
 
 import httpx
 import pytest
 import requests
+from aiokafka import AIOKafkaProducer
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -25,7 +27,9 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, response_schema_conformance, status_code_conformance,
 )
 
+from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, encode
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_teststack.waiting import eventually
 
 SERVICES = list(stack_config()["services"])
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -41,7 +45,10 @@ class Fuzzing:
     tokens: dict[str, str]
     """A bearer token per role; `partner` on partner-notification is the registered partner's API token."""
     partner_id: str | None = None
-    sent: int = 0
+    known: dict[str, str] = field(default_factory=dict)
+    """Ids that exist (a case, its consent, its referral): valid requests name them, so they reach past 404."""
+    answers: Counter = field(default_factory=Counter)
+    """How many answers of each status the generated requests got."""
     failures: list[str] = field(default_factory=list)
 
     def credentials(self, operation) -> tuple[dict[str, str], dict[str, str]]:
@@ -58,9 +65,11 @@ class Fuzzing:
             for result in schema.get_all_operations():
                 operation = result.ok()
                 headers, path = self.credentials(operation)
+                known = {p.name: self.known[p.name] for p in operation.path_parameters if p.name in self.known}
                 for mode, examples in REQUESTS_PER_OPERATION.items():
                     checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
-                    self.send(operation, mode, examples, headers, path, checks, session)
+                    fixed = known | path if mode is GenerationMode.POSITIVE else path
+                    self.send(operation, mode, examples, headers, fixed, checks, session)
 
     def send(self, operation, mode, examples, headers, path, checks, session) -> None:
         strategy = operation.as_strategy(generation_mode=mode, headers=headers, path_parameters=path or None)
@@ -69,8 +78,8 @@ class Fuzzing:
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         @given(case=strategy)
         def one(case) -> None:
-            self.sent += 1
             response = case.call(base_url=self.base_url, session=session, timeout=30)
+            self.answers[response.status_code] += 1
             try:
                 case.validate_response(response, checks=checks)
             except (Failure, FailureGroup) as failure:  # all of them are reported, not only the first
@@ -84,19 +93,25 @@ class Fuzzing:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-async def test_generated_requests_get_only_the_answers_the_service_documents(service, service_process, token,
-                                                                              auth_headers):
+async def test_generated_requests_get_only_the_answers_the_service_documents(
+        service, service_process, token, auth_headers, consultation, producer, kafka_namespace):
     running = await service_process(service)
     tokens = {role: token(role) for role in ROLE_PREFERENCE} | {"partner": token("partner", partner_id=uuid4())}
     fuzzing = Fuzzing(running.url, tokens)
     if service == "partner-notification":
         registered = await register_a_partner(running.url, auth_headers("coordinator"))
         fuzzing.partner_id, tokens["partner"] = registered["partner_id"], registered["api_token"]
+        fuzzing.known["partner_id"] = registered["partner_id"]
+    if service == "intake":
+        fuzzing.known = await a_registered_case(running.url, auth_headers("counter"), consultation())
+    if service == "referral":
+        fuzzing.known = await a_case_with_referrals(running, producer, kafka_namespace, auth_headers("coordinator"))
     schema = schemathesis.openapi.from_url(f"{running.url}/openapi.json")
 
     await asyncio.to_thread(fuzzing.run, schema)
 
-    print(f"\n{service}: {fuzzing.sent} generated requests, {len(fuzzing.failures)} failure(s)")
+    print(f"\n{service}: {fuzzing.answers.total()} generated requests, answered {dict(sorted(fuzzing.answers.items()))}, "
+          f"{len(fuzzing.failures)} failure(s)")
     assert fuzzing.failures == [], "\n\n".join(fuzzing.failures)
 
 
@@ -108,3 +123,34 @@ async def register_a_partner(url: str, headers: dict[str, str]) -> dict:
             "webhook_url": "http://127.0.0.1:9/unused"})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def a_registered_case(url: str, headers: dict[str, str], body: dict) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        response = await client.post("/v1/consultations", headers=headers, json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return {"case_id": created["case_id"], "consent_id": created["consent_ids"][0]}
+
+
+async def a_case_with_referrals(referral, producer, namespace: str, headers: dict[str, str]) -> dict[str, str]:
+    """A consultation event as intake publishes it; the referral service opens its sheet and referrals."""
+    event = ConsultationRegistered.model_validate(ConsultationRegistered.model_json_schema()["examples"][0])
+    record = encode(event)
+    await producer.send_and_wait(namespace + INTAKE_CASES.name, record.value, key=record.key, headers=record.headers)
+
+    async def referrals() -> list:
+        async with httpx.AsyncClient(base_url=referral.url, timeout=30) as client:
+            response = await client.get(f"/v1/cases/{event.case_id}/referrals", headers=headers)
+        return response.json()["referrals"] if response.status_code == 200 else []
+
+    opened = await eventually(referrals, until=bool)
+    return {"case_id": str(event.case_id), "referral_id": opened[0]["referral_id"]}
+
+
+@pytest.fixture
+async def producer(infrastructure):
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    yield producer
+    await producer.stop()

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from tsunagu_servicehost.auth import Role, issue_token, require
 from tsunagu_servicehost.errors import (
-    CONFLICT, ERROR_ANSWERS, ErrorAnswer, InvalidRequest, Rejected, document_error_answers, install_error_handlers,
+    CONFLICT, ERROR_ANSWERS, ErrorAnswer, InvalidRequest, Refused, Rejected, document_error_answers,
+    install_error_handlers,
 )
 
 UNAVAILABLE = {
@@ -120,6 +121,13 @@ async def test_a_request_without_a_token_gets_the_same_error_body_as_every_other
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
     assert list(response.json()) == ["message_ja", "message_en"]
     assert response.json()["message_ja"] == "認証が必要です。"
+
+
+async def test_a_refusal_for_want_of_a_token_says_which_scheme_to_use():
+    response = await post_to_a_route_that_raises(Refused.unauthenticated("トークンが無効です。", "The token is invalid."))
+
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"message_ja": "トークンが無効です。", "message_en": "The token is invalid."}
 
 
 async def test_a_role_that_may_not_act_is_refused_403_with_the_error_body():

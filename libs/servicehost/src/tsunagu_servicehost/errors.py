@@ -239,7 +239,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=exc.body())
+        return JSONResponse(status_code=exc.status, content=exc.body(), headers=exc.headers)
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected) -> JSONResponse:
@@ -310,10 +310,11 @@ class Refused(Exception):
     """
 
     def __init__(self, status: int, message_ja: str, message_en: str, field: str | None = None,
-                 details: dict | None = None):
+                 details: dict | None = None, *, headers: dict[str, str] | None = None):
         super().__init__(message_en)
         self.status, self.message_ja, self.message_en, self.field = status, message_ja, message_en, field
         self.details = details or {}
+        self.headers = headers
 
     @classmethod
     def of(cls, rejected: Rejected) -> "Refused":
@@ -322,6 +323,10 @@ class Refused(Exception):
     @classmethod
     def invalid(cls, field: str, message_ja: str, message_en: str) -> "Refused":
         return cls(422, message_ja, message_en, field)
+
+    @classmethod
+    def unauthenticated(cls, message_ja: str, message_en: str) -> "Refused":
+        return cls(401, message_ja, message_en, headers={"WWW-Authenticate": "Bearer"})
 
     @classmethod
     def not_found(cls, what_ja: str, what_en: str) -> "Refused":

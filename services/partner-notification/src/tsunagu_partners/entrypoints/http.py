@@ -53,20 +53,20 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str,
     async def this_partner_or(roles: set[Role], partner_id: UUID, credentials) -> None:
         """The partner itself (by its API token), or staff in one of `roles`."""
         if credentials is None:
-            raise Refused(401, "認証が必要です。", "A bearer token is required.")
+            raise Refused.unauthenticated("認証が必要です。", "A bearer token is required.")
         token = credentials.credentials
         if token.startswith(TOKEN_PREFIX):
             async with unit_of_work(runtime.db) as uow:
                 who = await partner_of_token(uow, token)
             if who is None:
-                raise Refused(401, "トークンが無効です。", "The token is invalid.")
+                raise Refused.unauthenticated("トークンが無効です。", "The token is invalid.")
             if who != partner_id:
                 raise Refused(403, "他の団体の情報は見られません。", "a partner sees only its own records")
             return
         try:
             principal = read_token(runtime.settings.auth_secret.get_secret_value(), token)
         except Exception:  # noqa: BLE001
-            raise Refused(401, "トークンが無効です。", "The token is invalid or expired.") from None
+            raise Refused.unauthenticated("トークンが無効です。", "The token is invalid or expired.") from None
         if principal.role not in roles:
             raise Refused(403, "この操作を行う権限がありません。", f"The {principal.role.value} role may not do this.")
 

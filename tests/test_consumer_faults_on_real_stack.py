@@ -250,3 +250,50 @@ async def test_undecodable_records_reach_the_dead_letters_as_they_were_read_and_
         assert dict(marks)["x-dlq-error"].decode().startswith(error)
         assert dict(marks)["x-dlq-topic"].decode() == kafka_namespace + INTAKE_CASES.name
     assert await metric(referral, 'tsunagu_consumed_events_total{consumer="referral",outcome="dead_lettered"') == 4
+
+
+async def test_adversarial_records_each_reach_the_dead_letters_with_a_typed_error_and_the_consumer_goes_on(
+        service_process, producer, kafka_namespace, infrastructure):
+    referral = await service_process("referral")
+    good = a_consultation_event()
+    record = encode(good)
+    headers = list(record.headers)
+
+    def replaced(name: str, value: bytes | None) -> list:
+        return [(k, value if k == name else v) for k, v in headers]
+
+    # The shapes the wire properties (contracts/tests/test_wire_properties.py, the consumer's in
+    # libs/servicehost/tests/test_consumer_faults.py) generate, each as the broker really carries it.
+    adversarial = [
+        ("a tombstone (null value)", None, headers, "InvalidData: data: record value is not JSON"),
+        ("an empty value", b"", headers, "InvalidData: data: record value is not JSON"),
+        ("a value that is not UTF-8", b'{"case_id": "\xff"}', headers, "InvalidData: data: record value is not JSON"),
+        ("a UTF-8 byte-order mark before the JSON", b"\xef\xbb\xbf" + record.value, headers,
+         "InvalidData: data: record value is not JSON"),
+        ("JSON nested deeper than the parser recurses", b"[" * 100_000, headers, "InvalidData: data:"),
+        ("a null ce_type header", record.value, replaced("ce_type", None), "MissingAttribute: ce_type"),
+        ("a second ce_id that is not a UUID", record.value, [*headers, ("ce_id", b"not-a-uuid")],
+         "InvalidAttribute: ce_id"),
+        ("a time without its time zone", record.value, replaced("ce_time", b"2026-11-27T10:15:00"),
+         "InvalidAttribute: ce_time"),
+        ("a header name that is not a CloudEvents attribute holding any bytes, and a wrong specversion",
+         record.value, [*replaced("ce_specversion", b"0.3"), ("x-\u00e9", b"\x00\xff")],
+         "InvalidAttribute: ce_specversion"),
+    ]
+    for _, value, record_headers, _ in adversarial:
+        await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, value, key=record.key,
+                                     headers=record_headers)
+    await publish(producer, kafka_namespace, good)
+
+    await eventually(lambda: query(referral.database_url, "SELECT count(*) FROM referrals WHERE case_id = $1",
+                                   good.case_id), until=lambda n: n == 4)
+    dead = await dead_letters(infrastructure, producer, kafka_namespace)
+
+    assert len(dead) == len(adversarial), [dict(r.headers).get("x-dlq-error") for r in dead]
+    for letter, (shape, value, record_headers, error) in zip(dead, adversarial):
+        assert letter.value == value and letter.key == record.key, shape
+        assert list(letter.headers[:len(record_headers)]) == list(record_headers), shape
+        assert dict(letter.headers[len(record_headers):])["x-dlq-error"].decode().startswith(error), shape
+    dead_lettered = 'tsunagu_consumed_events_total{consumer="referral",outcome="dead_lettered"'
+    assert await metric(referral, dead_lettered) == len(adversarial)
+    assert (await readiness(referral))[0] == 200, "the consumer is still running and the service ready"

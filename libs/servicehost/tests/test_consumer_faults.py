@@ -1,6 +1,9 @@
 """The consumer tells the database's faults from the record's: an outage pauses it and dead-letters
-nothing; a record's own fault is retried, then dead-lettered. Fakes stand in for the pool and Kafka."""
+nothing; a record's own fault is retried, then dead-lettered; a record of any bytes is applied or
+dead-lettered with a typed error. Fakes stand in for the pool and Kafka."""
 
+import asyncio
+import dataclasses
 from types import SimpleNamespace
 from uuid import UUID
 
@@ -10,9 +13,11 @@ from aiokafka.structs import ConsumerRecord
 from faststream.exceptions import NackMessage
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.parser import AioKafkaParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
-from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, encode
+from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, DecodeError, decode, encode
 from tsunagu_servicehost.app import Runtime
 from tsunagu_servicehost.consumer import EventConsumer, RetryPolicy, _ForgetPauseWhenRevoked, readable_headers
 from tsunagu_servicehost.errors import database_unavailable
@@ -273,3 +278,42 @@ async def test_a_paused_consumer_whose_partitions_are_revoked_no_longer_holds_th
     await _ForgetPauseWhenRevoked(consumer).on_partitions_revoked(set())
 
     assert check_consumers(runtime) == "ok" and consumer.pauses == 0
+
+
+header_values = st.none() | st.binary(max_size=48) | st.sampled_from([b"", b"\xff\xfe", b"\x00", "é".encode("latin-1")])
+header_names = st.sampled_from(["ce_specversion", "ce_id", "ce_type", "ce_time", "ce_subject", "ce_source",
+                                "ce_dataschema", "content-type", "traceparent", "tracestate"]) | st.text(max_size=12)
+record_values = st.none() | st.binary(max_size=128) | st.sampled_from([b"", b"null", b"[" * 5000, b"\xef\xbb\xbf{}"])
+A_GOOD_RECORD = a_message().raw_message
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replaced=st.lists(st.tuples(header_names, header_values), max_size=10), keep_good_headers=st.booleans(),
+       value=record_values | st.just(A_GOOD_RECORD.value))
+def test_any_record_bytes_are_applied_or_dead_lettered_with_a_typed_error_and_the_consumer_goes_on(
+        replaced, keep_good_headers, value):
+    good = list(A_GOOD_RECORD.headers)
+    headers = [*(good if keep_good_headers else []), *replaced]
+    runtime = a_runtime(FakeDatabase())
+    handled = []
+
+    async def handler(conn, envelope):
+        handled.append(envelope.id)
+
+    async def consume_one() -> None:
+        record = dataclasses.replace(A_GOOD_RECORD, headers=tuple(headers), value=value)
+        message = await readable_headers(record, AioKafkaParser(KafkaMessage, None).parse_message)
+        await a_consumer(runtime, handler).on_message(message)
+
+    asyncio.run(consume_one())
+
+    try:
+        envelope = decode(headers, value)
+    except DecodeError as refused:
+        [(topic, _, letter_value, letter_headers)] = runtime.dead_letters.written
+        assert topic == "tsunagu.dlq.referral.v1" and letter_value == value and handled == []
+        assert letter_headers[:len(headers)] == headers, "the record as it was read, byte for byte"
+        assert dict(letter_headers)["x-dlq-error"].decode().startswith(f"{type(refused).__name__}: {refused.field}")
+    else:
+        assert runtime.dead_letters.written == []
+        assert handled == ([envelope.id] if isinstance(envelope.data, ConsultationRegistered) else [])

@@ -1,11 +1,19 @@
-"""While the database cannot be reached, a request is answered 503 with Retry-After, never a bare 500."""
+"""While the database cannot be reached, a request is answered 503 with Retry-After, never a bare 500;
+every error answer has one body, Japanese first, and each route's OpenAPI entry lists the ones it gives."""
+
+from uuid import UUID
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from pydantic import BaseModel
 
-from tsunagu_servicehost.errors import ErrorAnswer, InvalidRequest, Rejected, install_error_handlers
+from tsunagu_servicehost.auth import Role, issue_token, require
+from tsunagu_servicehost.errors import (
+    CONFLICT, ERROR_ANSWERS, ErrorAnswer, InvalidRequest, Refused, Rejected, document_error_answers,
+    install_error_handlers,
+)
 
 UNAVAILABLE = {
     "connection refused": ConnectionRefusedError(111, "Connect call failed"),
@@ -68,3 +76,93 @@ async def test_an_invalid_request_is_answered_with_the_documented_field_errors()
     assert response.status_code == 422
     answer = InvalidRequest.model_validate(response.json())
     assert [(e.field, e.location) for e in answer.errors] == [("count", "path")]
+
+
+SECRET = "a-test-secret-of-thirty-two-characters-or-more"
+
+
+class Note(BaseModel):
+    text: str
+
+
+def an_app_with_a_counter_route() -> FastAPI:
+    """One route as the services write them: a role, an id in the path, a body, and a declared 409."""
+    app = FastAPI()
+    app.state.runtime = type("Runtime", (), {"settings": type("Settings", (), {
+        "auth_secret": type("Secret", (), {"get_secret_value": staticmethod(lambda: SECRET)})()})()})()
+    install_error_handlers(app)
+    router = APIRouter()
+
+    @router.post("/cases/{case_id}/notes", status_code=201, responses=CONFLICT,
+                 dependencies=[Depends(require(Role.COUNTER))])
+    async def add_note(case_id: UUID, note: Note) -> dict:
+        return {"case_id": str(case_id)}
+
+    @router.get("/chart")
+    async def chart() -> dict:
+        return {}
+
+    app.include_router(document_error_answers(router), responses=ERROR_ANSWERS)
+    return app
+
+
+async def ask(app: FastAPI, method: str, url: str, **kwargs) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://service") as client:
+        return await client.request(method, url, **kwargs)
+
+
+def bearer(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, 'test', role)}"}
+
+
+async def test_a_request_without_a_token_gets_the_same_error_body_as_every_other_refusal():
+    response = await ask(an_app_with_a_counter_route(), "POST", f"/cases/{UUID(int=1)}/notes", json={"text": "x"})
+
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert list(response.json()) == ["message_ja", "message_en"]
+    assert response.json()["message_ja"] == "認証が必要です。"
+
+
+async def test_a_refusal_for_want_of_a_token_says_which_scheme_to_use():
+    response = await post_to_a_route_that_raises(Refused.unauthenticated("トークンが無効です。", "The token is invalid."))
+
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json() == {"message_ja": "トークンが無効です。", "message_en": "The token is invalid."}
+
+
+async def test_a_role_that_may_not_act_is_refused_403_with_the_error_body():
+    response = await ask(an_app_with_a_counter_route(), "POST", f"/cases/{UUID(int=1)}/notes", json={"text": "x"},
+                         headers=bearer(Role.PARTNER))
+
+    assert response.status_code == 403
+    assert ErrorAnswer.model_validate(response.json()).message_ja == "この操作を行う権限がありません。"
+
+
+async def test_a_body_that_is_not_utf8_is_answered_400_in_japanese_and_english():
+    response = await ask(an_app_with_a_counter_route(), "POST", f"/cases/{UUID(int=1)}/notes",
+                         content=b'{"text": "\xff\xfe"}',
+                         headers={**bearer(Role.COUNTER), "content-type": "application/json"})
+
+    assert response.status_code == 400
+    body = ErrorAnswer.model_validate(response.json())
+    assert "読み取れません" in body.message_ja and "cannot be read" in body.message_en
+
+
+async def test_an_unknown_url_is_answered_404_with_the_error_body():
+    response = await ask(an_app_with_a_counter_route(), "GET", "/no-such-thing")
+
+    assert response.status_code == 404
+    assert ErrorAnswer.model_validate(response.json()).message_en == "Not found."
+
+
+def test_each_route_documents_the_error_answers_its_signature_and_its_declaration_show():
+    paths = an_app_with_a_counter_route().openapi()["paths"]
+    note = paths["/cases/{case_id}/notes"]["post"]["responses"]
+    chart = paths["/chart"]["get"]["responses"]
+
+    assert paths["/cases/{case_id}/notes"]["post"]["x-tsunagu-roles"] == ["counter"]
+    assert "x-tsunagu-roles" not in paths["/chart"]["get"]
+    assert sorted(note) == ["201", "400", "401", "403", "404", "409", "422", "503"]
+    assert sorted(chart) == ["200", "422", "503"], "no token, no body, no id: none of those answers"
+    for status in ("400", "401", "403", "404", "409"):
+        assert note[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_servicehost.deadletters import DeadLetterWriter, replay_group
-from tsunagu_servicehost.errors import ERROR_ANSWERS, install_error_handlers
+from tsunagu_servicehost.errors import ERROR_ANSWERS, document_error_answers, install_error_handlers
 from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.lag import KafkaOffsets
 from tsunagu_servicehost.limits import BodySizeLimit
@@ -144,5 +144,5 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     app.add_middleware(HttpMetrics, registry=registry)
     app.include_router(health_router(runtime), responses={413: ERROR_ANSWERS[413]})
     for router in service.http(runtime) if service.http else ():
-        app.include_router(router, responses=ERROR_ANSWERS)
+        app.include_router(document_error_answers(router), responses=ERROR_ANSWERS)
     return app

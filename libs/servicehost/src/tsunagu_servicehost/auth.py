@@ -15,6 +15,8 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tsunagu_servicehost.errors import needs_token
+
 ISSUER = "tsunagu"
 
 
@@ -55,7 +57,7 @@ _bearer = HTTPBearer(auto_error=False, description="トークン (Bearer token) 
 
 
 def require(*roles: Role):
-    """A FastAPI dependency admitting only the given roles."""
+    """A FastAPI dependency admitting only the given roles; the routes that depend on it document 401 and 403."""
     allowed = set(roles)
 
     async def principal(request: Request,
@@ -77,4 +79,4 @@ def require(*roles: Role):
                 "message_en": f"The {who.role.value} role may not do this."})
         return who
 
-    return principal
+    return needs_token(principal, (role.value for role in roles))

@@ -3,19 +3,25 @@ and 503 while the database cannot be reached.
 
 Handlers raise `Rejected` (no HTTP in it, so Kafka handlers and timers raise and catch it too);
 `Refused.of` is the one mapping from a rejection to an HTTP status, applied to every service's
-routes by `install_error_handlers`.
+routes by `install_error_handlers`. Every error answer has one body, `ErrorAnswer` (message_ja
+first), and `document_error_answers` lists in each route's OpenAPI entry the ones it can give.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from enum import StrEnum
+from uuid import UUID
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("tsunagu.servicehost")
 
@@ -144,8 +150,88 @@ ERROR_ANSWERS: dict[int | str, dict] = {
 }
 """The error bodies the handlers below send from any route, for each service's OpenAPI document."""
 
+UNREADABLE = {400: {"model": ErrorAnswer, "description": "The body cannot be read as JSON text (not UTF-8, "
+                                                         "or not JSON at all); nothing was stored."}}
+UNAUTHENTICATED = {401: {"model": ErrorAnswer, "description": "No bearer token, or one that is invalid or expired.",
+                         "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}}}
+FORBIDDEN = {403: {"model": ErrorAnswer, "description": "The token's role or organisation may not do this; "
+                                                        "nothing was stored."}}
+NOT_FOUND = {404: {"model": ErrorAnswer, "description": "What the request names does not exist (or is not "
+                                                        "visible to this token); nothing was stored."}}
+CONFLICT = {409: {"model": ErrorAnswer, "description": "The request does not fit the current state (for example "
+                                                       "a closed case, or a step already taken); nothing was "
+                                                       "stored. The body may name what is allowed instead."}}
+"""Answers a route declares for itself (`responses=CONFLICT`) when only its handler knows it can give them;
+`document_error_answers` adds the others from what the route's signature shows."""
+
+_STATUS_TEXT = {
+    400: ("リクエストの本文を読み取れません（UTF-8 の JSON で送ってください）。何も保存されていません。",
+          "The request body cannot be read; send UTF-8 JSON. Nothing was stored."),
+    401: ("認証が必要です。", "A bearer token is required."),
+    403: ("この操作を行う権限がありません。", "You may not do this."),
+    404: ("指定されたURLは見つかりません。", "Not found."),
+    405: ("このURLではこのメソッドは使えません。", "Method not allowed."),
+}
+
+
+def needs_token(check, roles: Iterable[str]):
+    """Marks a FastAPI dependency that answers 401 without a valid token and 403 to one that may not act;
+    `document_error_answers` lists both for every route that depends on it, and the roles it admits."""
+    check.token_roles = tuple(roles)
+    return check
+
+
+def _token_roles(dependant: Dependant) -> set[str] | None:
+    """The roles the route's token checks admit, or None when it checks no token."""
+    found = None
+    for sub in dependant.dependencies:
+        for roles in (getattr(sub.call, "token_roles", None), _token_roles(sub)):
+            if roles is not None:
+                found = set(roles) if found is None else found & set(roles)
+    return found
+
+
+def _names_an_id(route: APIRoute) -> bool:
+    return any(field.field_info.annotation is UUID for field in route.dependant.path_params)
+
+
+def error_answers_of(route: APIRoute) -> dict[int, dict]:
+    """The error answers a route can give, from what its signature shows: a body that may not parse (400),
+    a token (401, 403), an id in its path that may name nothing (404)."""
+    answers: dict[int, dict] = {}
+    if route.body_field is not None:
+        answers |= UNREADABLE
+    if _token_roles(route.dependant) is not None:
+        answers |= UNAUTHENTICATED | FORBIDDEN
+    if _names_an_id(route):
+        answers |= NOT_FOUND
+    return answers
+
+
+def document_error_answers(router: APIRouter) -> APIRouter:
+    """Adds each route's error answers to what it declares itself, and the roles its token check admits as
+    `x-tsunagu-roles`, before the router is included (which is when FastAPI builds the response models of
+    the OpenAPI document)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            route.responses = error_answers_of(route) | route.responses
+            if (roles := _token_roles(route.dependant)) is not None:
+                route.openapi_extra = {"x-tsunagu-roles": sorted(roles), **(route.openapi_extra or {})}
+    return router
+
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # One body for every error answer: a detail of ours already is one; the framework's own (an
+        # unreadable body, an unknown URL, a method the URL lacks) is given its words in both languages.
+        if isinstance(exc.detail, dict) and "message_ja" in exc.detail:
+            body = exc.detail
+        else:
+            message_ja, message_en = _STATUS_TEXT.get(exc.status_code, ("リクエストを処理できません。", str(exc.detail)))
+            body = {"message_ja": message_ja, "message_en": message_en}
+        return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={
@@ -156,7 +242,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=exc.body())
+        return JSONResponse(status_code=exc.status, content=exc.body(), headers=exc.headers)
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected) -> JSONResponse:
@@ -227,10 +313,11 @@ class Refused(Exception):
     """
 
     def __init__(self, status: int, message_ja: str, message_en: str, field: str | None = None,
-                 details: dict | None = None):
+                 details: dict | None = None, *, headers: dict[str, str] | None = None):
         super().__init__(message_en)
         self.status, self.message_ja, self.message_en, self.field = status, message_ja, message_en, field
         self.details = details or {}
+        self.headers = headers
 
     @classmethod
     def of(cls, rejected: Rejected) -> "Refused":
@@ -239,6 +326,10 @@ class Refused(Exception):
     @classmethod
     def invalid(cls, field: str, message_ja: str, message_en: str) -> "Refused":
         return cls(422, message_ja, message_en, field)
+
+    @classmethod
+    def unauthenticated(cls, message_ja: str, message_en: str) -> "Refused":
+        return cls(401, message_ja, message_en, headers={"WWW-Authenticate": "Bearer"})
 
     @classmethod
     def not_found(cls, what_ja: str, what_en: str) -> "Refused":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tsunagu_contracts import Recipient
+from tsunagu_contracts.dates import CalendarDate, Moment
 from tsunagu_contracts.codes import (
     CheckInKind, CheckInResult, Division, HousingRole, RecipientKind, TenancyEndReason, TenancyStage,
 )
@@ -93,7 +94,7 @@ class NewTenancy(Command):
 
     landlord: str = Field(min_length=1, max_length=200, description="貸主（管理会社・大家）")
     address: str = Field(min_length=1, max_length=300, description="住所")
-    moved_in_on: date = Field(description="入居日")
+    moved_in_on: CalendarDate = Field(description="入居日")
 
 
 class MoveStage(Command):
@@ -109,7 +110,7 @@ class MoveStage(Command):
     to_stage: TenancyStage
     reason: str | None = Field(default=None, max_length=1000, description="Why; kept here, encrypted, never published.")
     end_reason: TenancyEndReason | None = None
-    ended_on: date | None = Field(default=None, description="When ending a tenancy: its last day (default today).")
+    ended_on: CalendarDate | None = Field(default=None, description="When ending a tenancy: its last day (default today).")
     tenancy: NewTenancy | None = Field(default=None, description="Required when moving in.")
     check_in_schedule: CheckInSchedule | None = Field(
         default=None, description="When moving in; without it a visit every N days (the council's default) is set.")
@@ -139,7 +140,7 @@ class AssignTask(Command):
 
     member_id: UUID
     kind: HousingRole
-    due_on: date | None = None
+    due_on: CalendarDate | None = None
 
 
 class RecordCheckIn(Command):
@@ -152,7 +153,7 @@ class RecordCheckIn(Command):
     kind: CheckInKind
     result: CheckInResult
     member_id: UUID
-    at: AwareDatetime | None = None
+    at: Moment | None = None
 
 
 __all__ = ["AssignTask", "CheckInSchedule", "MoveStage", "NewTenancy", "OpenSupport", "RecordCheckIn",

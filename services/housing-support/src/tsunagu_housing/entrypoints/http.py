@@ -7,13 +7,14 @@ token) reads and acts only on the supports it leads or has a task on.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from tsunagu_contracts.codes import TenancyStage
+from tsunagu_contracts.dates import CalendarDate
 from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_housing.adapters import views
 from tsunagu_housing.adapters.repository import Repository, UnitOfWork, unit_of_work
@@ -25,7 +26,7 @@ from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.handlers import check_ins, members, supports
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
-from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.errors import CONFLICT, NOT_FOUND, Refused
 
 COUNCIL = require(Role.COUNCIL)
 ACTORS = require(Role.COUNCIL, Role.PARTNER)
@@ -65,7 +66,7 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
 
     # members ----------------------------------------------------------------------------------
 
-    @router.post("/members", status_code=201, summary="協議会の構成員を登録する (register a council member)")
+    @router.post("/members", responses=CONFLICT, status_code=201, summary="協議会の構成員を登録する (register a council member)")
     async def register_member(body: RegisterMember, who: Principal = Depends(COUNCIL)) -> dict:
         member = await write(lambda uow: members.register_member(uow, body, now=now()))
         return {"member_id": str(member.member_id), "name": member.name,
@@ -78,7 +79,7 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
 
     # supports ---------------------------------------------------------------------------------
 
-    @router.post("/supports", status_code=201, summary="居住支援を開始する (open a support for a known case)")
+    @router.post("/supports", status_code=201, responses=NOT_FOUND | CONFLICT, summary="居住支援を開始する (open a support for a known case)")
     async def open_support(body: OpenSupport, who: Principal = Depends(COUNCIL)) -> dict:
         support = await write(lambda uow: supports.open_by_hand(uow, body, by=actor(who), now=now()))
         return await detail(support.support_id, who)
@@ -95,23 +96,23 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
     async def get_support(support_id: UUID, who: Principal = Depends(READERS)) -> dict:
         return await detail(support_id, who)
 
-    @router.post("/supports/{support_id}/stage", summary="段階を進める (move to another stage)")
+    @router.post("/supports/{support_id}/stage", responses=CONFLICT, summary="段階を進める (move to another stage)")
     async def move_stage(support_id: UUID, body: MoveStage, who: Principal = Depends(ACTORS)) -> dict:
         await write(lambda uow: supports.move_stage(uow, support_id, body, by=actor(who), now=now(),
                                                     sealer=sealer(), default_every_days=default_every_days))
         return await detail(support_id, who)
 
-    @router.put("/supports/{support_id}/lead", summary="主担当を変える (change the lead member)")
+    @router.put("/supports/{support_id}/lead", responses=CONFLICT, summary="主担当を変える (change the lead member)")
     async def set_lead(support_id: UUID, body: SetLead, who: Principal = Depends(COUNCIL)) -> dict:
         await write(lambda uow: supports.set_lead(uow, support_id, body.member_id, by=actor(who)))
         return await detail(support_id, who)
 
-    @router.post("/supports/{support_id}/tasks", status_code=201, summary="タスクを割り当てる (assign a task)")
+    @router.post("/supports/{support_id}/tasks", responses=CONFLICT, status_code=201, summary="タスクを割り当てる (assign a task)")
     async def assign_task(support_id: UUID, body: AssignTask, who: Principal = Depends(COUNCIL)) -> dict:
         task_id = await write(lambda uow: supports.assign_task(uow, support_id, body, by=actor(who), now=now()))
         return {"task_id": str(task_id)}
 
-    @router.post("/supports/{support_id}/tasks/{task_id}/done", status_code=204,
+    @router.post("/supports/{support_id}/tasks/{task_id}/done", responses=CONFLICT, status_code=204,
                  summary="タスクを完了にする (mark a task done)")
     async def complete_task(support_id: UUID, task_id: UUID, who: Principal = Depends(ACTORS)) -> Response:
         await write(lambda uow: supports.complete_task(uow, support_id, task_id, by=actor(who), now=now()))
@@ -119,13 +120,13 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
 
     # check-ins --------------------------------------------------------------------------------
 
-    @router.put("/supports/{support_id}/check-in-schedule", summary="見守りの予定を設定する (set the check-in schedule)")
+    @router.put("/supports/{support_id}/check-in-schedule", responses=CONFLICT, summary="見守りの予定を設定する (set the check-in schedule)")
     async def set_schedule(support_id: UUID, body: CheckInSchedule, who: Principal = Depends(COUNCIL)) -> dict:
         await write(lambda uow: check_ins.set_schedule(uow, support_id, body, by=actor(who), now=now(),
                                                        default_every_days=default_every_days))
         return {"check_in_schedule": (await detail(support_id, who))["check_in_schedule"]}
 
-    @router.post("/supports/{support_id}/check-ins", status_code=201, summary="見守りを記録する (record a check-in)")
+    @router.post("/supports/{support_id}/check-ins", responses=CONFLICT, status_code=201, summary="見守りを記録する (record a check-in)")
     async def record_check_in(support_id: UUID, body: RecordCheckIn, who: Principal = Depends(ACTORS)) -> dict:
         check_in_id = await write(lambda uow: check_ins.record_check_in(uow, support_id, body, by=actor(who),
                                                                         now=now()))
@@ -150,7 +151,7 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
 
     @router.get("/overview", summary="協議会への報告 (the council's figures)",
                 dependencies=[Depends(require(Role.COUNCIL, Role.COORDINATOR, Role.OPS))])
-    async def overview(month: Annotated[date | None, Query(description="Any day of the month; default this month.")]
+    async def overview(month: Annotated[CalendarDate | None, Query(description="Any day of the month; default this month.")]
                        = None) -> dict:
         return await read(lambda conn: views.overview(conn, month=month or japan_date(now())))
 

@@ -7,7 +7,6 @@ pseudonymous person id leaves on events.
 from __future__ import annotations
 
 import unicodedata
-from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -17,6 +16,7 @@ from tsunagu_contracts.codes import (
     ConsentMethod, ConsentPurpose, Division, IntakeChannel, LegalBasis, NeedCategory, RecipientKind, Urgency,
 )
 from tsunagu_contracts.events import Recipient
+from tsunagu_contracts.dates import CalendarDate
 
 Cue = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$",
                            description="A screening chart cue code.")]
@@ -34,7 +34,7 @@ class NewPerson(Command):
 
     name: str = Field(min_length=1, max_length=100, description="氏名")
     name_kana: Kana = Field(description="氏名（かな）")
-    birth_date: date = Field(description="生年月日")
+    birth_date: CalendarDate = Field(description="生年月日")
     phone: str | None = Field(default=None, max_length=30, pattern=r"^[0-9+\-() ]+$", description="電話番号")
     address: str | None = Field(default=None, max_length=200, description="住所")
 
@@ -45,7 +45,7 @@ class ConsentRequest(Command):
     recipient: Recipient
     purpose: ConsentPurpose
     method: ConsentMethod
-    valid_until: date | None = None
+    valid_until: CalendarDate | None = None
 
 
 class Screening(Command):
@@ -127,8 +127,8 @@ class RecordStatutoryBasis(Command):
         "purposes": ["referral", "housing_support"]}]})
 
     basis: LegalBasis = Field(description="法的根拠 (e.g. 生活困窮者自立支援法第9条の支援会議)")
-    held_on: date = Field(description="支援会議の開催日 (the day the decision was taken)")
-    valid_until: date = Field(description="共有の期限 (last day the decision holds)")
+    held_on: CalendarDate = Field(description="支援会議の開催日 (the day the decision was taken)")
+    valid_until: CalendarDate = Field(description="共有の期限 (last day the decision holds)")
     members: list[Recipient] = Field(min_length=1, max_length=50, description="対象の構成員 (divisions and partners)")
     purposes: list[ConsentPurpose] = Field(min_length=1, max_length=len(ConsentPurpose),
                                            description="共有してよい情報の目的 (each purpose gives its items only)")

@@ -30,7 +30,7 @@ from tsunagu_intake.handlers.screening import screen
 from tsunagu_intake.handlers.statutory_bases import end_statutory_basis, record_statutory_basis
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
-from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.errors import CONFLICT, Refused
 from tsunagu_servicehost.rows import jsonable
 
 STAFF = (Role.COUNTER, Role.COORDINATOR)
@@ -115,27 +115,27 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
     async def get_chart() -> dict:
         return current_chart().model_dump(mode="json")
 
-    @router.post("/cases/{case_id}/needs", status_code=204, summary="課題を追加する (identify a further need)",
+    @router.post("/cases/{case_id}/needs", responses=CONFLICT, status_code=204, summary="課題を追加する (identify a further need)",
                  dependencies=[Depends(require(*STAFF))])
     async def post_need(case_id: UUID, command: IdentifyNeed) -> None:
         async with unit_of_work(runtime.db) as uow:
             await identify_need(uow, case_id, command.need, command.identified_by,
                                 via_screening=command.via_screening, now=now())
 
-    @router.post("/cases/{case_id}/consents", status_code=201, summary="本人同意を記録する (record consent)")
+    @router.post("/cases/{case_id}/consents", responses=CONFLICT, status_code=201, summary="本人同意を記録する (record consent)")
     async def post_consent(case_id: UUID, command: GrantConsent,
                            who: Annotated[Principal, Depends(require(*STAFF))]) -> dict:
         async with unit_of_work(runtime.db) as uow:
             consent_id = await grant_consent(uow, case_id, command, now=now())
         return {"consent_id": str(consent_id)}
 
-    @router.post("/consents/{consent_id}/withdrawal", status_code=204,
+    @router.post("/consents/{consent_id}/withdrawal", responses=CONFLICT, status_code=204,
                  summary="同意を撤回する (withdraw consent)", dependencies=[Depends(require(*STAFF))])
     async def post_withdrawal(consent_id: UUID) -> None:
         async with unit_of_work(runtime.db) as uow:
             await withdraw_consent(uow, consent_id, now=now())
 
-    @router.post("/cases/{case_id}/statutory-bases", status_code=201,
+    @router.post("/cases/{case_id}/statutory-bases", responses=CONFLICT, status_code=201,
                  summary="支援会議の決定を記録する (record a statutory basis for sharing without consent)")
     async def post_statutory_basis(case_id: UUID, command: RecordStatutoryBasis,
                                    who: Annotated[Principal, Depends(require(Role.COORDINATOR))]) -> dict:
@@ -143,7 +143,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             basis = await record_statutory_basis(uow, case_id, command, staff=who.subject, now=now())
         return decision_view(basis)
 
-    @router.post("/cases/{case_id}/statutory-bases/{basis_id}/end",
+    @router.post("/cases/{case_id}/statutory-bases/{basis_id}/end", responses=CONFLICT,
                  summary="支援会議の決定を終了する (end a statutory basis: like a withdrawn consent)")
     async def post_statutory_basis_end(case_id: UUID, basis_id: UUID,
                                        who: Annotated[Principal, Depends(require(Role.COORDINATOR))]) -> dict:

@@ -28,7 +28,7 @@ from tsunagu_partners.handlers.registry import (
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Role, issue_token, read_token, require
-from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.errors import CONFLICT, Refused, needs_token
 from tsunagu_servicehost.rows import jsonable
 from tsunagu_servicehost.tracing import continue_trace
 from tsunagu_topics import ensure_topics
@@ -65,27 +65,28 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
     async def this_partner_or(roles: set[Role], partner_id: UUID, credentials) -> None:
         """The partner itself (by its API token), or staff in one of `roles`."""
         if credentials is None:
-            raise Refused(401, "認証が必要です。", "A bearer token is required.")
+            raise Refused.unauthenticated("認証が必要です。", "A bearer token is required.")
         token = credentials.credentials
         if token.startswith(TOKEN_PREFIX):
             async with unit_of_work(runtime.db) as uow:
                 who = await partner_of_token(uow, token)
             if who is None:
-                raise Refused(401, "トークンが無効です。", "The token is invalid.")
+                raise Refused.unauthenticated("トークンが無効です。", "The token is invalid.")
             if who != partner_id:
                 raise Refused(403, "他の団体の情報は見られません。", "a partner sees only its own records")
             return
         try:
             principal = read_token(runtime.settings.auth_secret.get_secret_value(), token)
         except Exception:  # noqa: BLE001
-            raise Refused(401, "トークンが無効です。", "The token is invalid or expired.") from None
+            raise Refused.unauthenticated("トークンが無効です。", "The token is invalid or expired.") from None
         if principal.role not in roles:
             raise Refused(403, "この操作を行う権限がありません。", f"The {principal.role.value} role may not do this.")
 
     def partner_or(*roles: Role):
         async def check(partner_id: UUID, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)):
             await this_partner_or(set(roles), partner_id, credentials)
-        return check
+        # "partner": the partner's own API token, for its own partner_id only.
+        return needs_token(check, ("partner", *(role.value for role in roles)))
 
     @router.post("", status_code=201, summary="連携団体を登録する (register a partner; secrets shown once)",
                  dependencies=[Depends(COORDINATOR)])
@@ -151,7 +152,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
             rows = await uow.repo.deliveries.of_partner(partner_id, status, limit)
         return [jsonable(r) for r in rows]
 
-    @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", status_code=202,
+    @router.post("/{partner_id}/deliveries/{delivery_id}/redelivery", responses=CONFLICT, status_code=202,
                  summary="再配信する (redeliver by hand)", dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
     async def redeliver(partner_id: UUID, delivery_id: UUID) -> dict:
         async with unit_of_work(runtime.db) as uow:
@@ -177,7 +178,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
                             partner_id=partner_id, ttl_seconds=SESSION_SECONDS)
         return {"access_token": token, "token_type": "Bearer", "expires_in": SESSION_SECONDS}
 
-    @router.post("/{partner_id}/referrals/{referral_id}/responses", status_code=201,
+    @router.post("/{partner_id}/referrals/{referral_id}/responses", responses=CONFLICT, status_code=201,
                  summary="紹介に回答する (a partner answers a referral addressed to it)",
                  dependencies=[Depends(partner_or())])
     async def post_response(partner_id: UUID, referral_id: UUID, command: RespondToReferral) -> dict:

@@ -22,7 +22,7 @@ from tsunagu_referral.handlers.follow_ups import answer_follow_up
 from tsunagu_referral.handlers.referrals import act, add_referral, close_case
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
-from tsunagu_servicehost.errors import Refused
+from tsunagu_servicehost.errors import CONFLICT, Refused
 
 STAFF = require(Role.COUNTER, Role.COORDINATOR)
 COORDINATOR = require(Role.COORDINATOR)
@@ -149,37 +149,37 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
         async with reading() as repo:
             return [view(r) for r in await repo.queue(status, limit)]
 
-    @router.post("/referrals/{referral_id}/acceptance", summary="受理する (accept)", dependencies=[Depends(STAFF)])
+    @router.post("/referrals/{referral_id}/acceptance", responses=CONFLICT, summary="受理する (accept)", dependencies=[Depends(STAFF)])
     async def accept(referral_id: UUID) -> dict:
         return await run_action(referral_id, Action.ACCEPT, Detail())
 
-    @router.post("/referrals/{referral_id}/decline", summary="辞退する (decline; the next candidate is asked)",
+    @router.post("/referrals/{referral_id}/decline", responses=CONFLICT, summary="辞退する (decline; the next candidate is asked)",
                  dependencies=[Depends(STAFF)])
     async def decline(referral_id: UUID, body: Decline) -> dict:
         return await run_action(referral_id, Action.DECLINE, Detail(reason=body.reason))
 
-    @router.post("/referrals/{referral_id}/contacts", summary="本人との接触を記録する (record contact)",
+    @router.post("/referrals/{referral_id}/contacts", responses=CONFLICT, summary="本人との接触を記録する (record contact)",
                  dependencies=[Depends(STAFF)])
     async def contact(referral_id: UUID, body: Contact) -> dict:
         return await run_action(referral_id, Action.CONTACT, Detail(method=body.method))
 
-    @router.post("/referrals/{referral_id}/completion", summary="終了する (complete with an outcome)",
+    @router.post("/referrals/{referral_id}/completion", responses=CONFLICT, summary="終了する (complete with an outcome)",
                  dependencies=[Depends(STAFF)])
     async def complete(referral_id: UUID, body: Complete) -> dict:
         return await run_action(referral_id, Action.COMPLETE, Detail(outcome=body.outcome))
 
-    @router.post("/referrals/{referral_id}/reroute", summary="つなぎ直す (reroute to another recipient)",
+    @router.post("/referrals/{referral_id}/reroute", responses=CONFLICT, summary="つなぎ直す (reroute to another recipient)",
                  dependencies=[Depends(COORDINATOR)])
     async def reroute(referral_id: UUID, body: Reroute) -> dict:
         return await run_action(referral_id, Action.REROUTE, Detail(recipient=body.recipient))
 
-    @router.post("/cases/{case_id}/referrals", status_code=201, summary="紹介を追加する (add a referral)",
+    @router.post("/cases/{case_id}/referrals", responses=CONFLICT, status_code=201, summary="紹介を追加する (add a referral)",
                  dependencies=[Depends(COORDINATOR)])
     async def add(case_id: UUID, body: AddReferral) -> dict:
         async with work() as uow:
             return view(await add_referral(uow, case_id, body.need, body.recipient, now=now(), policy=policy))
 
-    @router.post("/cases/{case_id}/closure", status_code=204, summary="相談を終了する (close the case)",
+    @router.post("/cases/{case_id}/closure", responses=CONFLICT, status_code=204, summary="相談を終了する (close the case)",
                  dependencies=[Depends(COORDINATOR)])
     async def close(case_id: UUID, body: CloseCase) -> None:
         async with work() as uow:
@@ -196,7 +196,7 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
         async with reading() as repo:
             return [follow_up_view(f, at) for f in await repo.follow_ups(state, counter, at, limit)]
 
-    @router.post("/follow-ups/{follow_up_id}/answer",
+    @router.post("/follow-ups/{follow_up_id}/answer", responses=CONFLICT,
                  summary="フォローアップの回答を記録する (record whether the help arrived; "
                          "not helped reopens the need for the coordinator)")
     async def answer(follow_up_id: UUID, body: AnswerFollowUp,

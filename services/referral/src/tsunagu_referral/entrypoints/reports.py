@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from tsunagu_contracts.dates import CalendarDate
 from tsunagu_referral.adapters.reports import ReportsStore
 from tsunagu_referral.domain.reports import Period
 from tsunagu_referral.handlers import reports
@@ -26,9 +27,9 @@ from tsunagu_servicehost.auth import Role, require
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 BOM = "\ufeff"
 
-From = Annotated[date | None, Query(alias="from", description="First day (Japan time), included; omit: from the start.",
+From = Annotated[CalendarDate | None, Query(alias="from", description="First day (Japan time), included; omit: from the start.",
                                     examples=["2026-11-01"])]
-To = Annotated[date | None, Query(description="Last day (Japan time), included; omit: up to now.",
+To = Annotated[CalendarDate | None, Query(description="Last day (Japan time), included; omit: up to now.",
                                   examples=["2026-11-30"])]
 Format = Annotated[Literal["json", "csv"] | None, Query(description="`csv`: UTF-8 with BOM for Excel; "
                                                         "otherwise the Accept header decides (JSON by default).")]

@@ -162,7 +162,7 @@ def test_each_route_documents_the_error_answers_its_signature_and_its_declaratio
 
     assert paths["/cases/{case_id}/notes"]["post"]["x-tsunagu-roles"] == ["counter"]
     assert "x-tsunagu-roles" not in paths["/chart"]["get"]
-    assert sorted(note) == ["201", "400", "401", "403", "404", "409", "422", "503"]
-    assert sorted(chart) == ["200", "422", "503"], "no token, no body, no id: none of those answers"
+    assert sorted(note) == ["201", "400", "401", "403", "404", "409", "413", "422", "503"]
+    assert sorted(chart) == ["200", "413", "422", "503"], "no token, no body, no id: none of those answers"
     for status in ("400", "401", "403", "404", "409"):
         assert note[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}

@@ -3,6 +3,10 @@
 A pure ASGI middleware: a declared `Content-Length` over the limit is refused at once; a body without
 one (chunked) is read up to the limit and refused as soon as it passes it, so no route, validation or
 JSON parser ever sees more than the limit. What was read is handed to the application unchanged.
+
+Before a refusal, up to DRAIN_BYTES more of the body are read and dropped: a server that answers
+and closes while the client is still sending resets the connection, and the reset can reach the
+client before the answer does. A body larger still gets the answer and the close at once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+DRAIN_BYTES = 1024 * 1024
 
 
 def too_large_body(limit: int) -> dict[str, str]:
@@ -30,6 +35,8 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                await _drain(receive, DRAIN_BYTES)
             await self._refuse(send)
             return
         chunks: list[bytes] = []
@@ -42,6 +49,8 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
+                if message.get("more_body", False):
+                    await _drain(receive, DRAIN_BYTES - size)
                 await self._refuse(send)
                 return
             chunks.append(chunk)
@@ -55,6 +64,17 @@ class BodySizeLimit:
             # The rest of the body is not read: the connection is not reused for another request.
             (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of the body, at most `budget` bytes of it."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

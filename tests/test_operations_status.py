@@ -28,7 +28,7 @@ SERVICES = list(stack_config()["services"])
 @pytest.fixture
 async def running(service_process):
     intake = await service_process("intake")
-    others = await asyncio.gather(*(service_process(name, extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url})
+    others = await asyncio.gather(*(service_process(name, extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url})
                                     for name in SERVICES if name != "intake"))
     return {"intake": intake, **{p.service: p for p in others}}
 

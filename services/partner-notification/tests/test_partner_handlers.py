@@ -504,7 +504,7 @@ async def test_a_detail_fetch_gives_and_records_only_the_items_the_consents_purp
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         return {"person_ref": str(person_ref), **PERSON}
 
     given = await provide(new_uow, partner, requested.data.referral_id, intake, now=MORNING)
@@ -522,7 +522,7 @@ async def test_a_consent_withdrawn_while_intake_answers_refuses_the_fetch_and_re
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         await f.on_consent_withdrawn(uow, withdrawal(granted))
         return {"person_ref": str(uuid7()), **PERSON}
 
@@ -540,7 +540,7 @@ async def test_a_detail_fetch_for_a_referral_addressed_elsewhere_never_asks_inta
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         raise AssertionError("intake asked for another partner's referral")
 
     with pytest.raises(Rejected) as refusal:

@@ -73,8 +73,14 @@ async def test_partner_notification_gets_the_details_a_consent_allows_and_intake
     answer = await ask_for_person(intake, case_id, partner_notification_token(), partner_id=partner_id)
 
     assert answer.status_code == 200, answer.text
-    assert answer.json()["name"] == PERSON["name"]
+    assert {k: v for k, v in answer.json().items() if k not in ("person_ref", "provision")} == {
+        "name": PERSON["name"], "name_kana": PERSON["name_kana"], "phone": PERSON["phone"]}, \
+        "what a referral needs, and no summary or notes"
     [provision] = await provisions(intake)
+    assert provision["items"] == ["name", "name_kana", "phone"]
+    async with httpx.AsyncClient(base_url=intake.url, timeout=30) as client:
+        case = (await client.get(f"/v1/cases/{case_id}", headers=auth_headers("coordinator"))).json()
+    assert [(p["partner_id"], p["purpose"]) for p in case["provisions"]] == [(partner_id, "referral")]
     assert (str(provision["case_id"]), str(provision["partner_id"]), provision["purpose"], provision["basis"],
             provision["requested_by"]) == (case_id, partner_id, "referral", "consent",
                                            "service:partner-notification")

@@ -271,16 +271,17 @@ class Repository:
             case_id, recipient, purpose, today)
 
     async def record_provision(self, provision_id: UUID, case_id: UUID, person_ref: UUID, *, requested_by: str,
-                               partner_id: UUID, purpose: str, basis: str, grant_id: UUID, at: datetime) -> None:
+                               partner_id: UUID, purpose: str, items: list[str], basis: str, grant_id: UUID,
+                               at: datetime) -> None:
         """Insert-only; in the transaction that read the grant (rule at the top)."""
         await self.conn.execute(
-            "INSERT INTO provisions (provision_id, case_id, person_ref, requested_by, partner_id, purpose, basis, "
-            "grant_id, provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            provision_id, case_id, person_ref, requested_by, partner_id, purpose, basis, grant_id, at)
+            "INSERT INTO provisions (provision_id, case_id, person_ref, requested_by, partner_id, purpose, items, "
+            "basis, grant_id, provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            provision_id, case_id, person_ref, requested_by, partner_id, purpose, items, basis, grant_id, at)
 
     async def provisions_of(self, case_id: UUID) -> list[asyncpg.Record]:
         return await self.conn.fetch(
-            "SELECT provision_id, requested_by, partner_id, purpose, basis, grant_id, provided_at FROM provisions "
+            "SELECT provision_id, requested_by, partner_id, purpose, items, basis, grant_id, provided_at FROM provisions "
             "WHERE case_id = $1 ORDER BY provided_at", case_id)
 
     async def latest_consultation(self, case_id: UUID) -> asyncpg.Record | None:

@@ -164,6 +164,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             consents = await repo.consents_of(case_id)
             referrals = await repo.referrals_of(case_id)
             bases = await repo.statutory_bases_of(case_id)
+            provided = await repo.provisions_of(case_id)
         needs = list(dict.fromkeys(n for c in consultations for n in c["needs"]))
         return {
             "case_id": str(case_id), "person_ref": str(case["person_ref"]),
@@ -174,6 +175,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             "consents": [jsonable(c) | {"recipient": json.loads(c["recipient"])} for c in consents],
             "referrals": [jsonable(r) | {"recipient": json.loads(r["recipient"])} for r in referrals],
             "statutory_bases": [basis_view(dict(b)) for b in bases],
+            "provisions": [jsonable(p) for p in provided],
         }
 
     return [router]

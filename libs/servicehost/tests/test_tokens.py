@@ -32,7 +32,7 @@ def jwks_file(tmp_path):
 def verifier(jwks_url: str, name: str = "intake", **changes) -> TokenVerifier:
     settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused",
                                staff_issuer=ISSUER, staff_audience=AUDIENCE, staff_jwks_url=jwks_url,
-                               service_callers={"partner-notification": public_half(PARTNERS_KEY)}, **changes)
+                               **{"service_callers": {"partner-notification": public_half(PARTNERS_KEY)}} | changes)
     return TokenVerifier(name, settings)
 
 
@@ -116,6 +116,16 @@ async def test_a_partner_session_names_the_partner_for_the_services_partners_tal
     assert (who.role, who.partner_id) == (Role.PARTNER, partner_id)
     with pytest.raises(TokenRefused):
         await verifier(jwks_file, name="intake").read(session)
+
+
+async def test_a_partner_session_from_another_caller_than_partner_notification_is_refused(jwks_file):
+    referral_key = new_signing_key()[0]
+    session = ServiceSigner("referral", referral_key).partner_session(uuid4())
+    trusting_referral = verifier(jwks_file, name="housing-support",
+                                 service_callers={"referral": public_half(referral_key)})
+
+    with pytest.raises(TokenRefused):
+        await trusting_referral.read(session)
 
 
 class _Jwks(BaseHTTPRequestHandler):

@@ -45,6 +45,8 @@ SERVICE_TOKEN_MAX_SECONDS = 300
 PARTNER_SESSION_SECONDS = 3600
 PARTNER_SESSION_AUDIENCE = ("housing-support",)
 """The services that act for a partner on a partner session."""
+PARTNER_SESSION_ISSUER = "partner-notification"
+"""The one service that knows partners (by their API tokens) and vouches for them."""
 _CLOCK_SKEW_S = 30
 
 
@@ -220,7 +222,8 @@ class TokenVerifier:
         lifetime = claims["exp"] - claims["iat"]
         if role is Role.SERVICE and lifetime <= SERVICE_TOKEN_MAX_SECONDS and claims["sub"] == f"service:{issuer}":
             return Principal(subject=claims["sub"], role=Role.SERVICE)
-        if role is Role.PARTNER and lifetime <= PARTNER_SESSION_SECONDS and claims.get("partner_id"):
+        if (role is Role.PARTNER and issuer == PARTNER_SESSION_ISSUER and lifetime <= PARTNER_SESSION_SECONDS
+                and claims.get("partner_id")):
             try:
                 return Principal(subject=claims["sub"], role=Role.PARTNER, partner_id=UUID(claims["partner_id"]))
             except ValueError:

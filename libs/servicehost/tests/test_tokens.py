@@ -153,3 +153,17 @@ async def test_staff_keys_are_read_from_an_identity_providers_jwks_url():
         server.server_close()
 
     assert who.role is Role.COORDINATOR
+
+
+def test_a_service_refuses_to_serve_without_a_staff_identity_provider():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TSUNAGU_")} | {
+        "TSUNAGU_HTTP_PORT": "1", "TSUNAGU_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused"}
+    refused = subprocess.run([sys.executable, "-m", "tsunagu_referral", "serve"], env=env, capture_output=True,
+                             text=True, timeout=60)
+
+    assert refused.returncode != 0
+    assert "TSUNAGU_STAFF_ISSUER, TSUNAGU_STAFF_JWKS_URL, TSUNAGU_STAFF_AUDIENCE" in refused.stderr

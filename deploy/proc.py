@@ -177,8 +177,13 @@ def dev_secrets() -> dict:
         if role not in passwords:
             passwords[role] = secrets.token_urlsafe(24)
             changed = True
-    for name, make in (("auth_secret", lambda: secrets.token_urlsafe(48)),
-                       ("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
+    # Ed25519 private keys are any 32 random bytes: each service's own, and the development staff issuer's.
+    signing = data.setdefault("signing_keys", {})
+    for name in [*cfg["services"], "dev-staff-issuer"]:
+        if name not in signing:
+            signing[name] = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+            changed = True
+    for name, make in (("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("intake_index_key", lambda: secrets.token_urlsafe(32)),
                        ("partners_secret_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("housing_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())):

@@ -43,6 +43,8 @@ RUN_DIR = VAR / "run"
 LOG_DIR = VAR / "log"
 SUPERVISOR_PID = RUN_DIR / "stack.pid"
 DEV_TOKENS = VAR / "dev-tokens.json"
+DEV_JWKS = VAR / "dev-jwks.json"
+"""The development staff issuer's public keys; services read them as TSUNAGU_STAFF_JWKS_URL (file://)."""
 
 
 def kafka_cluster() -> kafkactl.Cluster:
@@ -64,13 +66,16 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
     secrets = dev_secrets()
     password = secrets["postgres"][svc["database"]]
     env = {
-        "TSUNAGU_AUTH_SECRET": secrets["auth_secret"],
         "TSUNAGU_HTTP_HOST": "127.0.0.1",
         "TSUNAGU_HTTP_PORT": str(svc["port"]),
         "TSUNAGU_INSTANCE_ID": f"{name}-1",  # one instance of each: a restart keeps its partitions
         "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
         "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
     }
+    env |= token_env(name)
+    env["TSUNAGU_STAFF_JWKS_URL"] = os.environ.get("TSUNAGU_STAFF_JWKS_URL", DEV_JWKS.as_uri())
+    if "internal_port" in svc:
+        env["TSUNAGU_INTERNAL_PORT"] = str(svc["internal_port"])
     if name == "intake":
         env["TSUNAGU_INTAKE_PII_KEYS"] = secrets["intake_pii_key"]
         env["TSUNAGU_INTAKE_INDEX_KEY"] = secrets["intake_index_key"]
@@ -78,12 +83,47 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         env["TSUNAGU_PARTNERS_SECRET_KEYS"] = secrets["partners_secret_key"]
         # Partners' receivers during development run on this machine; never on a deployment.
         env["TSUNAGU_PARTNERS_ALLOW_LOOPBACK_WEBHOOKS"] = "true"
+        env["TSUNAGU_PARTNERS_INTAKE_URL"] = f"http://127.0.0.1:{cfg['services']['intake']['internal_port']}"
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
     otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")
     if otlp:
         env["TSUNAGU_OTLP_ENDPOINT"] = otlp
     return env
+
+
+def staff_issuer() -> dict[str, str]:
+    """The development staff issuer; a city's own identity provider replaces it through
+    TSUNAGU_STAFF_ISSUER, TSUNAGU_STAFF_JWKS_URL and TSUNAGU_STAFF_AUDIENCE."""
+    cfg = stack()["staff_tokens"]
+    return {"TSUNAGU_STAFF_ISSUER": os.environ.get("TSUNAGU_STAFF_ISSUER", cfg["issuer"]),
+            "TSUNAGU_STAFF_AUDIENCE": os.environ.get("TSUNAGU_STAFF_AUDIENCE", cfg["audience"])}
+
+
+_public_keys: dict[str, str] = {}
+
+
+def public_keys() -> dict[str, str]:
+    """Each service's public key, derived from its private key in var/secrets.json (in the project's
+    Python environment: the standard library has no Ed25519)."""
+    if not _public_keys:
+        private = {name: key for name, key in dev_secrets()["signing_keys"].items() if name in stack()["services"]}
+        out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", "public-keys"], text=True,
+                             capture_output=True, input=json.dumps(private))
+        if out.returncode != 0:
+            raise StepFailed(f"deriving the services' public keys failed:\n{out.stderr.strip()[-2000:]}")
+        _public_keys.update(json.loads(out.stdout))
+    return _public_keys
+
+
+def token_env(name: str) -> dict[str, str]:
+    """A service's own signing key, its callers' public keys (deploy/stack.toml `callers`) and the
+    staff issuer it trusts."""
+    callers = stack()["services"][name].get("callers", [])
+    return {"TSUNAGU_SERVICE_SIGNING_KEY": dev_secrets()["signing_keys"][name],
+            "TSUNAGU_SERVICE_CALLERS": json.dumps({caller: public_keys()[caller] for caller in callers},
+                                                  separators=(",", ":")),
+            **staff_issuer()}
 
 
 def venv_python() -> str:
@@ -143,17 +183,13 @@ def stop_infra(started: dict[str, bool]) -> None:
 
 
 def write_dev_tokens() -> None:
-    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", str(DEV_TOKENS)], text=True,
-                         capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
+    """The development issuer's JWKS (public) and a staff token per role (var/dev-tokens.json, 0600)."""
+    env = {**os.environ, **staff_issuer(), "TSUNAGU_DEV_STAFF_KEY": dev_secrets()["signing_keys"]["dev-staff-issuer"],
+           "TSUNAGU_DEV_STAFF_KID": stack()["staff_tokens"]["kid"]}
+    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", "issue", str(DEV_TOKENS),
+                          str(DEV_JWKS)], text=True, capture_output=True, env=env)
     if out.returncode != 0:
         raise StepFailed(f"writing development tokens failed:\n{out.stderr.strip()[-2000:]}")
-
-
-def ops_token() -> str:
-    """A short-lived ops token, so /readyz says why a service is not ready (empty when none can be made)."""
-    out = subprocess.run([venv_python(), "-m", "tsunagu_servicehost.devtokens", "--ops"], text=True,
-                         capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": dev_secrets()["auth_secret"]})
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def dev_tokens() -> dict[str, str]:
@@ -242,7 +278,7 @@ def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], boo
                 say(f"{name}: ready")
                 pending.discard(name)
         if time.monotonic() > deadline:
-            token = ops_token()
+            token = dev_tokens().get("ops", "")  # so /readyz says why
             details = "; ".join(f"{n}: {ready(ports[n], token)[1][:200]}" for n in sorted(pending))
             raise StepFailed(f"not ready within 90 s: {details}")
         time.sleep(0.3)
@@ -257,9 +293,10 @@ def run() -> int:
         return 0
     cfg = stack()
     for name, svc in cfg["services"].items():
-        if port_open("127.0.0.1", svc["port"]) and not read_pid(RUN_DIR / f"{name}.pid"):
-            raise StepFailed(f"port 127.0.0.1:{svc['port']} for the {name} service is already in use "
-                             f"by another program. Stop it (e.g. `ss -ltnp 'sport = :{svc['port']}'` shows which).")
+        for port in (svc["port"], svc.get("internal_port")):
+            if port and port_open("127.0.0.1", port) and not read_pid(RUN_DIR / f"{name}.pid"):
+                raise StepFailed(f"port 127.0.0.1:{port} for the {name} service is already in use "
+                                 f"by another program. Stop it (e.g. `ss -ltnp 'sport = :{port}'` shows which).")
     stop_services()  # leftovers of a run that was killed without cleaning up
     SUPERVISOR_PID.write_text(str(os.getpid()))
 
@@ -278,6 +315,7 @@ def run() -> int:
         started = infra()
         for name in cfg["services"]:
             migrate(name)
+        write_dev_tokens()  # the JWKS the services check staff tokens against
         jaeger = start_jaeger(builder, lambda: stopping)
         traces = jaegerctl.Instance().answering()
         services = {name: service_process(name, traces) for name in cfg["services"]}
@@ -286,7 +324,6 @@ def run() -> int:
             say(f"{name}: started (pid {service.process.pid}) on port {cfg['services'][name]['port']}")
         wait_until_ready(services, lambda: stopping)
         if not stopping:
-            write_dev_tokens()
             print_summary()
         supervise([*services.values(), *([jaeger] if jaeger else [])], lambda: stopping)
         return 0
@@ -321,6 +358,18 @@ def stop() -> int:
     return 0
 
 
+def token_variables() -> list[str]:
+    """Each service's own signing key and its callers' public keys, under names of their own:
+    docker-compose.yml hands each container its key alone (never an env_file every container reads)."""
+    lines = []
+    for name in stack()["services"]:
+        tokens = token_env(name)
+        variable = name.upper().replace("-", "_")
+        lines += [f"TSUNAGU_SIGNING_KEY_{variable}={tokens['TSUNAGU_SERVICE_SIGNING_KEY']}",
+                  f"TSUNAGU_CALLERS_{variable}='{tokens['TSUNAGU_SERVICE_CALLERS']}'"]
+    return lines + [f"{key}={value}" for key, value in staff_issuer().items()]
+
+
 def compose_env() -> str:
     """The variables docker-compose.yml needs, one `NAME=value` a line."""
     cfg = stack()
@@ -329,7 +378,7 @@ def compose_env() -> str:
     lines = [f"TSUNAGU_PASSWORD_POSTGRES={passwords[cfg['postgres']['admin_role']]}",
              *(f"TSUNAGU_PASSWORD_{service['database'].upper()}={passwords[service['database']]}"
                for service in cfg["services"].values()),
-             f"TSUNAGU_AUTH_SECRET={secrets['auth_secret']}",
+             *token_variables(),
              f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}",
              f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}",
              f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}",
@@ -347,6 +396,7 @@ def main() -> int:
         return stop()
     elif command == "compose-env" and len(sys.argv) <= 3:
         text = compose_env()
+        write_dev_tokens()  # docker-compose.yml mounts the development issuer's JWKS
         if len(sys.argv) == 3:
             write_private(Path(sys.argv[2]), text)
             say(f"wrote {sys.argv[2]} (mode 600)")

@@ -53,7 +53,7 @@ async def food_bank(service_process, auth_headers):
     intake = await service_process("intake")
     referral, partners = await asyncio.gather(
         service_process("referral"),
-        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
+        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}))
     async with ReceiverServer() as server:
         receiver = Receiver()
         url = server.add("food", receiver)

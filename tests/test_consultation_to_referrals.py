@@ -103,10 +103,13 @@ async def test_each_role_may_do_only_its_own_part(intake, auth_headers, consulta
     async with httpx.AsyncClient(base_url=intake.url, timeout=20) as client:
         anonymous = await client.post("/v1/consultations", json=consultation())
         partner = await client.post("/v1/consultations", json=consultation(), headers=auth_headers("partner"))
+        service = await client.post("/v1/consultations", json=consultation(),
+                                    headers=auth_headers("service", audience="intake"))
         forged = await client.post("/v1/consultations", json=consultation(),
                                    headers={"Authorization": "Bearer not-a-token"})
     assert anonymous.status_code == 401 and anonymous.json()["message_ja"] == "認証が必要です。"
-    assert partner.status_code == 403
+    assert partner.status_code == 401, "a partner's session is signed for housing support, not for intake"
+    assert service.status_code == 403, "partner-notification may call intake, but not register consultations"
     assert forged.status_code == 401
 
 

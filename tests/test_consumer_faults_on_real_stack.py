@@ -16,8 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, dead_letter_topic, encode, uuid7
-from tsunagu_servicehost.auth import Role, issue_token
-from tsunagu_teststack.services import AUTH_SECRET
+from tsunagu_servicehost.auth import Role
+from tsunagu_teststack.tokens import bearer_token
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -117,7 +117,7 @@ async def query(database_url: str, sql: str, *args):
 
 async def readiness(service) -> tuple[int, dict]:
     """/readyz as operations read it: with an ops token, so it says why."""
-    ops = {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'test-ops', Role.OPS)}"}
+    ops = {"Authorization": f"Bearer {bearer_token(Role.OPS)}"}
     async with httpx.AsyncClient(base_url=service.url, timeout=10, headers=ops) as client:
         response = await client.get("/readyz")
     return response.status_code, response.json()

@@ -84,11 +84,11 @@ def test_no_secret_is_written_into_the_compose_file():
 
 
 @pytest.mark.parametrize("name", list(STACK["services"]))
-def test_every_service_gets_the_secrets_make_run_gives_it_from_the_env_file(name):
+def test_every_service_gets_the_secrets_make_run_gives_it_and_no_other_services_signing_key(name):
     import subprocess
     import sys
 
-    assert COMPOSE[name]["env_file"] == [".env"]
+    assert "env_file" not in COMPOSE[name], "an env_file would give every container every service's keys"
     printed = subprocess.run([sys.executable, str(ROOT / "deploy" / "stack.py"), "compose-env"], capture_output=True,
                              text=True, check=True, env={"TSUNAGU_VAR_DIR": str(ROOT / "var")}).stdout
     compose_vars = {line.split("=", 1)[0] for line in printed.splitlines()}
@@ -96,7 +96,13 @@ def test_every_service_gets_the_secrets_make_run_gives_it_from_the_env_file(name
                              text=True, check=True).stdout
     secret_vars = {line.split("=", 1)[0].removeprefix("export ") for line in run_env.splitlines()
                    if any(w in line.split("=", 1)[0] for w in ("SECRET", "KEY"))}
-    assert secret_vars <= compose_vars
+    environment = COMPOSE[name]["environment"]
+    for variable in secret_vars:
+        taken_from = re.fullmatch(r"\$\{(\w+)(:[?-].*)?\}", str(environment.get(variable, "")))
+        assert taken_from and taken_from.group(1) in compose_vars, f"{variable} from .env"
+    own_key = f"TSUNAGU_SIGNING_KEY_{name.upper().replace('-', '_')}"
+    signing_keys = [v for v in map(str, environment.values()) if "TSUNAGU_SIGNING_KEY_" in v]
+    assert signing_keys == [f"${{{own_key}:?run make compose-env first}}"]
 
 
 def test_prometheus_scrapes_every_service_and_loads_the_alert_rules():

@@ -82,7 +82,7 @@ async def council(service_process, auth_headers, token):
     referral, housing, partners = await asyncio.gather(
         service_process("referral"),
         service_process("housing-support", extra_env={"TSUNAGU_HOUSING_TIMER_INTERVAL_S": "0.5"}),
-        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
+        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}))
     return Council(intake, referral, housing, partners, auth_headers, token)
 
 

@@ -73,7 +73,7 @@ async def test_a_consultation_is_one_trace_in_jaeger_from_the_counter_to_the_par
     referral, partners = await asyncio.gather(
         service_process("referral", extra_env=telemetry),
         service_process("partner-notification", extra_env=telemetry | {
-            "TSUNAGU_PARTNERS_INTAKE_URL": intake.url, "TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2, 0.2]"}))
+            "TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url, "TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2, 0.2]"}))
 
     async def call(service, method: str, path: str, headers: dict, **kw) -> dict:
         async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:

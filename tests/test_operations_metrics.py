@@ -45,7 +45,7 @@ async def execute(database_url: str, sql: str) -> None:
 async def stack(service_process):
     intake = await service_process("intake")
     fast = {"TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2]", "TSUNAGU_PARTNERS_TIMEOUT_S": "5",
-            "TSUNAGU_PARTNERS_INTAKE_URL": intake.url}
+            "TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}
     referral, housing, partners = await asyncio.gather(
         service_process("referral"), service_process("housing-support"),
         service_process("partner-notification", extra_env=fast))

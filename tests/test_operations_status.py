@@ -19,7 +19,7 @@ import yaml
 
 from tsunagu_servicehost.status import Figures
 from tsunagu_teststack.infrastructure import stack_config
-from tsunagu_teststack.services import AUTH_SECRET
+from tsunagu_teststack.tokens import bearer_token
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -30,7 +30,7 @@ SERVICES = list(stack_config()["services"])
 @pytest.fixture
 async def running(service_process):
     intake = await service_process("intake")
-    others = await asyncio.gather(*(service_process(name, extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.url})
+    others = await asyncio.gather(*(service_process(name, extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url})
                                     for name in SERVICES if name != "intake"))
     return {"intake": intake, **{p.service: p for p in others}}
 
@@ -65,9 +65,9 @@ async def test_status_sends_an_ops_token_so_a_service_that_is_not_ready_says_why
     args = [sys.executable, "-m", "tsunagu_servicehost.status", f"--service=referral={referral.url}"]
 
     with_secret = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60,
-                                          env={**os.environ, "TSUNAGU_AUTH_SECRET": AUTH_SECRET})
+                                          env={**os.environ, "TSUNAGU_OPS_TOKEN": bearer_token("ops")})
     without = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60,
-                                      env={**os.environ, "TSUNAGU_AUTH_SECRET": "", "TSUNAGU_VAR_DIR": "/nonexistent"})
+                                      env={**os.environ, "TSUNAGU_OPS_TOKEN": "", "TSUNAGU_VAR_DIR": "/nonexistent"})
 
     assert with_secret.returncode == without.returncode == 1
     assert re.search(r"^  referral: not ready 準備未完了: database: unreachable: ", with_secret.stdout, re.M), (

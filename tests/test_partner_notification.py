@@ -98,7 +98,7 @@ async def team(service_process, auth_headers):
     intake = await service_process("intake")
     referral, partners = await asyncio.gather(
         service_process("referral"),
-        service_process("partner-notification", extra_env=fast | {"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
+        service_process("partner-notification", extra_env=fast | {"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}))
     return TeamZama(intake, referral, partners, auth_headers)
 
 

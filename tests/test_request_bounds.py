@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tsunagu_servicehost import ServiceSettings, build_app
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.infrastructure import stack_config
-from tsunagu_teststack.services import AUTH_SECRET
+from tsunagu_teststack.tokens import bearer_token, token_settings
 
 SERVICES = stack_config()["services"]
 BOUNDED_FORMATS = {"uuid", "date", "date-time", "uri", "email"}
@@ -24,7 +24,7 @@ def app_with_auth(name: str):
 
     service = importlib.import_module(f"{SERVICES[name]['module']}.bootstrap").build_service()
     return build_app(service, ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused",
-                                              auth_secret=AUTH_SECRET))
+                                              **token_settings(name)))
 
 
 def unbounded(schema: dict, defs: dict, where: str, seen: frozenset = frozenset()) -> list[str]:
@@ -114,7 +114,7 @@ async def test_a_list_longer_than_its_bound_is_answered_422_before_any_handler_r
                 # Whichever role the route admits: a refused role is answered 403 before validation. A handler
                 # that ran would need the database, which this app does not have: it would answer 500 or 503.
                 answers = [await client.request(method, path, json=body, headers={
-                    "Authorization": f"Bearer {issue_token(AUTH_SECRET, 'test', Role(role), partner_id=SOME_ID)}",
+                    "Authorization": f"Bearer {bearer_token(Role(role), partner_id=SOME_ID, audience=name)}",
                     "Idempotency-Key": "bounds"}) for role in [*ROLES, "partner"]]
                 admitted = [a for a in answers if a.status_code not in (401, 403)]
                 assert admitted, f"{method.upper()} {template}: no role admitted"

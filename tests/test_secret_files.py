@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tsunagu_teststack.infrastructure import repo_root
+from tsunagu_teststack.tokens import STAFF_AUDIENCE, STAFF_ISSUER, staff_key
 
 ROOT = repo_root()
 STACK = [sys.executable, str(ROOT / "deploy" / "stack.py")]
@@ -57,7 +58,7 @@ def test_compose_env_writes_the_env_file_with_mode_0600_even_over_a_looser_one(v
     stack_py(var_dir, "compose-env", str(env_file))
 
     assert mode(env_file) == 0o600
-    assert "TSUNAGU_AUTH_SECRET=" in env_file.read_text() and "OLD=1" not in env_file.read_text()
+    assert "TSUNAGU_SIGNING_KEY_INTAKE=" in env_file.read_text() and "OLD=1" not in env_file.read_text()
 
 
 def test_compose_env_without_a_file_prints_the_same_variables(var_dir, tmp_path):
@@ -78,8 +79,10 @@ def test_development_tokens_are_written_with_mode_0600_over_a_looser_file(tmp_pa
     tokens.write_text("{}")
     os.chmod(tokens, 0o644)
 
-    subprocess.run([sys.executable, "-m", "tsunagu_servicehost.devtokens", str(tokens)], check=True,
-                   capture_output=True, env={**os.environ, "TSUNAGU_AUTH_SECRET": "s" * 48})
+    subprocess.run([sys.executable, "-m", "tsunagu_servicehost.devtokens", "issue", str(tokens),
+                    str(tmp_path / "dev-jwks.json")], check=True, capture_output=True,
+                   env={**os.environ, "TSUNAGU_DEV_STAFF_KEY": staff_key(), "TSUNAGU_STAFF_ISSUER": STAFF_ISSUER,
+                        "TSUNAGU_STAFF_AUDIENCE": STAFF_AUDIENCE})
 
     assert mode(tokens) == 0o600
     assert "ops" in json.loads(tokens.read_text())

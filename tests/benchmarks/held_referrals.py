@@ -27,17 +27,18 @@ from collections import Counter
 import asyncpg
 import httpx
 
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.bench import running, steadily
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
 
 REQUESTED = "tsunagu.referral.requested.v1"
 NEED = "no_food"
 
 
 def bearer(role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', role)}"}
+    return {"Authorization": f"Bearer {bearer_token(role, 'bench')}"}
 
 
 async def partner_routed_for(need: str, partners: ServiceProcess, referral: ServiceProcess, url: str) -> str:

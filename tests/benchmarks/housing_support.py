@@ -28,17 +28,18 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from tsunagu_contracts.japan import JST
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.bench import running, steadily
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
 
 MISSED = "tsunagu.housing.check-in-missed.v1"
 HOME = {"landlord": "ざま不動産", "address": "座間市1-1", "moved_in_on": "2027-01-15"}
 
 
 def bearer(role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', role)}"}
+    return {"Authorization": f"Bearer {bearer_token(role, 'bench')}"}
 
 
 def percentile(values: list[float], p: float) -> float:

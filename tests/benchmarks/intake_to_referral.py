@@ -16,9 +16,9 @@ import time
 import asyncpg
 import httpx
 
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.bench import running
-from tsunagu_teststack.services import AUTH_SECRET
+from tsunagu_teststack.tokens import bearer_token
 
 BODY = {
     "counter": "tax", "channel": "counter", "urgency": "high",
@@ -33,7 +33,7 @@ def person(i: int) -> dict:
 async def main(count: int, clients: int) -> None:
     async with running("intake", "referral") as services:
         intake, referral = services.values()
-        headers = {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', Role.COUNTER)}"}
+        headers = {"Authorization": f"Bearer {bearer_token(Role.COUNTER, 'bench')}"}
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(count):
             queue.put_nowait(i)

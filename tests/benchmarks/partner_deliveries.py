@@ -24,11 +24,12 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from tsunagu_contracts import INTAKE_CASES, ConsentGranted, ConsultationRegistered, encode, uuid7
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import provide
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
 from tsunagu_topics import ensure_topics
 from tsunagu_topics.create import delete_namespace
 
@@ -101,7 +102,7 @@ async def main(cases: int) -> None:
             await service.start()
             await producer.start()
             await asyncio.sleep(3)
-            headers = {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'bench', Role.COORDINATOR)}"}
+            headers = {"Authorization": f"Bearer {bearer_token(Role.COORDINATOR, 'bench')}"}
             async with ReceiverServer() as server:
                 topic = namespace + INTAKE_CASES.name
                 rate, alone, fast_1 = await round_trip(service.url, headers, server, producer, topic, cases, False)

@@ -24,12 +24,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tsunagu_servicehost.auth import Role, issue_token
+from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.bench import steadily
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import repo_root
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
 from tsunagu_topics import ensure_topics
 from tsunagu_topics.create import delete_namespace
 
@@ -40,7 +41,7 @@ REPORT = repo_root() / "var" / "test-output" / "fault-matrix.txt"
 
 
 def bearer(role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(AUTH_SECRET, 'faults', role)}"}
+    return {"Authorization": f"Bearer {bearer_token(role, 'faults')}"}
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Loop:
             extra = {"TSUNAGU_TOPIC_NAMESPACE": self.namespace, "TSUNAGU_INSTANCE_ID": f"{name}-1",
                      **env.get(name.replace("-", "_"), {})}
             if name == "partner-notification":
-                extra |= {"TSUNAGU_PARTNERS_INTAKE_URL": self.services["intake"].url,
+                extra |= {"TSUNAGU_PARTNERS_INTAKE_URL": self.services["intake"].internal_url,
                           "TSUNAGU_PARTNERS_RETRY_SCALE": "0.001", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
             service = ServiceProcess(name, kafka_bootstrap=self.kafka, database_url=await self.databases.create(name),
                                      log_dir=self.log_dir, extra_env=extra)

@@ -114,6 +114,22 @@ class ConsentPurpose(LabelledCode):
     ESTATE_CLEARANCE = "estate_clearance", "残置物処理・遺品整理"
 
 
+PROVISION_ITEMS: dict[ConsentPurpose, tuple[str, ...]] = {
+    # To reach the person and be sure it is them.
+    ConsentPurpose.REFERRAL: ("name", "name_kana", "phone"),
+    ConsentPurpose.EMPLOYMENT_SUPPORT: ("name", "name_kana", "phone"),
+    # Finding a home and moving in start from where the person lives now.
+    ConsentPurpose.HOUSING_SUPPORT: ("name", "name_kana", "phone", "address"),
+    # Visits and calls to the tenancy.
+    ConsentPurpose.CHECK_IN: ("name", "phone", "address"),
+    # Whose home it was, and where: after a death there is nobody to call.
+    ConsentPurpose.ESTATE_CLEARANCE: ("name", "address"),
+}
+"""The items of a person a recipient receives for each purpose: no more than that purpose needs.
+Intake gives no more than these, and the partner no more than intake gave. The consultation's
+summary and the counter's notes go to none."""
+
+
 SUPPORT_FOR_NEED: dict[NeedCategory, ConsentPurpose] = {
     NeedCategory.HOUSING: ConsentPurpose.HOUSING_SUPPORT,
     NeedCategory.JOB_SEARCH: ConsentPurpose.EMPLOYMENT_SUPPORT,

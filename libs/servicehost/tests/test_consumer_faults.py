@@ -123,7 +123,8 @@ def a_runtime(database: FakeDatabase) -> Runtime:
     settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/x",
                                consumer_pause_first_s=0.001, consumer_pause_max_s=0.002)
     runtime = Runtime(SimpleNamespace(name="referral"), settings, broker=None, registry=CollectorRegistry(),
-                      tracer_provider=None, pool=database, dead_letters=FakeDeadLetters())
+                      tracer_provider=None, tokens=None, signer=None, pool=database,
+                      dead_letters=FakeDeadLetters())
     runtime.consumed = Counter("consumed", "", ["consumer", "topic", "outcome"], registry=runtime.registry)
     return runtime
 

@@ -1,6 +1,7 @@
 """While the database cannot be reached, a request is answered 503 with Retry-After, never a bare 500;
 every error answer has one body, Japanese first, and each route's OpenAPI entry lists the ones it gives."""
 
+from types import SimpleNamespace
 from uuid import UUID
 
 import asyncpg
@@ -9,11 +10,13 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel
 
-from tsunagu_servicehost.auth import Role, issue_token, require
+from tsunagu_servicehost.auth import Role, TokenVerifier, require
 from tsunagu_servicehost.errors import (
     CONFLICT, ERROR_ANSWERS, ErrorAnswer, InvalidRequest, Refused, Rejected, document_error_answers,
     install_error_handlers,
 )
+from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_teststack.tokens import bearer_token, token_settings
 
 UNAVAILABLE = {
     "connection refused": ConnectionRefusedError(111, "Connect call failed"),
@@ -78,9 +81,6 @@ async def test_an_invalid_request_is_answered_with_the_documented_field_errors()
     assert [(e.field, e.location) for e in answer.errors] == [("count", "path")]
 
 
-SECRET = "a-test-secret-of-thirty-two-characters-or-more"
-
-
 class Note(BaseModel):
     text: str
 
@@ -88,8 +88,8 @@ class Note(BaseModel):
 def an_app_with_a_counter_route() -> FastAPI:
     """One route as the services write them: a role, an id in the path, a body, and a declared 409."""
     app = FastAPI()
-    app.state.runtime = type("Runtime", (), {"settings": type("Settings", (), {
-        "auth_secret": type("Secret", (), {"get_secret_value": staticmethod(lambda: SECRET)})()})()})()
+    app.state.runtime = SimpleNamespace(tokens=TokenVerifier("intake", ServiceSettings(
+        http_port=1, database_url="postgresql://unused@localhost/unused", **token_settings("intake"))))
     install_error_handlers(app)
     router = APIRouter()
 
@@ -112,7 +112,7 @@ async def ask(app: FastAPI, method: str, url: str, **kwargs) -> httpx.Response:
 
 
 def bearer(role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, 'test', role)}"}
+    return {"Authorization": f"Bearer {bearer_token(role)}"}
 
 
 async def test_a_request_without_a_token_gets_the_same_error_body_as_every_other_refusal():
@@ -132,7 +132,7 @@ async def test_a_refusal_for_want_of_a_token_says_which_scheme_to_use():
 
 async def test_a_role_that_may_not_act_is_refused_403_with_the_error_body():
     response = await ask(an_app_with_a_counter_route(), "POST", f"/cases/{UUID(int=1)}/notes", json={"text": "x"},
-                         headers=bearer(Role.PARTNER))
+                         headers=bearer(Role.COORDINATOR))
 
     assert response.status_code == 403
     assert ErrorAnswer.model_validate(response.json()).message_ja == "この操作を行う権限がありません。"

@@ -239,7 +239,7 @@ async def test_a_partner_receives_and_the_provision_records_only_the_items_the_p
     requested = referral(case_id, partner, need)
     await handle(conn, on_referral_requested, requested)
 
-    async def intake(asked_for: UUID) -> dict:
+    async def intake(asked_for: UUID, **_partner_and_purpose) -> dict:
         assert asked_for == case_id
         return {"person_ref": str(person_ref), **PERSON}
 
@@ -259,7 +259,7 @@ async def test_an_item_intake_does_not_hold_is_neither_provided_nor_recorded(con
     requested = referral(case_id, partner)
     await handle(conn, on_referral_requested, requested)
 
-    async def intake(_case_id: UUID) -> dict:
+    async def intake(_case_id: UUID, **_asked_for) -> dict:
         return {"person_ref": str(uuid7()), **PERSON, "phone": None}
 
     provided = await provide(partial(unit_of_work, pool, Repository), partner, requested.data.referral_id, intake,

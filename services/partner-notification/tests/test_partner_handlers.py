@@ -504,7 +504,7 @@ async def test_a_detail_fetch_gives_and_records_only_the_items_the_consents_purp
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         return {"person_ref": str(person_ref), **PERSON}
 
     given = await provide(new_uow, partner, requested.data.referral_id, intake, now=MORNING)
@@ -522,7 +522,7 @@ async def test_a_consent_withdrawn_while_intake_answers_refuses_the_fetch_and_re
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         await f.on_consent_withdrawn(uow, withdrawal(granted))
         return {"person_ref": str(uuid7()), **PERSON}
 
@@ -534,13 +534,50 @@ async def test_a_consent_withdrawn_while_intake_answers_refuses_the_fetch_and_re
     assert case_id in repo.tables.locked[-1:], "decided again under the case's lock"
 
 
+async def test_intake_is_asked_for_the_partner_and_the_purpose_the_details_are_given_for(uow, repo, new_uow):
+    partner, case_id = await a_partner(uow), uuid7()
+    await f.on_consent_granted(uow, consent(case_id, partner, "housing_support"))
+    requested = referral(case_id, partner, "housing")
+    await f.on_referral_requested(uow, requested)
+    asked = []
+
+    async def intake(_case_id, *, partner_id, purpose):
+        asked.append((partner_id, purpose))
+        return {"person_ref": str(uuid7()), **PERSON}
+
+    given = await provide(new_uow, partner, requested.data.referral_id, intake, now=MORNING)
+
+    assert asked == [(partner, "housing_support")]
+    assert given["provision"]["purpose"] == "housing_support"
+
+
+async def test_a_fetch_whose_purpose_changed_while_intake_answered_is_refused_and_records_nothing(
+        uow, repo, new_uow):
+    partner, case_id = await a_partner(uow), uuid7()
+    granted = {purpose: consent(case_id, partner, purpose) for purpose in ("referral", "housing_support")}
+    for envelope in granted.values():
+        await f.on_consent_granted(uow, envelope)
+    requested = referral(case_id, partner, "housing")
+    await f.on_referral_requested(uow, requested)
+
+    async def intake(_case_id, *, partner_id, purpose):
+        await f.on_consent_withdrawn(uow, withdrawal(granted[purpose]))  # intake recorded this purpose
+        return {"person_ref": str(uuid7()), **PERSON}
+
+    with pytest.raises(Rejected) as refusal:
+        await provide(new_uow, partner, requested.data.referral_id, intake, now=MORNING)
+
+    assert refusal.value.why is Why.CONFLICT
+    assert repo.tables.provisions == []
+
+
 async def test_a_detail_fetch_for_a_referral_addressed_elsewhere_never_asks_intake(uow, repo, new_uow):
     partner, case_id = await a_partner(uow), uuid7()
     await f.on_consent_granted(uow, consent(case_id, partner))
     requested = referral(case_id, partner)
     await f.on_referral_requested(uow, requested)
 
-    async def intake(_case_id):
+    async def intake(_case_id, **_asked_for):
         raise AssertionError("intake asked for another partner's referral")
 
     with pytest.raises(Rejected) as refusal:

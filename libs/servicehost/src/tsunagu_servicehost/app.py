@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
+import uvicorn
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
+from tsunagu_servicehost.auth import ServiceSigner, TokenVerifier
 from tsunagu_servicehost.deadletters import DeadLetterWriter, replay_group
 from tsunagu_servicehost.errors import ERROR_ANSWERS, document_error_answers, install_error_handlers
 from tsunagu_servicehost.health import health_router
@@ -41,6 +44,10 @@ class Runtime:
     broker: KafkaBroker
     registry: CollectorRegistry
     tracer_provider: TracerProvider
+    tokens: TokenVerifier
+    """Checks the bearer tokens of requests to this service."""
+    signer: ServiceSigner
+    """Signs this service's tokens for the services it calls."""
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
     consumed: Counter | None = None
@@ -88,7 +95,9 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     """The service as an ASGI app; no client connects before the app starts."""
     registry = CollectorRegistry()
     provider = tracer_provider(service.name, settings.otlp_endpoint)
-    runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider)
+    runtime = Runtime(service, settings, build_broker(service.name, settings, registry, provider), registry, provider,
+                      TokenVerifier(service.name, settings),
+                      ServiceSigner(service.name, settings.service_signing_key.get_secret_value()))
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by consumer, topic and outcome",
                                ["consumer", "topic", "outcome"], registry=registry)
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
@@ -121,10 +130,13 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
         tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
         tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
                   for start in service.on_start]
+        internal = await _serve_internal(internal_app, settings) if internal_app is not None else None
         log.info("%s started", service.name)
         try:
             yield
         finally:
+            if internal is not None:
+                await internal.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,7 +147,17 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             provider.shutdown()
             log.info("%s stopped", service.name)
 
+    internal_app = None
+    if service.internal_http and settings.internal_port:
+        internal_app = FastAPI(title=f"{service.title} (internal)", version=service.version)
+        internal_app.state.runtime = runtime
+        install_error_handlers(internal_app)
+        install_request_tracing(internal_app, provider, service.name)
+        for router in service.internal_http(runtime):
+            internal_app.include_router(router, responses=ERROR_ANSWERS)
+
     app = FastAPI(title=service.title, version=service.version, lifespan=lifespan)
+    app.state.internal_app = internal_app
     app.state.runtime = runtime
     install_error_handlers(app)
     # Innermost of the middlewares: tracing and metrics see the 413 it answers like any other.
@@ -146,3 +168,35 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     for router in service.http(runtime) if service.http else ():
         app.include_router(document_error_answers(router), responses=ERROR_ANSWERS)
     return app
+
+
+class _InternalServer(uvicorn.Server):
+    """The internal listener, run inside the public application's lifespan: the public server owns
+    the process's signals and stops it before the pool and broker close."""
+
+    def capture_signals(self):
+        return contextlib.nullcontext()
+
+
+@dataclass
+class _RunningServer:
+    server: _InternalServer
+    task: asyncio.Task
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _serve_internal(app: FastAPI, settings: ServiceSettings) -> _RunningServer:
+    """Serve the internal API on its own loopback port; return once it listens."""
+    server = _InternalServer(uvicorn.Config(app, host=settings.internal_host, port=settings.internal_port,
+                                            log_config=None, access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve(), name="internal-http")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"the internal API could not listen on {settings.internal_host}:{settings.internal_port}")
+        await asyncio.sleep(0.02)
+    log.info("internal API on %s:%s", settings.internal_host, settings.internal_port)
+    return _RunningServer(server, task)

@@ -1,23 +1,54 @@
-"""Bearer tokens with a role; each role may do only its own part.
+"""Bearer tokens: who calls, in which role; each role may do only its own part.
 
-Tokens are JWTs signed with the deployment's secret (HS256). A partner's token also names its
-partner id. `make run` writes development tokens for every role to var/dev-tokens.json.
+Every token is checked against a public key; no service holds a key that lets it mint tokens
+another service accepts in someone else's name.
+
+- Staff tokens come from the city's OpenID Connect identity provider (or the development issuer
+  that `make run` sets up, devtokens.py): checked against its JWKS (`staff_jwks_url`), its issuer,
+  this deployment's audience and their expiry; the role is one claim (`staff_role_claim`). Such a
+  token carries a staff role only.
+- Service tokens: each service signs with its own Ed25519 key (EdDSA) for one audience, the
+  service it calls, for at most SERVICE_TOKEN_MAX_SECONDS. A service knows the public keys of the
+  services allowed to call it (`service_callers`), so a token signed by any other key, or meant for
+  another service, is refused.
+- Partner sessions: partner-notification signs, with its own service key, an hour's token naming
+  the partner, for the services partners talk to (PARTNER_SESSION_AUDIENCE).
+
+Partner API tokens (opaque, with a prefix) are partner-notification's own business.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import logging
 import time
+import urllib.parse
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from uuid import UUID
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_servicehost.errors import needs_token
+from tsunagu_servicehost.settings import ServiceSettings
 
-ISSUER = "tsunagu"
+log = logging.getLogger("tsunagu.servicehost.auth")
+
+SERVICE_TOKEN_SECONDS = 60
+SERVICE_TOKEN_MAX_SECONDS = 300
+"""A service token living longer than this is refused, whoever signed it."""
+PARTNER_SESSION_SECONDS = 3600
+PARTNER_SESSION_AUDIENCE = ("housing-support",)
+"""The services that act for a partner on a partner session."""
+PARTNER_SESSION_ISSUER = "partner-notification"
+"""The one service that knows partners (by their API tokens) and vouches for them."""
+_CLOCK_SKEW_S = 30
 
 
 class Role(StrEnum):
@@ -29,6 +60,10 @@ class Role(StrEnum):
     SERVICE = "service"          # another Tsunagu service, for internal calls
 
 
+STAFF_ROLES = frozenset({Role.COUNTER, Role.COORDINATOR, Role.COUNCIL, Role.OPS})
+"""The roles the staff identity provider may give; never a service's or a partner's."""
+
+
 @dataclass(frozen=True)
 class Principal:
     subject: str
@@ -36,21 +71,202 @@ class Principal:
     partner_id: UUID | None = None
 
 
-def issue_token(secret: str, subject: str, role: Role, *, partner_id: UUID | None = None,
-                ttl_seconds: int = 12 * 3600) -> str:
+class TokenRefused(Exception):
+    """The token proves nothing: bad signature, wrong issuer or audience, expired, unknown key."""
+
+
+class IssuerUnavailable(Exception):
+    """The staff identity provider's keys cannot be read now; nothing is wrong with the token."""
+
+
+# keys -------------------------------------------------------------------------------------------
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_signing_key() -> tuple[str, str]:
+    """A new Ed25519 key pair as (private, public), each the base64url of its 32 raw bytes."""
+    key = Ed25519PrivateKey.generate()
+    return _b64(key.private_bytes_raw()), public_half(_b64(key.private_bytes_raw()))
+
+
+def public_half(private: str) -> str:
+    return _b64(Ed25519PrivateKey.from_private_bytes(_unb64(private)).public_key().public_bytes_raw())
+
+
+def private_key(encoded: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(_unb64(encoded))
+
+
+def public_key(encoded: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(_unb64(encoded))
+
+
+def jwks_of(private: str, kid: str) -> dict:
+    """The JWKS publishing the public half of an Ed25519 key (for a development issuer)."""
+    return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": public_half(private), "kid": kid, "use": "sig",
+                      "alg": "EdDSA"}]}
+
+
+def staff_token(private: str, *, kid: str, issuer: str, audience: str, subject: str, role: Role,
+                role_claim: str = "tsunagu_role", ttl_seconds: int = 12 * 3600) -> str:
+    """A staff token as an identity provider would issue it (development issuer and tests)."""
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": subject, "role": role.value, "iat": now, "exp": now + ttl_seconds}
-    if partner_id:
-        claims["partner_id"] = str(partner_id)
-    return jwt.encode(claims, secret, algorithm="HS256")
+    claims = {"iss": issuer, "aud": audience, "sub": subject, role_claim: role.value, "iat": now,
+              "exp": now + ttl_seconds}
+    return jwt.encode(claims, private_key(private), algorithm="EdDSA", headers={"kid": kid})
 
 
-def read_token(secret: str, token: str) -> Principal:
-    if len(secret) < 32:
-        raise ValueError("TSUNAGU_AUTH_SECRET is not set (32 characters or more)")
-    claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub"]})
-    return Principal(subject=claims["sub"], role=Role(claims["role"]),
-                     partner_id=UUID(claims["partner_id"]) if claims.get("partner_id") else None)
+# signing ----------------------------------------------------------------------------------------
+
+class ServiceSigner:
+    """Signs this service's own tokens with its private key."""
+
+    def __init__(self, name: str, private: str):
+        self.name = name
+        self._key = private_key(private) if private else None
+
+    def _sign(self, claims: dict) -> str:
+        if self._key is None:
+            raise RuntimeError(f"{self.name} has no signing key (TSUNAGU_SERVICE_SIGNING_KEY)")
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.name})
+
+    def for_service(self, audience: str, ttl_seconds: int = SERVICE_TOKEN_SECONDS) -> str:
+        """A token proving this service calls `audience`, for a minute."""
+        now = int(time.time())
+        return self._sign({"iss": self.name, "sub": f"service:{self.name}", "aud": audience,
+                           "role": Role.SERVICE.value, "iat": now, "exp": now + ttl_seconds})
+
+    def partner_session(self, partner_id: UUID, ttl_seconds: int = PARTNER_SESSION_SECONDS) -> str:
+        now = int(time.time())
+        return self._sign({"iss": self.name, "sub": f"partner:{partner_id}", "aud": list(PARTNER_SESSION_AUDIENCE),
+                           "role": Role.PARTNER.value, "partner_id": str(partner_id), "iat": now,
+                           "exp": now + ttl_seconds})
+
+
+# verifying --------------------------------------------------------------------------------------
+
+class _FileJwks:
+    """A JWKS in a local file (the development issuer's): PyJWKClient reads http(s) only. Read again
+    when a token names a key it does not hold, so a rotated development key is picked up."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._keys: jwt.PyJWKSet | None = None
+
+    def signing_key(self, token: str) -> jwt.PyJWK:
+        kid = jwt.get_unverified_header(token).get("kid")
+        for attempt in range(2):
+            if self._keys is None or attempt:
+                try:
+                    self._keys = jwt.PyJWKSet.from_dict(json.loads(self.path.read_text()))
+                except (OSError, ValueError, jwt.PyJWTError) as exc:
+                    raise IssuerUnavailable(f"the staff JWKS file cannot be read ({type(exc).__name__})") from None
+            for key in self._keys.keys:
+                if key.key_id == kid:
+                    return key
+        raise TokenRefused("no key of the staff issuer has this token's kid")
+
+
+class _UrlJwks:
+    def __init__(self, url: str):
+        self.client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+
+    def signing_key(self, token: str) -> jwt.PyJWK:
+        try:
+            return self.client.get_signing_key_from_jwt(token)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise IssuerUnavailable(f"the staff JWKS cannot be fetched ({type(exc).__name__})") from None
+        except jwt.PyJWKClientError as exc:
+            raise TokenRefused(str(exc)) from None
+
+
+class TokenVerifier:
+    """Checks bearer tokens for one service; built when the application is, connects to nothing."""
+
+    def __init__(self, name: str, settings: ServiceSettings):
+        self.name = name
+        self.callers = {caller: public_key(key) for caller, key in settings.service_callers.items()}
+        self.staff_issuer = settings.staff_issuer
+        self.staff_audience = settings.staff_audience
+        self.staff_algorithms = list(settings.staff_algorithms)
+        self.role_claim = settings.staff_role_claim
+        url = settings.staff_jwks_url
+        if not url:
+            self._jwks = None
+        elif url.startswith("file://"):
+            self._jwks = _FileJwks(Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)))
+        else:
+            self._jwks = _UrlJwks(url)
+
+    async def read(self, token: str) -> Principal:
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError as exc:
+            raise TokenRefused(f"not a JWT ({type(exc).__name__})") from None
+        if issuer in self.callers:
+            return self._service_token(token, issuer)
+        return await self._staff_token(token)
+
+    def _service_token(self, token: str, issuer: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self.callers[issuer], algorithms=["EdDSA"], audience=self.name, issuer=issuer,
+                                leeway=_CLOCK_SKEW_S, options={"require": ["exp", "iat", "sub", "aud", "role"]})
+            role = Role(claims["role"])
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise TokenRefused(f"service token refused ({type(exc).__name__})") from None
+        lifetime = claims["exp"] - claims["iat"]
+        if role is Role.SERVICE and lifetime <= SERVICE_TOKEN_MAX_SECONDS and claims["sub"] == f"service:{issuer}":
+            return Principal(subject=claims["sub"], role=Role.SERVICE)
+        if (role is Role.PARTNER and issuer == PARTNER_SESSION_ISSUER and lifetime <= PARTNER_SESSION_SECONDS
+                and claims.get("partner_id")):
+            try:
+                return Principal(subject=claims["sub"], role=Role.PARTNER, partner_id=UUID(claims["partner_id"]))
+            except ValueError:
+                pass
+        raise TokenRefused("a service token must be short-lived and name its own service, or a partner")
+
+    async def _staff_token(self, token: str) -> Principal:
+        if self._jwks is None or not self.staff_issuer or not self.staff_audience:
+            raise TokenRefused("no staff identity provider is configured")
+        key = await asyncio.to_thread(self._jwks.signing_key, token)
+        try:
+            claims = jwt.decode(token, key, algorithms=self.staff_algorithms, audience=self.staff_audience,
+                                issuer=self.staff_issuer, leeway=_CLOCK_SKEW_S,
+                                options={"require": ["exp", "iss", "aud", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise TokenRefused(f"staff token refused ({type(exc).__name__})") from None
+        granted = claims.get(self.role_claim)
+        roles = {granted} if isinstance(granted, str) else set(granted) if isinstance(granted, list) else set()
+        staff = [role for role in STAFF_ROLES if role.value in roles]
+        if len(staff) != 1:
+            raise TokenRefused(f"a staff token names exactly one staff role in `{self.role_claim}`")
+        return Principal(subject=claims["sub"], role=staff[0])
+
+
+_UNAUTHENTICATED = {"message_ja": "認証が必要です。", "message_en": "A bearer token is required."}
+_INVALID = {"message_ja": "トークンが無効です。", "message_en": "The token is invalid or expired."}
+_UNAVAILABLE = {"message_ja": "認証基盤に接続できません。しばらくしてから再度お試しください。",
+                "message_en": "The identity provider's keys cannot be read now."}
+
+
+async def authenticate(verifier: TokenVerifier, token: str) -> Principal:
+    """The token's principal, or the HTTP error a person reads (401, or 503 while the issuer is away)."""
+    try:
+        return await verifier.read(token)
+    except TokenRefused as exc:
+        log.info("token refused: %s", exc)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=_INVALID,
+                            headers={"WWW-Authenticate": "Bearer"}) from None
+    except IssuerUnavailable as exc:
+        log.warning("staff tokens cannot be checked: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=_UNAVAILABLE,
+                            headers={"Retry-After": "5"}) from None
 
 
 _bearer = HTTPBearer(auto_error=False, description="トークン (Bearer token) with a role")
@@ -63,16 +279,9 @@ def require(*roles: Role):
     async def principal(request: Request,
                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         if credentials is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail={
-                "message_ja": "認証が必要です。", "message_en": "A bearer token is required."},
-                headers={"WWW-Authenticate": "Bearer"})
-        try:
-            who = read_token(request.app.state.runtime.settings.auth_secret.get_secret_value(),
-                             credentials.credentials)
-        except (jwt.PyJWTError, KeyError, ValueError):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail={
-                "message_ja": "トークンが無効です。", "message_en": "The token is invalid or expired."},
-                headers={"WWW-Authenticate": "Bearer"}) from None
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=_UNAUTHENTICATED,
+                                headers={"WWW-Authenticate": "Bearer"})
+        who = await authenticate(request.app.state.runtime.tokens, credentials.credentials)
         if who.role not in allowed:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail={
                 "message_ja": "この操作を行う権限がありません。",

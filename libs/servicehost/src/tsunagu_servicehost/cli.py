@@ -66,8 +66,11 @@ def main(service: Service, argv: list[str] | None = None) -> None:
         from tsunagu_servicehost.app import build_app
 
         settings = _settings()
-        if len(settings.auth_secret.get_secret_value()) < 32:
-            sys.exit("[tsunagu] error: TSUNAGU_AUTH_SECRET is not set (32 characters or more)")
+        missing = [name for name in ("staff_issuer", "staff_jwks_url", "staff_audience") if not getattr(settings, name)]
+        if missing:
+            sys.exit(f"[tsunagu] error: staff tokens cannot be checked: set {', '.join(f'TSUNAGU_{m.upper()}' for m in missing)}")
+        if service.internal_http and not settings.internal_port:
+            sys.exit("[tsunagu] error: TSUNAGU_INTERNAL_PORT is not set (the port of the internal API)")
         for check in service.checks:
             check()
         uvicorn.run(build_app(service, settings), host=settings.http_host, port=settings.http_port,

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import jwt
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from tsunagu_servicehost.auth import Role, read_token
+from tsunagu_servicehost.auth import IssuerUnavailable, Role, TokenRefused, TokenVerifier
 
 if TYPE_CHECKING:
     from tsunagu_servicehost.app import Runtime
@@ -28,14 +27,15 @@ class Readiness(BaseModel):
         description="Each dependency: `ok`, or why it is not usable. Only with a token of the ops role.")
 
 
-def _is_ops(request: Request, secret: str) -> bool:
-    """Whether the request carries a valid token of the ops role; no token or a bad one is simply not ops."""
+async def _is_ops(request: Request, tokens: TokenVerifier) -> bool:
+    """Whether the request carries a valid token of the ops role; no token, a bad one, or one that
+    cannot be checked now is simply not ops."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
     try:
-        return read_token(secret, token.strip()).role is Role.OPS
-    except (jwt.PyJWTError, KeyError, ValueError):
+        return (await tokens.read(token.strip())).role is Role.OPS
+    except (TokenRefused, IssuerUnavailable):
         return False
 
 
@@ -90,7 +90,7 @@ def health_router(runtime: "Runtime") -> APIRouter:
         checks = await readiness(runtime)
         ready = all(v == "ok" for v in checks.values())
         body = Readiness(status="ready" if ready else "unavailable")
-        if _is_ops(request, runtime.settings.auth_secret.get_secret_value()):
+        if await _is_ops(request, runtime.tokens):
             body.checks = checks
         return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ready else 503)
 

@@ -26,6 +26,9 @@ class Service:
     """Alembic script directory of the service's own database."""
     http: Callable[["Runtime"], Sequence[APIRouter]] | None = None
     """Builds the service's HTTP routers; they reach the database and broker through the runtime."""
+    internal_http: Callable[["Runtime"], Sequence[APIRouter]] | None = None
+    """Builds the routers of the internal API (service-to-service), served only on the internal
+    port (`TSUNAGU_INTERNAL_PORT`), never on the public one."""
     subscribe: Callable[["Runtime"], None] | None = None
     """Registers the service's Kafka subscribers on `runtime.broker`; called before the broker starts."""
     on_start: Sequence[Callable[["Runtime"], Awaitable[None]]] = field(default=())

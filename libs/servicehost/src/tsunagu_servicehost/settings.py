@@ -33,10 +33,28 @@ class ServiceSettings(BaseSettings):
         "join their group as static members (KIP-345), so a restart takes back the same partitions "
         "without a rebalance. Unique per running instance; empty: dynamic membership."))
     failpoint: str = Field(default="", description="Fault injection for tests; empty in production.")
-    auth_secret: SecretStr = Field(default=SecretStr(""), description="Signs and checks bearer tokens (HS256).")
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024, description=(
         "Largest request body the HTTP API accepts, in bytes; a larger one is answered 413 before it is read "
         "further (also a chunked body without Content-Length)."))
+    internal_port: int | None = Field(default=None, ge=1, le=65535, description=(
+        "Port of the service's internal API (service-to-service calls), served apart from the public "
+        "port; unset: the service serves no internal API."))
+    internal_host: str = Field(default="127.0.0.1", description="Address the internal API binds to.")
+    service_signing_key: SecretStr = Field(default=SecretStr(""), description=(
+        "This service's own Ed25519 private key (base64url of its 32 bytes): signs the tokens it calls "
+        "other services with. No other service holds it."))
+    service_callers: dict[str, str] = Field(default_factory=dict, description=(
+        "JSON object: the services allowed to call this one, by name, with their Ed25519 public keys "
+        "(base64url). A service token signed by any other key is refused."))
+    staff_issuer: str = Field(default="", description="Issuer (`iss`) of staff tokens: the identity provider.")
+    staff_jwks_url: str = Field(default="", description=(
+        "JWKS of the staff identity provider (https://…, or file://… for the development issuer)."))
+    staff_audience: str = Field(default="", description="Audience (`aud`) staff tokens must be issued for.")
+    staff_role_claim: str = Field(default="tsunagu_role", description=(
+        "Claim naming the staff member's role (counter, coordinator, council, ops); a string, or a list "
+        "holding exactly one of them."))
+    staff_algorithms: list[str] = Field(default=["RS256", "ES256", "EdDSA"], description=(
+        "Signature algorithms accepted on staff tokens (JSON list); never an HMAC one."))
     outbox_max_attempts: int = Field(default=5, ge=1, le=50, description="Failed publishes of one outbox row "
                                      "before it is parked and the relay moves on.")
     outbox_first_retry_s: float = Field(default=2.0, gt=0, description="Wait after an outbox row's first failure; "
@@ -44,6 +62,13 @@ class ServiceSettings(BaseSettings):
     outbox_max_retry_s: float = Field(default=60.0, gt=0)
     outbox_parked_retry_s: float = Field(default=900.0, gt=0, description="How often a parked row is tried again.")
     outbox_publish_timeout_s: float = Field(default=10.0, gt=0, description="How long one publish may take.")
+
+    @field_validator("staff_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
+            raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
+        return value
 
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod

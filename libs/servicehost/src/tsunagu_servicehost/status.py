@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from tsunagu_servicehost import alerting
-from tsunagu_servicehost.devtokens import ops_token
 
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
             "summary": ("_count", "_sum", "_created")}
@@ -73,13 +72,14 @@ class ServiceState:
 
 
 def ops_headers() -> dict[str, str]:
-    """An ops token signed with the stack's secret (TSUNAGU_AUTH_SECRET, else `make run`'s
-    var/secrets.json), so /readyz says why a service is not ready; none when neither is there."""
-    secret = os.environ.get("TSUNAGU_AUTH_SECRET", "")
-    secrets_file = Path(os.environ.get("TSUNAGU_VAR_DIR", "var")) / "secrets.json"
-    if not secret and secrets_file.exists():
-        secret = json.loads(secrets_file.read_text()).get("auth_secret", "")
-    return {"Authorization": f"Bearer {ops_token(secret)}"} if len(secret) >= 32 else {}
+    """A token of the ops role, so /readyz says why a service is not ready: TSUNAGU_OPS_TOKEN (one
+    from the city's identity provider), else the development issuer's in `make run`'s
+    var/dev-tokens.json; none when neither is there (the status codes still tell ready or not)."""
+    token = os.environ.get("TSUNAGU_OPS_TOKEN", "")
+    tokens_file = Path(os.environ.get("TSUNAGU_VAR_DIR", "var")) / "dev-tokens.json"
+    if not token and tokens_file.exists():
+        token = json.loads(tokens_file.read_text()).get("ops", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _get(url: str, timeout: float, headers: dict[str, str] | None = None) -> tuple[int, str]:

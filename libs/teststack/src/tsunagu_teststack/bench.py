@@ -33,7 +33,7 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
             for name in names:
                 wiring = {"TSUNAGU_TOPIC_NAMESPACE": namespace}
                 if name == "partner-notification" and "intake" in started:  # as `make run` wires them
-                    wiring["TSUNAGU_PARTNERS_INTAKE_URL"] = started["intake"].url
+                    wiring["TSUNAGU_PARTNERS_INTAKE_URL"] = started["intake"].internal_url
                 service = ServiceProcess(name, kafka_bootstrap=infra.kafka_bootstrap,
                                          database_url=await databases.create(name), log_dir=logs,
                                          extra_env={**wiring, **(env or {}).get(name, {})})

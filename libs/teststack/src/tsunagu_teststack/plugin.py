@@ -17,8 +17,8 @@ from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_conf
 from tsunagu_teststack.pii import PersonalDataScanner, namespace_records, otlp_spans, report
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.traces import Jaeger
-from tsunagu_servicehost.auth import Role, issue_token
-from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
 from tsunagu_topics import ensure_topics
 from tsunagu_topics.create import delete_namespace
 
@@ -106,10 +106,10 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
 
 @pytest.fixture(scope="session")
 def token() -> Callable[..., str]:
-    """`token("counter")`: a bearer token for a role, signed as the services under test expect."""
-    def make(role: str, subject: str | None = None, partner_id=None) -> str:
-        return issue_token(AUTH_SECRET, subject or f"test-{role}", Role(role), partner_id=partner_id)
-    return make
+    """`token("counter")`: a bearer token for a role, signed as the services under test expect
+    (tokens.py: staff from the session's identity provider, partners' sessions and services' calls
+    from their services' keys)."""
+    return bearer_token
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,11 @@ from pathlib import Path
 import httpx
 
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_teststack.tokens import token_env
 
 
-# One set of secrets per test session, as a deployment would have.
-AUTH_SECRET = secrets.token_urlsafe(48)
+# One set of secrets per test session, as a deployment would have (signing keys: tokens.py).
 SERVICE_SECRETS = {
-    "TSUNAGU_AUTH_SECRET": AUTH_SECRET,
     "TSUNAGU_INTAKE_PII_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "TSUNAGU_INTAKE_INDEX_KEY": secrets.token_urlsafe(32),
     "TSUNAGU_PARTNERS_SECRET_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
@@ -42,8 +41,10 @@ class ServiceProcess:
     def __init__(self, service: str, *, kafka_bootstrap: str, database_url: str, log_dir: Path,
                  extra_env: dict[str, str] | None = None):
         self.service = service
-        self.module = stack_config()["services"][service]["module"]
+        config = stack_config()["services"][service]
+        self.module = config["module"]
         self.port = free_port()
+        self.internal_port = free_port() if "internal_port" in config else None
         self.log_path = log_dir / f"{service}-{self.port}.log"
         self.env = {
             **os.environ,
@@ -52,6 +53,8 @@ class ServiceProcess:
             "TSUNAGU_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "TSUNAGU_DATABASE_URL": database_url,
             **SERVICE_SECRETS,
+            **token_env(service),
+            **({"TSUNAGU_INTERNAL_PORT": str(self.internal_port)} if self.internal_port else {}),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
@@ -64,6 +67,13 @@ class ServiceProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The internal API (service to service), on its own loopback port."""
+        if self.internal_port is None:
+            raise AssertionError(f"{self.service} serves no internal API")
+        return f"http://127.0.0.1:{self.internal_port}"
 
     async def migrate(self) -> None:
         proc = await asyncio.create_subprocess_exec(

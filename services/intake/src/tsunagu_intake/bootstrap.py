@@ -48,6 +48,7 @@ def build_service() -> Service:
         title="Tsunagu 相談受付 (intake)",
         migrations=MIGRATIONS,
         http=routers,
+        internal_http=lambda runtime: http.build_internal_router(runtime, cipher=lambda: cipher_from(IntakeSettings())),
         subscribe=kafka.subscribe,
         checks=(check_settings,),
     )

@@ -21,6 +21,10 @@ Concurrency rules, stated once here and beside each statement that needs one:
   and never change.
 - An Idempotency-Key is claimed by the primary key of `idempotency_keys` (principal, key): a
   concurrent retry's insert waits for the first request's transaction, then finds its answer.
+- A provision reads the consent or statutory basis grant it rests on FOR SHARE, and records itself in
+  the same transaction (`grant_to_partner`, `record_provision`). A withdrawal or an ending locks that
+  row FOR UPDATE, so the two are ordered: a withdrawal that committed first leaves nothing to share
+  (the re-read row no longer matches), one that comes second waits until the provision is recorded.
 - `case_referrals` has a single writer, the consumer of the referral service's events: one record
   at a time per partition, in order per case; redeliveries stop at `applied_events`, and the
   primary key on referral_id makes a repeated request insert nothing.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 import asyncpg
@@ -246,6 +250,39 @@ class Repository:
         """The case's person: its ref and encrypted details."""
         return await self.conn.fetchrow("SELECT p.person_ref, p.details FROM cases c JOIN persons p "
                                         "USING (person_ref) WHERE c.case_id = $1", case_id)
+
+    async def grant_to_partner(self, case_id: UUID, partner_id: UUID, purpose: str, today: date
+                               ) -> asyncpg.Record | None:
+        """The active consent, or else statutory basis grant, that lets `partner_id` receive the case's
+        details for `purpose`: (grant_id, basis). FOR SHARE against a withdrawal or ending at the same
+        moment (rule at the top)."""
+        recipient = json.dumps({"kind": "partner", "partner_id": str(partner_id)})
+        consent = await self.conn.fetchrow(
+            "SELECT consent_id AS grant_id, 'consent' AS basis FROM consents WHERE case_id = $1 "
+            "AND recipient = $2::jsonb AND purpose = $3 AND withdrawn_at IS NULL "
+            "AND (valid_until IS NULL OR valid_until >= $4) ORDER BY granted_at LIMIT 1 FOR SHARE",
+            case_id, recipient, purpose, today)
+        if consent is not None:
+            return consent
+        return await self.conn.fetchrow(
+            "SELECT g.grant_id, b.basis FROM statutory_basis_grants g JOIN statutory_bases b USING (basis_id) "
+            "WHERE b.case_id = $1 AND g.recipient = $2::jsonb AND g.purpose = $3 AND b.ended_at IS NULL "
+            "AND b.held_on <= $4 AND b.valid_until >= $4 ORDER BY b.recorded_at LIMIT 1 FOR SHARE OF b",
+            case_id, recipient, purpose, today)
+
+    async def record_provision(self, provision_id: UUID, case_id: UUID, person_ref: UUID, *, requested_by: str,
+                               partner_id: UUID, purpose: str, items: list[str], basis: str, grant_id: UUID,
+                               at: datetime) -> None:
+        """Insert-only; in the transaction that read the grant (rule at the top)."""
+        await self.conn.execute(
+            "INSERT INTO provisions (provision_id, case_id, person_ref, requested_by, partner_id, purpose, items, "
+            "basis, grant_id, provided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            provision_id, case_id, person_ref, requested_by, partner_id, purpose, items, basis, grant_id, at)
+
+    async def provisions_of(self, case_id: UUID) -> list[asyncpg.Record]:
+        return await self.conn.fetch(
+            "SELECT provision_id, requested_by, partner_id, purpose, items, basis, grant_id, provided_at FROM provisions "
+            "WHERE case_id = $1 ORDER BY provided_at", case_id)
 
     async def latest_consultation(self, case_id: UUID) -> asyncpg.Record | None:
         return await self.conn.fetchrow("SELECT needs, primary_need, urgency, notes FROM consultations "

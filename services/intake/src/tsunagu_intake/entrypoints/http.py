@@ -25,6 +25,7 @@ from tsunagu_intake.domain.commands import GrantConsent, RecordStatutoryBasis, R
 from tsunagu_intake.domain.model import StatutoryBasis
 from tsunagu_intake.domain.screening import current_chart
 from tsunagu_intake.handlers.consents import grant_consent, withdraw_consent
+from tsunagu_intake.handlers.provisions import provide_person
 from tsunagu_intake.handlers.consultations import identify_need, register_consultation
 from tsunagu_intake.handlers.screening import screen
 from tsunagu_intake.handlers.statutory_bases import end_statutory_basis, record_statutory_basis
@@ -163,6 +164,7 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             consents = await repo.consents_of(case_id)
             referrals = await repo.referrals_of(case_id)
             bases = await repo.statutory_bases_of(case_id)
+            provided = await repo.provisions_of(case_id)
         needs = list(dict.fromkeys(n for c in consultations for n in c["needs"]))
         return {
             "case_id": str(case_id), "person_ref": str(case["person_ref"]),
@@ -173,29 +175,24 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             "consents": [jsonable(c) | {"recipient": json.loads(c["recipient"])} for c in consents],
             "referrals": [jsonable(r) | {"recipient": json.loads(r["recipient"])} for r in referrals],
             "statutory_bases": [basis_view(dict(b)) for b in bases],
+            "provisions": [jsonable(p) for p in provided],
         }
 
+    return [router]
+
+
+def build_internal_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher]) -> list[APIRouter]:
+    """Service-to-service routes, served on the internal port only (TSUNAGU_INTERNAL_PORT)."""
     internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+    personal_data = cache(cipher)
 
-    @internal.get("/cases/{case_id}/person", summary="本人情報（サービス間） (person details, service to service)",
-                  dependencies=[Depends(require(Role.SERVICE))])
-    async def person_details(case_id: UUID) -> dict:
-        """Decrypted details for a provision partner-notification has checked and records."""
-        async with runtime.db.acquire() as conn:
-            repo = Repository(conn)
-            row = await repo.person_of_case(case_id)
-            if row is None:
-                raise Refused.not_found("相談", "case")
-            latest = await repo.latest_consultation(case_id)
-        cipher = personal_data()
-        details = cipher.open(row["details"])
-        return {
-            "person_ref": str(row["person_ref"]),
-            "name": details["name"], "name_kana": details["name_kana"],
-            "phone": details.get("phone"), "address": details.get("address"),
-            "summary": {"needs": latest["needs"], "primary_need": latest["primary_need"],
-                        "urgency": latest["urgency"],
-                        "notes": cipher.open_text(latest["notes"]) if latest["notes"] else None},
-        }
+    @internal.get("/cases/{case_id}/person", summary="本人情報（サービス間） (person details, service to service)")
+    async def person_details(case_id: UUID, partner_id: UUID, purpose: ConsentPurpose,
+                             who: Annotated[Principal, Depends(require(Role.SERVICE))]) -> dict:
+        """Decrypted details for the partner and purpose the caller names; 403 unless the case holds an
+        active consent or statutory basis for both. Each answer is recorded as a provision."""
+        async with unit_of_work(runtime.db) as uow:
+            return await provide_person(uow, case_id, partner_id=partner_id, purpose=purpose, requested_by=who.subject,
+                                        cipher=personal_data(), now=datetime.now(UTC))
 
-    return [router, internal]
+    return [internal]

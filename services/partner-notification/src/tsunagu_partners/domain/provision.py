@@ -2,26 +2,16 @@
 
 Intake holds the name, its kana, phone, address and the consultation's summary (with the
 counter's notes). Each purpose of a consent (or of a statutory basis) gets only the items it
-needs, and the provision record lists exactly the items given (個人情報保護法 art. 29). The
-summary goes to none: a partner learns the need from the referral, and the notes are the
-counter's, told in confidence.
+needs (tsunagu_contracts.codes.PROVISION_ITEMS, which intake applies too), and the provision record
+lists exactly the items given (個人情報保護法 art. 29). The summary goes to none: a partner learns the
+need from the referral, and the notes are the counter's, told in confidence.
 """
 
 from __future__ import annotations
 
-from tsunagu_contracts.codes import ConsentPurpose
+from tsunagu_contracts.codes import PROVISION_ITEMS, ConsentPurpose
 
-ITEMS: dict[ConsentPurpose, tuple[str, ...]] = {
-    # To reach the person and be sure it is them.
-    ConsentPurpose.REFERRAL: ("name", "name_kana", "phone"),
-    ConsentPurpose.EMPLOYMENT_SUPPORT: ("name", "name_kana", "phone"),
-    # Finding a home and moving in start from where the person lives now.
-    ConsentPurpose.HOUSING_SUPPORT: ("name", "name_kana", "phone", "address"),
-    # Visits and calls to the tenancy.
-    ConsentPurpose.CHECK_IN: ("name", "phone", "address"),
-    # Whose home it was, and where: after a death there is nobody to call.
-    ConsentPurpose.ESTATE_CLEARANCE: ("name", "address"),
-}
+ITEMS = PROVISION_ITEMS
 
 
 def provided(person: dict, purpose: str) -> dict[str, object]:

@@ -27,7 +27,7 @@ from tsunagu_partners.handlers.registry import (
 )
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.auth import Role, issue_token, read_token, require
+from tsunagu_servicehost.auth import PARTNER_SESSION_SECONDS, Role, authenticate, require
 from tsunagu_servicehost.errors import CONFLICT, Refused, needs_token
 from tsunagu_servicehost.rows import jsonable
 from tsunagu_servicehost.tracing import continue_trace
@@ -35,7 +35,6 @@ from tsunagu_topics import ensure_topics
 
 COORDINATOR = require(Role.COORDINATOR)
 _bearer = HTTPBearer(auto_error=False, description="A partner's API token, or a staff token")
-SESSION_SECONDS = 3600
 
 
 def japan_time(at: datetime) -> str:
@@ -48,18 +47,26 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
     answers_tracer = runtime.tracer_provider.get_tracer("tsunagu.partner-notification.answers")
 
-    async def fetch_person(case_id: UUID) -> dict:
-        """The person's details from intake, on a short-lived service token."""
-        token = issue_token(runtime.settings.auth_secret.get_secret_value(), "service:partner-notification",
-                            Role.SERVICE, ttl_seconds=60)
+    async def fetch_person(case_id: UUID, *, partner_id: UUID, purpose: str) -> dict:
+        """The person's details from intake's internal API, for this partner and purpose, on a
+        one-minute token this service signs for intake alone."""
+        token = runtime.signer.for_service("intake")
         try:
             async with httpx.AsyncClient(base_url=intake_url, timeout=intake_timeout_s) as client:
                 response = await client.get(f"/internal/v1/cases/{case_id}/person",
+                                            params={"partner_id": str(partner_id), "purpose": purpose},
                                             headers={"Authorization": f"Bearer {token}"})
-                response.raise_for_status()
         except httpx.HTTPError as exc:
             raise Refused(503, "相談受付から本人情報を取得できませんでした。しばらくしてから再度お試しください。",
                           f"intake did not answer ({type(exc).__name__})") from None
+        if response.status_code == 403:
+            # Intake's own record of the consent says no (partner-notification's copy is behind or wrong).
+            detail = response.json()
+            raise Refused(403, detail.get("message_ja", "本人の同意がないため、本人情報は提供できません。"),
+                          detail.get("message_en", "intake refused: no consent for this partner and purpose"))
+        if response.status_code != 200:
+            raise Refused(503, "相談受付から本人情報を取得できませんでした。しばらくしてから再度お試しください。",
+                          f"intake answered {response.status_code}")
         return response.json()
 
     async def this_partner_or(roles: set[Role], partner_id: UUID, credentials) -> None:
@@ -75,10 +82,7 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
             if who != partner_id:
                 raise Refused(403, "他の団体の情報は見られません。", "a partner sees only its own records")
             return
-        try:
-            principal = read_token(runtime.settings.auth_secret.get_secret_value(), token)
-        except Exception:  # noqa: BLE001
-            raise Refused.unauthenticated("トークンが無効です。", "The token is invalid or expired.") from None
+        principal = await authenticate(runtime.tokens, token)
         if principal.role not in roles:
             raise Refused(403, "この操作を行う権限がありません。", f"The {principal.role.value} role may not do this.")
 
@@ -174,9 +178,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
     async def session(partner_id: UUID) -> dict:
         """Housing support and the other services know partners by a signed token naming the partner;
         only the partner's own API token obtains one, for an hour."""
-        token = issue_token(runtime.settings.auth_secret.get_secret_value(), f"partner:{partner_id}", Role.PARTNER,
-                            partner_id=partner_id, ttl_seconds=SESSION_SECONDS)
-        return {"access_token": token, "token_type": "Bearer", "expires_in": SESSION_SECONDS}
+        token = runtime.signer.partner_session(partner_id)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": PARTNER_SESSION_SECONDS}
 
     @router.post("/{partner_id}/referrals/{referral_id}/responses", responses=CONFLICT, status_code=201,
                  summary="紹介に回答する (a partner answers a referral addressed to it)",

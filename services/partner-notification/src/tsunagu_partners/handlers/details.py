@@ -16,8 +16,12 @@ from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.handlers.access import check_referral
+from tsunagu_servicehost.errors import Rejected
 
-FetchPerson = Callable[[UUID], Awaitable[dict]]
+FetchPerson = Callable[..., Awaitable[dict]]
+"""`fetch_person(case_id, partner_id=…, purpose=…)`: intake gives the details only under its own record
+of the person's consent (or a statutory basis) to that partner for that purpose, and records the
+provision on its side too."""
 
 REFUSED = {"refused_ja": "本人の同意がないため、本人情報は提供できません。",
            "refused_en": "no consent or statutory basis for this partner: nothing is provided"}
@@ -36,11 +40,16 @@ async def provide(new_uow: NewUnitOfWork, partner_id: UUID, referral_id: UUID, f
     """
     today = japan_date(now)
     async with new_uow() as uow:
-        referral, _ = await check_referral(uow.repo.access, partner_id, referral_id, today=today, **REFUSED)
-    person = await fetch_person(referral["case_id"])
+        referral, asked = await check_referral(uow.repo.access, partner_id, referral_id, today=today, **REFUSED)
+    person = await fetch_person(referral["case_id"], partner_id=partner_id, purpose=asked["purpose"])
     async with new_uow() as uow:
         await uow.repo.held.lock_case(referral["case_id"])
         referral, grant = await check_referral(uow.repo.access, partner_id, referral_id, today=today, **REFUSED)
+        if grant["purpose"] != asked["purpose"]:
+            # Intake gave (and recorded) the details for the purpose asked; what lets the partner see them
+            # changed meanwhile, so nothing is given under another purpose than intake recorded.
+            raise Rejected.conflict("本人の同意の内容が変わりました。もう一度お試しください。",
+                                    "the consent or basis changed while intake answered: try again")
         given = provided(person, grant["purpose"])
         items = list(given)
         await uow.repo.provisions.record(uuid7(), partner_id, UUID(person["person_ref"]), referral["case_id"],

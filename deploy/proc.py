@@ -135,8 +135,25 @@ def run(argv: list[str], *, what: str, user: str | None = None, input: str | Non
     return result.stdout or ""
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (mode 0600, also when it existed with wider rights)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def kafka_principal(service: str) -> str:
+    """The SCRAM user a service connects to Kafka as."""
+    return f"tsunagu-{service}"
+
+
 def dev_secrets() -> dict:
-    """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600)."""
+    """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600).
+
+    `kafka` holds the SCRAM passwords of the tooling's super user (`tsunagu-admin`) and of each
+    service's user (`tsunagu-<service>`), and the controller listener's PLAIN password."""
     VAR.mkdir(parents=True, exist_ok=True)
     data = json.loads(SECRETS_FILE.read_text()) if SECRETS_FILE.exists() else {}
     cfg = stack()
@@ -147,6 +164,11 @@ def dev_secrets() -> dict:
         if role not in passwords:
             passwords[role] = secrets.token_urlsafe(24)
             changed = True
+    kafka = data.setdefault("kafka", {})
+    for user in ["tsunagu-admin", "tsunagu-controller", *(kafka_principal(name) for name in cfg["services"])]:
+        if user not in kafka:
+            kafka[user] = secrets.token_urlsafe(24)
+            changed = True
     for name, make in (("auth_secret", lambda: secrets.token_urlsafe(48)),
                        ("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("intake_index_key", lambda: secrets.token_urlsafe(32)),
@@ -156,9 +178,7 @@ def dev_secrets() -> dict:
             data[name] = make()
             changed = True
     if changed:
-        fd = os.open(SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+        write_private(SECRETS_FILE, json.dumps(data, indent=2))
     return data
 
 

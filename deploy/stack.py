@@ -32,7 +32,7 @@ import jaegerctl  # noqa: E402
 import kafkactl  # noqa: E402
 import pgctl  # noqa: E402
 from proc import (  # noqa: E402
-    DEPLOY, REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
+    DEPLOY, REPO, VAR, StepFailed, dev_secrets, kafka_principal, main_guard, pid_alive, port_open, read_pid, say, stack, terminate,
     wait_until,
 )
 from supervisor import Supervised, describe_exit, supervise  # noqa: E402
@@ -46,7 +46,7 @@ DEV_TOKENS = VAR / "dev-tokens.json"
 
 def kafka_cluster() -> kafkactl.Cluster:
     cfg = stack()["kafka"]
-    return kafkactl.Cluster("dev", 1, cfg["port"], cfg["controller_port"], [])
+    return kafkactl.Cluster("dev", 1, cfg["port"], cfg["controller_port"], kafkactl.secure_users())
 
 
 def bootstrap() -> str:
@@ -68,6 +68,9 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         "TSUNAGU_HTTP_PORT": str(svc["port"]),
         "TSUNAGU_INSTANCE_ID": f"{name}-1",  # one instance of each: a restart keeps its partitions
         "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
+        # The service's own SCRAM user; its ACLs come from the topic registry (tsunagu_topics).
+        "TSUNAGU_KAFKA_USERNAME": kafka_principal(name),
+        "TSUNAGU_KAFKA_PASSWORD": secrets["kafka"][kafka_principal(name)],
         "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
     }
     if name == "intake":
@@ -89,14 +92,26 @@ def venv_python() -> str:
     return str(VENV_PYTHON)
 
 
+def topics_env() -> dict[str, str]:
+    """What `python -m tsunagu_topics` needs: the admin's and each service's SCRAM password, in its
+    environment rather than on its command line."""
+    kafka = dev_secrets()["kafka"]
+    env = {"TSUNAGU_KAFKA_USERNAME": kafkactl.ADMIN_USER, "TSUNAGU_KAFKA_PASSWORD": kafka[kafkactl.ADMIN_USER]}
+    for name in stack()["services"]:
+        env[f"TSUNAGU_KAFKA_PASSWORD_{name.upper().replace('-', '_')}"] = kafka[kafka_principal(name)]
+    return env
+
+
 def infra() -> dict[str, bool]:
-    """Start or reuse Kafka and PostgreSQL, create the topics; says which ones this call started."""
+    """Start or reuse Kafka and PostgreSQL, create the topics, the services' Kafka users and their
+    ACLs; says which ones this call started."""
     started = {"kafka": kafka_cluster().start(stack()["kafka"]["heap"]), "postgres": pgctl.start()}
     out = subprocess.run([venv_python(), "-m", "tsunagu_topics", "--bootstrap", bootstrap()],
-                         text=True, capture_output=True)
+                         text=True, capture_output=True, env={**os.environ, **topics_env()})
     if out.returncode != 0:
         raise StepFailed(f"creating the Kafka topics failed:\n{out.stderr.strip()[-2000:]}")
-    say(out.stdout.strip().removeprefix("[tsunagu] "))
+    for line in out.stdout.strip().splitlines():
+        say(line.removeprefix("[tsunagu] "))
     return started
 
 
@@ -327,6 +342,11 @@ def main() -> int:
         print(f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}")
         print(f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}")
         print(f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}")
+        kafka = secrets["kafka"]
+        print(f"TSUNAGU_KAFKA_PASSWORD_ADMIN={kafka[kafkactl.ADMIN_USER]}")
+        print(f"TSUNAGU_KAFKA_PASSWORD_CONTROLLER={kafka[kafkactl.CONTROLLER_USER]}")
+        for name in cfg["services"]:
+            print(f"TSUNAGU_KAFKA_PASSWORD_{name.upper().replace('-', '_')}={kafka[kafka_principal(name)]}")
     elif command == "env" and len(sys.argv) == 3:
         for key, value in service_env(sys.argv[2]).items():
             print(f"export {key}='{value}'")

@@ -30,7 +30,7 @@ def a_consultation_event() -> ConsultationRegistered:
 
 @pytest.fixture
 async def producer(infrastructure):
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, enable_idempotence=True)
     await producer.start()
     yield producer
     await producer.stop()
@@ -52,9 +52,9 @@ async def query(service, sql: str, *args):
 
 async def caught_up(infrastructure, namespace: str) -> bool:
     """The referral group has committed every record of the intake topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(f"{namespace}tsunagu-referral")
@@ -76,7 +76,7 @@ async def metric(service, name: str) -> float:
 
 async def intake_topic_members(infrastructure, namespace: str) -> list[dict]:
     """The referral group's members that consume the intake topic, once the group is stable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
     try:
         response = await admin.describe_consumer_groups([f"{namespace}tsunagu-referral"])
@@ -141,7 +141,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_records_after_it_are_pro
                      until=lambda n: n == 4)
 
     dead = AIOKafkaConsumer(kafka_namespace + dead_letter_topic("referral").name,
-                            bootstrap_servers=infrastructure.kafka_bootstrap, auto_offset_reset="earliest",
+                            bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, auto_offset_reset="earliest",
                             group_id=f"test-{uuid.uuid4()}")
     await dead.start()
     try:

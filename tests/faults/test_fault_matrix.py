@@ -171,7 +171,7 @@ async def test_r5_poison_records_and_a_poison_outbox_row_under_load_then_release
 
     async def poison():
         await asyncio.sleep(5)
-        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
         await producer.start()
         try:
             for headers, value in POISON:

@@ -14,6 +14,7 @@ import pytest_asyncio
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_servicehost.migrations import upgrade
 from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
+from tsunagu_teststack.kafka_access import NamespaceAccess, close_namespace_access, open_namespace_access
 from tsunagu_teststack.traces import Jaeger
 from tsunagu_servicehost.auth import Role, issue_token
 from tsunagu_teststack.services import AUTH_SECRET, ServiceProcess
@@ -25,7 +26,7 @@ from tsunagu_topics.create import delete_namespace
 def infrastructure() -> Infrastructure:
     with ExitStack() as resources:
         infra = provide(resources)
-        asyncio.run(ensure_topics(infra.kafka_bootstrap))
+        asyncio.run(ensure_topics(infra.kafka_bootstrap, credentials=infra.kafka_admin))
         yield infra
 
 
@@ -54,13 +55,26 @@ async def migrated_database(scratch_databases: ScratchDatabases) -> Callable[[st
     return make
 
 
+NAMESPACES: dict[str, NamespaceAccess] = {}
+"""Each open test namespace's Kafka users, by namespace."""
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def kafka_namespace(infrastructure: Infrastructure) -> AsyncIterator[str]:
-    """A fresh set of the registry's topics for one test, removed afterwards."""
+    """A fresh set of the registry's topics for one test, with the four services' Kafka users and
+    their registry-derived ACLs in that namespace; all removed afterwards."""
     namespace = f"test-{secrets.token_hex(4)}."
-    await ensure_topics(infrastructure.kafka_bootstrap, namespace=namespace)
+    await ensure_topics(infrastructure.kafka_bootstrap, namespace=namespace, credentials=infrastructure.kafka_admin)
+    NAMESPACES[namespace] = await open_namespace_access(infrastructure, namespace)
     yield namespace
-    await delete_namespace(infrastructure.kafka_bootstrap, namespace)
+    await close_namespace_access(infrastructure, NAMESPACES.pop(namespace))
+    await delete_namespace(infrastructure.kafka_bootstrap, namespace, credentials=infrastructure.kafka_admin)
+
+
+@pytest.fixture
+def namespace_access(kafka_namespace: str) -> NamespaceAccess:
+    """The Kafka credentials of each service in this test's namespace."""
+    return NAMESPACES[kafka_namespace]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -74,7 +88,7 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
                     extra_env: dict[str, str] | None = None) -> ServiceProcess:
         url = database_url or await scratch_databases.create(service)
         process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
-                                 log_dir=log_dir,
+                                 log_dir=log_dir, kafka_credentials=NAMESPACES[kafka_namespace].credentials(service),
                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **(extra_env or {})})
         if migrate:
             await process.migrate()

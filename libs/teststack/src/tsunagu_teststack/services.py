@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tsunagu_teststack.infrastructure import stack_config
+from tsunagu_topics import KafkaCredentials
 
 
 # One set of secrets per test session, as a deployment would have.
@@ -34,11 +35,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kafka_env(credentials: KafkaCredentials | None) -> dict[str, str]:
+    if credentials is None:
+        return {"TSUNAGU_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    return {"TSUNAGU_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "TSUNAGU_KAFKA_USERNAME": credentials.username,
+            "TSUNAGU_KAFKA_PASSWORD": credentials.password}
+
+
 class ServiceProcess:
     """`python -m <service module> <command>` with the service's settings in its environment."""
 
     def __init__(self, service: str, *, kafka_bootstrap: str, database_url: str, log_dir: Path,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, kafka_credentials: KafkaCredentials | None = None):
+        """`kafka_credentials`: the service's SCRAM user; None for a PLAINTEXT broker."""
         self.service = service
         self.module = stack_config()["services"][service]["module"]
         self.port = free_port()
@@ -49,6 +58,7 @@ class ServiceProcess:
             "TSUNAGU_HTTP_PORT": str(self.port),
             "TSUNAGU_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "TSUNAGU_DATABASE_URL": database_url,
+            **kafka_env(kafka_credentials),
             **SERVICE_SECRETS,
             **(extra_env or {}),
         }

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, dead_letter_topic, encode, uuid7
+from tsunagu_teststack.services import kafka_env
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -232,7 +233,7 @@ async def test_a_named_instance_killed_and_restarted_takes_its_partitions_back_a
 
 
 async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_fixed(
-        service_process, producer, kafka_namespace):
+        service_process, producer, kafka_namespace, infrastructure):
     referral = await service_process("referral")
     event = a_consultation_event()
     record = encode(event)
@@ -243,7 +244,9 @@ async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_f
                  ("x-dlq-topic", (kafka_namespace + INTAKE_CASES.name).encode()), ("x-dlq-attempts", b"5")])
 
     replay = await asyncio.create_subprocess_exec(
-        *referral_command(referral, "replay-dead-letters"), env=referral.env,
+        # As an operator runs it: the dead letters go back onto intake's topic, which only the
+        # operations (admin) Kafka user may write, never the referral service's own.
+        *referral_command(referral, "replay-dead-letters"), env={**referral.env, **kafka_env(infrastructure.kafka_admin)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await replay.communicate()
 

@@ -69,7 +69,9 @@ stop:
 
 # On a Docker host the tests start their own containers (testcontainers); elsewhere the native
 # stack from deploy/ is started or reused first. TSUNAGU_TEST_KAFKA_BOOTSTRAP and
-# TSUNAGU_TEST_POSTGRES_DSN point the tests at infrastructure of your own instead.
+# TSUNAGU_TEST_POSTGRES_DSN point the tests at infrastructure of your own instead; on a SCRAM broker
+# add its super user as TSUNAGU_TEST_KAFKA_USERNAME (default tsunagu-admin) and
+# TSUNAGU_TEST_KAFKA_PASSWORD (in the environment, not on the command line).
 # Jaeger, which the trace tests query, is built (the first time: minutes) while the other tests
 # run; their fixture waits for that build (one build at a time) and reports its errors.
 test: deps

@@ -2,14 +2,25 @@
 """Apache Kafka in KRaft mode from its Maven Central artifacts, on the installed JDK.
 
     kafkactl.py fetch                        resolve the broker's class path into the user cache
-    kafkactl.py start [--nodes 1|3] [--scram NAME=PASSWORD ...] [--name NAME] [--port P]
+    kafkactl.py start [--nodes 1|3] [--plaintext] [--name NAME] [--port P] [--controller-port P]
     kafkactl.py stop  [--name NAME]
     kafkactl.py status [--name NAME]
 
 One combined broker+controller node on 127.0.0.1:9092 by default; `--nodes 3` starts a three-node
-quorum on consecutive ports (replication factor 3, min ISR 2). `--scram` turns the client listener
-into SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs on; the first user is the super user. Starting is
-idempotent: a broker already answering on the port is reused. Standard library only.
+quorum on consecutive ports (replication factor 3, min ISR 2).
+
+The client listener speaks SASL_PLAINTEXT with SCRAM-SHA-512 and the StandardAuthorizer denies
+whatever no ACL allows. Its one user at format time is the super user `tsunagu-admin`, for tooling
+only (topics, ACLs, the services' SCRAM users: `python -m tsunagu_topics`). The controller
+listener authenticates with SASL PLAIN (KRaft's controller listener cannot use SCRAM) as its own
+principal. Passwords are generated into var/secrets.json (mode 0600); they reach the broker
+through its 0600 server.properties and the storage tool through a 0600 argument file, never
+through a command line. `--plaintext` starts the old unauthenticated shape, for the fault
+matrix's private clusters.
+
+Starting is idempotent: a broker already answering on the port with the same security is reused.
+One that answers in PLAINTEXT where SCRAM is wanted (started by an older checkout), or a data
+directory formatted without SCRAM users, is stopped and formatted afresh. Standard library only.
 """
 
 from __future__ import annotations
@@ -26,13 +37,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proc import (  # noqa: E402
-    CACHE, DEPLOY, VAR, StepFailed, main_guard, port_open, read_pid, run, say,
+    CACHE, DEPLOY, VAR, StepFailed, dev_secrets, main_guard, port_open, read_pid, run, say,
     spawn_detached, stack, terminate, wait_until, write_private,
 )
 
 POM = DEPLOY / "kafka" / "pom.xml"
 LOG4J = DEPLOY / "kafka" / "log4j2.properties"
 SCRAM = "SCRAM-SHA-512"
+ADMIN_USER = "tsunagu-admin"
+CONTROLLER_USER = "tsunagu-controller"
+
+
+def secure_users() -> list[tuple[str, str]]:
+    """The SCRAM users a secure cluster is formatted with: the tooling's super user alone."""
+    return [(ADMIN_USER, dev_secrets()["kafka"][ADMIN_USER])]
 
 
 def kafka_version() -> str:
@@ -85,6 +103,25 @@ def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     except OSError:
         return False
     return len(raw) == 8 and struct.unpack(">ii", raw)[1] == 7
+
+
+def sasl_listener(host: str, port: int, timeout: float = 1.0) -> bool | None:
+    """Whether the listener on host:port expects SASL: a SaslHandshake for SCRAM-SHA-512 succeeds
+    before authentication only there (a PLAINTEXT listener answers ILLEGAL_SASL_STATE). None when
+    nothing answers."""
+    client_id = b"tsunagu-probe"
+    mechanism = SCRAM.encode()
+    request = (struct.pack(">hhih", 17, 1, 9, len(client_id)) + client_id
+               + struct.pack(">h", len(mechanism)) + mechanism)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            raw = sock.recv(10)
+    except OSError:
+        return None
+    if len(raw) < 10 or struct.unpack(">i", raw[4:8])[0] != 9:
+        return None
+    return struct.unpack(">h", raw[8:10])[0] == 0
 
 
 def is_trace_line(line: str) -> bool:
@@ -144,12 +181,13 @@ class Cluster:
         replicas = min(3, self.nodes)
         min_isr = 2 if self.nodes >= 3 else 1
         client_protocol = "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
+        controller_protocol = "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
         lines = {
             "process.roles": "broker,controller",
             "node.id": str(node),
             "listeners": f"CLIENT://{self.host}:{self.client_port(node)},CONTROLLER://{self.host}:{self.quorum_port(node)}",
             "advertised.listeners": f"CLIENT://{self.host}:{self.client_port(node)}",
-            "listener.security.protocol.map": f"CLIENT:{client_protocol},CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"CLIENT:{client_protocol},CONTROLLER:{controller_protocol}",
             "inter.broker.listener.name": "CLIENT",
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.node_dir(node) / "data"),
@@ -192,18 +230,41 @@ class Cluster:
             lines["controller.quorum.election.timeout.ms"] = "500"
         if self.scram:
             admin, password = self.scram[0]
+            controller = self.controller_password()
             lines |= {
                 "sasl.enabled.mechanisms": SCRAM,
                 "sasl.mechanism.inter.broker.protocol": SCRAM,
                 "listener.name.client.scram-sha-512.sasl.jaas.config":
                     f'org.apache.kafka.common.security.scram.ScramLoginModule required '
                     f'username="{admin}" password="{password}";',
+                # KRaft's controller listener cannot use SCRAM (its users live in the metadata the
+                # controller serves): PLAIN, with the one controller principal it accepts.
+                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                "sasl.mechanism.controller.protocol": "PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config":
+                    f'org.apache.kafka.common.security.plain.PlainLoginModule required '
+                    f'username="{CONTROLLER_USER}" password="{controller}" user_{CONTROLLER_USER}="{controller}";',
                 "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                # The PLAINTEXT controller listener authenticates as ANONYMOUS.
-                "super.users": f"User:{admin};User:ANONYMOUS",
+                # No anonymous principal: the controller listener authenticates too.
+                "super.users": f"User:{admin};User:{CONTROLLER_USER}",
                 "allow.everyone.if.no.acl.found": "false",
             }
         return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+    def controller_password(self) -> str:
+        return dev_secrets()["kafka"][CONTROLLER_USER]
+
+    @property
+    def security(self) -> str:
+        return "SASL_PLAINTEXT" if self.scram else "PLAINTEXT"
+
+    def formatted_security(self) -> str | None:
+        """The client listener's security the data directories were formatted for; None when unformatted.
+        Data formatted before SCRAM existed here has no marker and counts as PLAINTEXT."""
+        if not any((self.node_dir(n) / "data" / "meta.properties").exists() for n in range(1, self.nodes + 1)):
+            return None
+        marker = self.root / "security.json"
+        return json.loads(marker.read_text())["client"] if marker.exists() else "PLAINTEXT"
 
     def running_nodes(self) -> list[int]:
         return [n for n in range(1, self.nodes + 1) if read_pid(self.pidfile(n))]
@@ -211,7 +272,8 @@ class Cluster:
     def remember_shape(self) -> None:
         """Stop and status must find every node of a cluster without being told its shape again."""
         self.root.mkdir(parents=True, exist_ok=True)
-        shape = {"nodes": self.nodes, "port": self.port, "controller_port": self.controller_port}
+        shape = {"nodes": self.nodes, "port": self.port, "controller_port": self.controller_port,
+                 "security": self.security}
         (self.root / "cluster.json").write_text(json.dumps(shape))
 
     @classmethod
@@ -220,10 +282,14 @@ class Cluster:
         if not shape_file.exists():
             return default
         shape = json.loads(shape_file.read_text())
-        return cls(name, shape["nodes"], shape["port"], shape["controller_port"], [])
+        secure = shape.get("security", "PLAINTEXT") != "PLAINTEXT"
+        return cls(name, shape["nodes"], shape["port"], shape["controller_port"], secure_users() if secure else [])
 
     def answering(self) -> bool:
         return all(kafka_answers(self.host, self.client_port(n)) for n in range(1, self.nodes + 1))
+
+    def security_matches(self) -> bool:
+        return all(sasl_listener(self.host, self.client_port(n)) == bool(self.scram) for n in range(1, self.nodes + 1))
 
     def check_ports_free(self) -> None:
         for n in range(1, self.nodes + 1):
@@ -241,13 +307,21 @@ class Cluster:
         if not cluster_id_file.exists():
             self.root.mkdir(parents=True, exist_ok=True)
             cluster_id_file.write_text(new_cluster_id())
-        argv = [*self.java(lib, node, heap="256m"), "kafka.tools.StorageTool", "format",
+        tool = ["kafka.tools.StorageTool", "format",
                 "-t", cluster_id_file.read_text().strip(), "-c", str(ndir / "server.properties")]
         if self.nodes == 1:
-            argv.append("--standalone")
+            tool.append("--standalone")
         for name, password in self.scram:
-            argv += ["--add-scram", f"{SCRAM}=[name={name},password={password}]"]
-        run(argv, what=f"Formatting Kafka storage for node {node}")
+            tool += ["--add-scram", f"{SCRAM}=[name={name},password={password}]"]
+        # The java launcher reads the main class and its arguments from this 0600 file, so no
+        # password shows on a command line (/proc/<pid>/cmdline holds `@<file>` only).
+        argfile = ndir / "format.args"
+        write_private(argfile, "".join(f'"{arg}"\n' for arg in tool))
+        try:
+            run([*self.java(lib, node, heap="256m"), f"@{argfile}"], what=f"Formatting Kafka storage for node {node}")
+        finally:
+            argfile.unlink(missing_ok=True)
+        write_private(self.root / "security.json", json.dumps({"client": self.security}))
 
     def java(self, lib: Path, node: int, heap: str) -> list[str]:
         logs = self.node_dir(node) / "logs"
@@ -258,8 +332,21 @@ class Cluster:
     def start(self, heap: str) -> bool:
         """Start every node; returns False when a running cluster was reused."""
         if self.answering():
-            say(f"Kafka is already running on {self.bootstrap}; reusing it")
-            return False
+            if self.security_matches():
+                say(f"Kafka is already running on {self.bootstrap}; reusing it")
+                return False
+            if not self.running_nodes():
+                raise StepFailed(
+                    f"a Kafka broker on {self.bootstrap} is not {self.security}, and no process of this "
+                    f"checkout's cluster `{self.name}` runs it; stop it (it was started elsewhere) and retry.")
+            say(f"Kafka on {self.bootstrap} is not {self.security} (started by an older checkout); recreating it")
+            self.stop()
+        formatted = self.formatted_security()
+        if formatted is not None and formatted != self.security:
+            say(f"Kafka's data in {self.root} was formatted for {formatted}, not {self.security}; formatting afresh")
+            self.stop()
+            for node in range(1, self.nodes + 1):
+                shutil.rmtree(self.node_dir(node) / "data", ignore_errors=True)
         running = self.running_nodes()
         if running:
             # Started by us earlier but not answering yet (still starting, or wedged): restart cleanly.
@@ -270,8 +357,7 @@ class Cluster:
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
             (ndir / "logs").mkdir(parents=True, exist_ok=True)
-            # 0600: with SCRAM it holds the admin's password (the JAAS configuration).
-            write_private(ndir / "server.properties", self.properties(node))
+            write_private(ndir / "server.properties", self.properties(node))  # it holds the JAAS passwords
             self.format(lib, node)
         for node in range(1, self.nodes + 1):
             ndir = self.node_dir(node)
@@ -329,20 +415,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=cfg["port"], help="client port of node 1")
     p.add_argument("--controller-port", type=int, default=cfg["controller_port"])
     p.add_argument("--heap", default=cfg["heap"])
-    p.add_argument("--scram", action="append", default=[], metavar="NAME=PASSWORD",
-                   help="SCRAM-SHA-512 user created at format time; the first is the super user")
-    args = p.parse_args(argv)
-    try:
-        args.scram = [tuple(s.split("=", 1)) for s in args.scram]
-        assert all(len(s) == 2 and s[0] and s[1] for s in args.scram)
-    except AssertionError:
-        p.error("--scram takes NAME=PASSWORD")
-    return args
+    p.add_argument("--plaintext", action="store_true",
+                   help="no authentication and no ACLs (the fault matrix's private clusters); default: SCRAM")
+    return p.parse_args(argv)
 
 
 def main() -> int:
     args = parse(sys.argv[1:])
-    cluster = Cluster(args.name, args.nodes, args.port, args.controller_port, args.scram)
+    cluster = Cluster(args.name, args.nodes, args.port, args.controller_port,
+                      [] if args.plaintext else secure_users())
     if args.command != "start":
         cluster = Cluster.existing(args.name, cluster)
     if args.command == "fetch":
@@ -358,7 +439,7 @@ def main() -> int:
         say(f"removed {cluster.root}")
     elif args.command == "status":
         state = "answering" if cluster.answering() else "not answering"
-        print(f"{cluster.bootstrap}: {state}; running nodes: {cluster.running_nodes() or 'none'}")
+        print(f"{cluster.bootstrap} ({cluster.security}): {state}; running nodes: {cluster.running_nodes() or 'none'}")
         return 0 if cluster.answering() else 3
     return 0
 

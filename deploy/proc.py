@@ -165,8 +165,16 @@ def read_private(path: Path) -> str:
         return f.read()
 
 
+def kafka_principal(service: str) -> str:
+    """The SCRAM user a service connects to Kafka as."""
+    return f"tsunagu-{service}"
+
+
 def dev_secrets() -> dict:
-    """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600)."""
+    """Local development secrets, generated once into var/secrets.json (git-ignored, mode 0600).
+
+    `kafka` holds the SCRAM passwords of the tooling's super user (`tsunagu-admin`) and of each
+    service's user (`tsunagu-<service>`), and the controller listener's PLAIN password."""
     VAR.mkdir(parents=True, exist_ok=True)
     data = json.loads(read_private(SECRETS_FILE)) if SECRETS_FILE.exists() else {}
     cfg = stack()
@@ -182,6 +190,11 @@ def dev_secrets() -> dict:
     for name in [*cfg["services"], "dev-staff-issuer"]:
         if name not in signing:
             signing[name] = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+            changed = True
+    kafka = data.setdefault("kafka", {})
+    for user in ["tsunagu-admin", "tsunagu-controller", *(kafka_principal(name) for name in cfg["services"])]:
+        if user not in kafka:
+            kafka[user] = secrets.token_urlsafe(24)
             changed = True
     for name, make in (("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("intake_index_key", lambda: secrets.token_urlsafe(32)),

@@ -33,8 +33,8 @@ import jaegerctl  # noqa: E402
 import kafkactl  # noqa: E402
 import pgctl  # noqa: E402
 from proc import (  # noqa: E402
-    DEPLOY, REPO, VAR, StepFailed, dev_secrets, main_guard, pid_alive, port_open, read_pid, read_private, say, stack,
-    terminate, wait_until, write_private,
+    DEPLOY, REPO, VAR, StepFailed, dev_secrets, kafka_principal, main_guard, pid_alive, port_open, read_pid,
+    read_private, say, stack, terminate, wait_until, write_private,
 )
 from supervisor import Supervised, describe_exit, supervise  # noqa: E402
 
@@ -49,7 +49,7 @@ DEV_JWKS = VAR / "dev-jwks.json"
 
 def kafka_cluster() -> kafkactl.Cluster:
     cfg = stack()["kafka"]
-    return kafkactl.Cluster("dev", 1, cfg["port"], cfg["controller_port"], [])
+    return kafkactl.Cluster("dev", 1, cfg["port"], cfg["controller_port"], kafkactl.secure_users())
 
 
 def bootstrap() -> str:
@@ -70,6 +70,9 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         "TSUNAGU_HTTP_PORT": str(svc["port"]),
         "TSUNAGU_INSTANCE_ID": f"{name}-1",  # one instance of each: a restart keeps its partitions
         "TSUNAGU_KAFKA_BOOTSTRAP": bootstrap(),
+        # The service's own SCRAM user; its ACLs come from the topic registry (tsunagu_topics).
+        "TSUNAGU_KAFKA_USERNAME": kafka_principal(name),
+        "TSUNAGU_KAFKA_PASSWORD": secrets["kafka"][kafka_principal(name)],
         "TSUNAGU_DATABASE_URL": f"postgresql://{svc['database']}:{password}@{pg['host']}:{pg['port']}/{svc['database']}",
     }
     env |= token_env(name)
@@ -132,14 +135,26 @@ def venv_python() -> str:
     return str(VENV_PYTHON)
 
 
+def topics_env() -> dict[str, str]:
+    """What `python -m tsunagu_topics` needs: the admin's and each service's SCRAM password, in its
+    environment rather than on its command line."""
+    kafka = dev_secrets()["kafka"]
+    env = {"TSUNAGU_KAFKA_USERNAME": kafkactl.ADMIN_USER, "TSUNAGU_KAFKA_PASSWORD": kafka[kafkactl.ADMIN_USER]}
+    for name in stack()["services"]:
+        env[f"TSUNAGU_KAFKA_PASSWORD_{name.upper().replace('-', '_')}"] = kafka[kafka_principal(name)]
+    return env
+
+
 def infra() -> dict[str, bool]:
-    """Start or reuse Kafka and PostgreSQL, create the topics; says which ones this call started."""
+    """Start or reuse Kafka and PostgreSQL, create the topics, the services' Kafka users and their
+    ACLs; says which ones this call started."""
     started = {"kafka": kafka_cluster().start(stack()["kafka"]["heap"]), "postgres": pgctl.start()}
     out = subprocess.run([venv_python(), "-m", "tsunagu_topics", "--bootstrap", bootstrap()],
-                         text=True, capture_output=True)
+                         text=True, capture_output=True, env={**os.environ, **topics_env()})
     if out.returncode != 0:
         raise StepFailed(f"creating the Kafka topics failed:\n{out.stderr.strip()[-2000:]}")
-    say(out.stdout.strip().removeprefix("[tsunagu] "))
+    for line in out.stdout.strip().splitlines():
+        say(line.removeprefix("[tsunagu] "))
     return started
 
 
@@ -382,7 +397,11 @@ def compose_env() -> str:
              f"TSUNAGU_INTAKE_PII_KEYS={secrets['intake_pii_key']}",
              f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}",
              f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}",
-             f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}"]
+             f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}",
+             f"TSUNAGU_KAFKA_PASSWORD_ADMIN={secrets['kafka'][kafkactl.ADMIN_USER]}",
+             f"TSUNAGU_KAFKA_PASSWORD_CONTROLLER={secrets['kafka'][kafkactl.CONTROLLER_USER]}",
+             *(f"TSUNAGU_KAFKA_PASSWORD_{name.upper().replace('-', '_')}={secrets['kafka'][kafka_principal(name)]}"
+               for name in cfg["services"])]
     return "".join(line + "\n" for line in lines)
 
 

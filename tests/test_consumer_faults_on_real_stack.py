@@ -95,7 +95,7 @@ class DatabaseProxy:
 
 @pytest.fixture
 async def producer(infrastructure):
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, enable_idempotence=True)
     await producer.start()
     yield producer
     await producer.stop()
@@ -133,7 +133,7 @@ async def metric(service, name: str) -> float:
 async def dead_letters(infrastructure, producer, namespace: str) -> list:
     """Every record on the referral service's dead-letter topic, read up to its end."""
     topic = namespace + dead_letter_topic("referral").name
-    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:

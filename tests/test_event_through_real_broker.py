@@ -13,12 +13,17 @@ from tsunagu_servicehost.app import build_broker
 from tsunagu_servicehost.publishing import publish_record
 from tsunagu_servicehost.settings import ServiceSettings
 from tsunagu_telemetry import tracer_provider
+from tsunagu_topics import KafkaCredentials
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def a_broker(name: str, bootstrap: str):
-    settings = ServiceSettings(http_port=1, kafka_bootstrap=bootstrap, database_url="postgresql://unused@localhost/x")
+def a_broker(name: str, bootstrap: str, credentials: KafkaCredentials | None):
+    """A service's broker as `serve` builds it, connecting as that service's Kafka user."""
+    security = {"kafka_username": credentials.username, "kafka_password": credentials.password} if credentials \
+        else {"kafka_security_protocol": "PLAINTEXT"}
+    settings = ServiceSettings(http_port=1, kafka_bootstrap=bootstrap, database_url="postgresql://unused@localhost/x",
+                               **security)
     return build_broker(name, settings, CollectorRegistry(), tracer_provider(name))
 
 
@@ -27,8 +32,9 @@ def a_consultation() -> ConsultationRegistered:
     return ConsultationRegistered.model_validate({**example, "case_id": str(uuid.uuid4())})
 
 
-async def test_an_event_published_by_one_app_is_decoded_and_handled_by_another(infrastructure):
-    topic = topic_for_event(ConsultationRegistered).name
+async def test_an_event_published_by_one_app_is_decoded_and_handled_by_another(
+        infrastructure, kafka_namespace, namespace_access):
+    topic = kafka_namespace + topic_for_event(ConsultationRegistered).name
     sent = a_consultation()
     record = encode(sent, traceparent=TRACEPARENT)
     handled: asyncio.Queue[tuple[Envelope, KafkaMessage]] = asyncio.Queue()
@@ -37,13 +43,14 @@ async def test_an_event_published_by_one_app_is_decoded_and_handled_by_another(i
         if envelope.data.case_id == sent.case_id:
             await handled.put((envelope, message))
 
-    consumer_broker = a_broker("test-consumer", infrastructure.kafka_bootstrap)
+    consumer_broker = a_broker("referral", infrastructure.kafka_bootstrap, namespace_access.credentials("referral"))
 
-    @consumer_broker.subscriber(topic, group_id=f"test-{uuid.uuid4()}", auto_offset_reset="earliest")
+    @consumer_broker.subscriber(topic, group_id=f"{kafka_namespace}tsunagu-referral-{uuid.uuid4()}",
+                                auto_offset_reset="earliest")
     async def on_record(message: KafkaMessage) -> None:
         await handle_consultation_registered(decode(message.raw_message.headers, message.body), message)
 
-    producer_broker = a_broker("test-producer", infrastructure.kafka_bootstrap)
+    producer_broker = a_broker("intake", infrastructure.kafka_bootstrap, namespace_access.credentials("intake"))
     consumer, producer = FastStream(consumer_broker), FastStream(producer_broker)
     await consumer.start()
     await producer.start()

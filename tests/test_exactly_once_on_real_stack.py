@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, dead_letter_topic, encode, uuid7
+from tsunagu_teststack.services import kafka_env
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
@@ -30,7 +31,7 @@ def a_consultation_event() -> ConsultationRegistered:
 
 @pytest.fixture
 async def producer(infrastructure):
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, enable_idempotence=True)
     await producer.start()
     yield producer
     await producer.stop()
@@ -52,9 +53,9 @@ async def query(service, sql: str, *args):
 
 async def caught_up(infrastructure, namespace: str) -> bool:
     """The referral group has committed every record of the intake topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(f"{namespace}tsunagu-referral")
@@ -76,7 +77,7 @@ async def metric(service, name: str) -> float:
 
 async def intake_topic_members(infrastructure, namespace: str) -> list[dict]:
     """The referral group's members that consume the intake topic, once the group is stable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
     try:
         response = await admin.describe_consumer_groups([f"{namespace}tsunagu-referral"])
@@ -141,7 +142,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_records_after_it_are_pro
                      until=lambda n: n == 4)
 
     dead = AIOKafkaConsumer(kafka_namespace + dead_letter_topic("referral").name,
-                            bootstrap_servers=infrastructure.kafka_bootstrap, auto_offset_reset="earliest",
+                            bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, auto_offset_reset="earliest",
                             group_id=f"test-{uuid.uuid4()}")
     await dead.start()
     try:
@@ -232,7 +233,7 @@ async def test_a_named_instance_killed_and_restarted_takes_its_partitions_back_a
 
 
 async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_fixed(
-        service_process, producer, kafka_namespace):
+        service_process, producer, kafka_namespace, infrastructure):
     referral = await service_process("referral")
     event = a_consultation_event()
     record = encode(event)
@@ -243,7 +244,9 @@ async def test_dead_letters_can_be_replayed_onto_their_topic_once_the_cause_is_f
                  ("x-dlq-topic", (kafka_namespace + INTAKE_CASES.name).encode()), ("x-dlq-attempts", b"5")])
 
     replay = await asyncio.create_subprocess_exec(
-        *referral_command(referral, "replay-dead-letters"), env=referral.env,
+        # As an operator runs it: the dead letters go back onto intake's topic, which only the
+        # operations (admin) Kafka user may write, never the referral service's own.
+        *referral_command(referral, "replay-dead-letters"), env={**referral.env, **kafka_env(infrastructure.kafka_admin)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await replay.communicate()
 

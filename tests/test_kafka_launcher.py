@@ -3,9 +3,11 @@
 Each test starts its own cluster on ports of its own and removes it afterwards.
 """
 
+import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,6 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from tsunagu_teststack.infrastructure import repo_root
+from tsunagu_topics import KafkaCredentials
+from tsunagu_topics.acls import BrokerAccess
 
 sys.path.insert(0, str(repo_root() / "deploy"))
 import kafkactl as launcher  # noqa: E402 - the module; `kafkactl()` below runs its command
@@ -40,7 +44,8 @@ def cluster():
 
 
 async def test_a_three_node_cluster_replicates_every_partition_three_times(cluster):
-    bootstrap = cluster("test-three-nodes", "--nodes", "3", "--port", "19092", "--controller-port", "19192")
+    bootstrap = cluster("test-three-nodes", "--nodes", "3", "--port", "19092", "--controller-port", "19192",
+                        "--plaintext")
     topic = f"three-nodes-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -71,21 +76,24 @@ async def test_a_three_node_cluster_replicates_every_partition_three_times(clust
 
 
 def scram_client(bootstrap: str, user: str, password: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT",
-                               sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=user,
-                               sasl_plain_password=password)
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **KafkaCredentials(user, password).aiokafka())
+
+
+def admin_password() -> str:
+    return json.loads((launcher.VAR / "secrets.json").read_text())["kafka"][launcher.ADMIN_USER]
 
 
 async def test_a_scram_cluster_admits_known_users_and_enforces_acls(cluster):
-    bootstrap = cluster("test-scram", "--port", "29092", "--controller-port", "29192",
-                        "--scram", "admin=admin-secret", "--scram", "partner=partner-secret")
+    bootstrap = cluster("test-scram", "--port", "29092", "--controller-port", "29192")
 
-    admin = scram_client(bootstrap, "admin", "admin-secret")
+    admin = scram_client(bootstrap, launcher.ADMIN_USER, admin_password())
     await admin.start()
     try:
         await admin.create_topics([NewTopic("tsunagu.partner.test.deliveries", 1, 1)])
     finally:
         await admin.close()
+    BrokerAccess(bootstrap, KafkaCredentials(launcher.ADMIN_USER, admin_password())).upsert_user(
+        "partner", "partner-secret")
 
     partner = scram_client(bootstrap, "partner", "partner-secret")
     await partner.start()
@@ -99,6 +107,49 @@ async def test_a_scram_cluster_admits_known_users_and_enforces_acls(cluster):
     with pytest.raises(KafkaError):
         await intruder.start()
     await intruder.close()
+
+    anonymous = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    with pytest.raises(KafkaError):
+        await anonymous.start()
+        await anonymous.list_topics()
+    await anonymous.close()
+
+
+def test_a_scram_cluster_keeps_its_passwords_off_command_lines_and_out_of_world_readable_files(cluster):
+    cluster("test-scram-files", "--port", "29392", "--controller-port", "29492")
+    shape = launcher.Cluster.existing("test-scram-files", None)
+    pid = launcher.read_pid(shape.pidfile(1))
+    properties = shape.node_dir(1) / "server.properties"
+
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert admin_password() not in command_line
+    assert properties.stat().st_mode & 0o077 == 0, "server.properties holds the JAAS passwords"
+    assert (launcher.VAR / "secrets.json").stat().st_mode & 0o077 == 0
+    assert not (shape.node_dir(1) / "format.args").exists(), "the storage tool's argument file is gone"
+
+
+def test_a_scram_cluster_has_no_anonymous_super_user_and_authenticates_its_controller_listener():
+    properties = dict(line.split("=", 1) for line in launcher.Cluster(
+        "unit", 1, 19092, 19192, [("tsunagu-admin", "not-used")]).properties(1).splitlines())
+
+    assert "ANONYMOUS" not in properties["super.users"]
+    assert properties["super.users"] == "User:tsunagu-admin;User:tsunagu-controller"
+    assert properties["listener.security.protocol.map"] == "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+    assert properties["sasl.mechanism.controller.protocol"] == "PLAIN"
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+
+
+def test_a_plaintext_broker_left_by_an_older_checkout_is_recreated_with_scram(cluster):
+    name, ports = "test-upgrade", ("--port", "29592", "--controller-port", "29692")
+    cluster(name, *ports, "--plaintext")
+    assert launcher.sasl_listener("127.0.0.1", 29592) is False
+
+    cluster(name, *ports)
+
+    assert launcher.sasl_listener("127.0.0.1", 29592) is True
+    shape = launcher.Cluster.existing(name, None)
+    assert shape.formatted_security() == "SASL_PLAINTEXT", "formatted afresh, with the admin's SCRAM user"
 
 
 def a_node_log_with_a_fatal_trace() -> str:

@@ -150,7 +150,8 @@ async def a_case_with_referrals(referral, producer, namespace: str, headers: dic
 
 @pytest.fixture
 async def producer(infrastructure):
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options,
+                                enable_idempotence=True)
     await producer.start()
     yield producer
     await producer.stop()

@@ -78,7 +78,7 @@ async def test_metrics_after_real_traffic_answer_what_an_operator_asks(stack, au
     await eventually(lambda: call(housing, "GET", "/v1/supports", coordinator),
                      until=lambda page: any(s["case_id"] == case_id for s in page["items"]))
     # A record nobody can decode, on a topic referral reads: it goes to referral's dead letters.
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await producer.start()
     try:
         await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, b"\x00not json", key=b"poison")

@@ -47,9 +47,9 @@ async def metrics(service) -> dict[str, float]:
             if line.startswith("tsunagu_outbox_")}
 
 
-async def read(bootstrap: str, topic: str, count: int) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"test-{uuid.uuid4()}")
+async def read(infrastructure, topic: str, count: int) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infrastructure.kafka_bootstrap, auto_offset_reset="earliest",
+                                group_id=f"test-{uuid.uuid4()}", **infrastructure.kafka_options)
     await consumer.start()
     try:
         return [await asyncio.wait_for(consumer.getone(), 30) for _ in range(count)]
@@ -78,7 +78,7 @@ async def test_records_the_broker_refuses_are_parked_and_the_others_are_publishe
     finally:
         await conn.close()
 
-    published = await read(infrastructure.kafka_bootstrap, kafka_namespace + PARTNER_RESPONSES.name, 2)
+    published = await read(infrastructure, kafka_namespace + PARTNER_RESPONSES.name, 2)
     assert sorted(decode(r.headers, r.value).data.response_id for r in published) == sorted(
         [same_case_elsewhere.response_id, other.response_id]), "other cases, and the same case on another topic"
 
@@ -98,7 +98,8 @@ async def test_records_the_broker_refuses_are_parked_and_the_others_are_publishe
     assert "parked" in partners.log()
 
     # The cause is fixed (the topic exists now), and an operator releases what was parked.
-    await ensure_topics(infrastructure.kafka_bootstrap, [missing], namespace=kafka_namespace)
+    await ensure_topics(infrastructure.kafka_bootstrap, [missing], namespace=kafka_namespace,
+                        credentials=infrastructure.kafka_admin)
     release = await asyncio.create_subprocess_exec(
         sys.executable, "-m", partners.module, "replay-outbox", "--event-id", str(parked[0]["event_id"]),
         env=partners.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -106,7 +107,7 @@ async def test_records_the_broker_refuses_are_parked_and_the_others_are_publishe
     assert release.returncode == 0, output.decode()
     assert "1 parked outbox row(s) released" in output.decode()
 
-    delivered = await read(infrastructure.kafka_bootstrap, kafka_namespace + missing.name, 2)
+    delivered = await read(infrastructure, kafka_namespace + missing.name, 2)
     assert [decode(r.headers, r.value).data.response_id for r in delivered] == [poison.response_id,
                                                                                 behind.response_id]
     after = await eventually(lambda: metrics(partners), until=lambda m: m.get("tsunagu_outbox_parked") == 1)

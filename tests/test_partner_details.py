@@ -117,7 +117,7 @@ async def partners(service_process, infrastructure, kafka_namespace, auth_header
         # Intake answers when the test says, not before the service would give up on it.
         "TSUNAGU_PARTNERS_INTAKE_TIMEOUT_S": "600"})
     database = await asyncpg.connect(service.database_url)
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await producer.start()
     try:
         yield Partners(service, database, producer, kafka_namespace, auth_headers)

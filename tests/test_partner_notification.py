@@ -485,7 +485,7 @@ async def test_a_redelivered_event_is_not_delivered_twice(team, infrastructure, 
             "tsunagu.intake.consultation-registered.v1")), until=bool))[0]
         event = ConsultationRegistered.model_validate(first.event["data"])
 
-        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
         await producer.start()
         try:
             record = encode(event, event_id=uuid.UUID(first.event["id"]))
@@ -510,6 +510,7 @@ async def test_a_partner_running_its_own_consumer_reads_the_same_filtered_events
     from aiokafka import AIOKafkaConsumer
 
     from tsunagu_contracts import PartnerDeliveries, decode
+    from tsunagu_topics import KafkaCredentials
 
     response = await team.call(team.partners, "POST", "/v1/partners", json={
         "name": "自前のコンシューマを持つ団体", "need_categories": ["no_food"], "areas": ["142166"],
@@ -520,8 +521,13 @@ async def test_a_partner_running_its_own_consumer_reads_the_same_filtered_events
     await team.route("no_food", partner)
     case = await team.consult(["no_food", "housing"], partner)
 
-    consumer = AIOKafkaConsumer(kafka_namespace + topic, bootstrap_servers=infrastructure.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=f"partner-{uuid.uuid4()}")
+    # The partner reads as its own Kafka user, in a consumer group under its own prefix.
+    own = partner.get("kafka_credentials")
+    assert (own is None) == (infrastructure.kafka_admin is None), "credentials exactly when the broker checks them"
+    options = KafkaCredentials(own["username"], own["password"]).aiokafka() if own else {}
+    group = own["group_prefix"] if own else kafka_namespace + partner["kafka_acl_prefix"]
+    consumer = AIOKafkaConsumer(kafka_namespace + topic, bootstrap_servers=infrastructure.kafka_bootstrap, **options,
+                                auto_offset_reset="earliest", group_id=f"{group}reader")
     await consumer.start()
     seen = []
     try:
@@ -572,7 +578,7 @@ async def test_a_referral_that_arrives_before_its_consent_is_held_and_delivered_
                                  occurred_at=referral.occurred_at, consent_id=uuid7(), person_ref=uuid7(),
                                  recipient={"kind": "partner", "partner_id": partner["partner_id"]},
                                  purpose="referral", method="written")
-        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
         await producer.start()
         try:
             first = encode(referral)

@@ -78,7 +78,7 @@ def test_a_birth_date_in_a_span_attribute_is_found_with_its_span():
 @pytest.mark.stack
 async def test_a_name_planted_on_a_test_s_topic_is_caught_by_the_scan_of_its_namespace(infrastructure,
                                                                                         kafka_namespace):
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await producer.start()
     try:
         await producer.send_and_wait(kafka_namespace + INTAKE_CASES.name, b'{"case_id": "x"}', key=b"a")
@@ -86,7 +86,8 @@ async def test_a_name_planted_on_a_test_s_topic_is_caught_by_the_scan_of_its_nam
     finally:
         await producer.stop()
 
-    records = await namespace_records(infrastructure.kafka_bootstrap, kafka_namespace)
+    records = await namespace_records(infrastructure.kafka_bootstrap, kafka_namespace,
+                                      options=infrastructure.kafka_options)
     hits = [hit for record in records for hit in scanner.scan_record(record)]
 
     assert len(records) == 2

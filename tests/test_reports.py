@@ -123,7 +123,7 @@ async def food_referral(stack: Stack, consultation) -> tuple[str, str]:
 
 async def publish(infrastructure, namespace: str, topic, *events) -> list:
     """Put events on a topic as their producer would; the records' metadata, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options, enable_idempotence=True)
     await producer.start()
     try:
         return [await producer.send_and_wait(namespace + topic.name, record.value, key=record.key,
@@ -315,14 +315,17 @@ async def test_a_bad_period_is_refused_in_japanese_first_and_only_coordinators_s
 
 
 async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_deleted(
-        migrated_database, infrastructure, kafka_namespace):
+        migrated_database, infrastructure, kafka_namespace, namespace_access):
     url = await migrated_database("referral")
+    referral = namespace_access.credentials("referral")
+    security = {"kafka_username": referral.username, "kafka_password": referral.password} if referral \
+        else {"kafka_security_protocol": "PLAINTEXT"}
     settings = ServiceSettings(http_port=1, database_url=url, kafka_bootstrap=infrastructure.kafka_bootstrap,
-                               topic_namespace=kafka_namespace)
+                               topic_namespace=kafka_namespace, **security)
     old, kept = consultation_event(), consultation_event()  # one case: one partition, in this order
     *_, sent = await publish(infrastructure, kafka_namespace, INTAKE_CASES, old, kept)
     await rebuild(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
     try:  # as retention would: the partition's oldest record is gone
         await admin.delete_records({TopicPartition(sent.topic, sent.partition): RecordsToDelete(before_offset=1)})

@@ -137,7 +137,7 @@ async def redeliver(infrastructure, namespace: str, intake, event_type: str) -> 
                                   event_type)
     finally:
         await conn.close()
-    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await producer.start()
     try:
         headers = [(k, v.encode()) for k, v in json.loads(row["headers"]).items()]

@@ -27,6 +27,7 @@ from tsunagu_contracts import INTAKE_CASES, ConsentGranted, ConsultationRegister
 from tsunagu_servicehost.auth import Role
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import provide
+from tsunagu_teststack.kafka_access import close_namespace_access, open_namespace_access
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.services import ServiceProcess
 from tsunagu_teststack.tokens import bearer_token
@@ -90,13 +91,15 @@ async def main(cases: int) -> None:
     with ExitStack() as resources:
         infra = provide(resources)
         namespace = f"bench-{secrets.token_hex(3)}."
-        await ensure_topics(infra.kafka_bootstrap, namespace=namespace)
+        await ensure_topics(infra.kafka_bootstrap, namespace=namespace, credentials=infra.kafka_admin)
+        access = await open_namespace_access(infra, namespace)
         databases = ScratchDatabases(infra.postgres_admin_dsn)
         service = ServiceProcess("partner-notification", kafka_bootstrap=infra.kafka_bootstrap,
                                  database_url=await databases.create("partners"),
                                  log_dir=Path(tempfile.mkdtemp(prefix="tsunagu-bench-")),
-                                 extra_env={"TSUNAGU_TOPIC_NAMESPACE": namespace, "TSUNAGU_PARTNERS_TIMEOUT_S": "5"})
-        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=5)
+                                 extra_env={"TSUNAGU_TOPIC_NAMESPACE": namespace, "TSUNAGU_PARTNERS_TIMEOUT_S": "5"},
+                                 kafka_credentials=access.credentials("partner-notification"))
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=5, **infra.kafka_options)
         try:
             await service.migrate()
             await service.start()
@@ -125,7 +128,8 @@ async def main(cases: int) -> None:
             await producer.stop()
             await service.stop()
             await databases.drop_all()
-            await delete_namespace(infra.kafka_bootstrap, namespace)
+            await close_namespace_access(infra, access)
+            await delete_namespace(infra.kafka_bootstrap, namespace, credentials=infra.kafka_admin)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tsunagu_servicehost.auth import Role
+from tsunagu_teststack.infrastructure import Infrastructure
+from tsunagu_teststack.kafka_access import NamespaceAccess, close_namespace_access, open_namespace_access
+from tsunagu_topics import KafkaCredentials
 from tsunagu_teststack.bench import steadily
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import repo_root
@@ -76,8 +79,10 @@ class Report:
 
 
 class Loop:
-    def __init__(self, kafka_bootstrap: str, databases: ScratchDatabases, log_dir: Path, namespace: str):
+    def __init__(self, kafka_bootstrap: str, databases: ScratchDatabases, log_dir: Path, namespace: str,
+                 access: NamespaceAccess):
         self.kafka, self.databases, self.log_dir, self.namespace = kafka_bootstrap, databases, log_dir, namespace
+        self.access = access
         self.services: dict[str, ServiceProcess] = {}
         self.receiver = Receiver()
         self.partner: dict = {}
@@ -92,7 +97,8 @@ class Loop:
                 extra |= {"TSUNAGU_PARTNERS_INTAKE_URL": self.services["intake"].internal_url,
                           "TSUNAGU_PARTNERS_RETRY_SCALE": "0.001", "TSUNAGU_PARTNERS_TIMEOUT_S": "5"}
             service = ServiceProcess(name, kafka_bootstrap=self.kafka, database_url=await self.databases.create(name),
-                                     log_dir=self.log_dir, extra_env=extra)
+                                     log_dir=self.log_dir, extra_env=extra,
+                                     kafka_credentials=self.access.credentials(name))
             await service.migrate()
             await service.start()
             self.services[name] = service
@@ -211,22 +217,27 @@ async def loop_on(tmp_path_factory):
     topic namespace and databases), with a receiver server; everything removed afterwards."""
     made: list[tuple[Loop, ScratchDatabases, str, str, ReceiverServer]] = []
 
-    async def make(kafka_bootstrap: str, admin_dsn: str, **env) -> Loop:
+    async def make(kafka_bootstrap: str, admin_dsn: str, kafka_admin: KafkaCredentials | None = None, **env) -> Loop:
+        """`kafka_admin`: the broker's super user (the session's infrastructure), None for a private
+        PLAINTEXT cluster."""
         namespace = f"fault-{secrets.token_hex(3)}."
-        await ensure_topics(kafka_bootstrap, namespace=namespace)
+        await ensure_topics(kafka_bootstrap, namespace=namespace, credentials=kafka_admin)
+        infra = Infrastructure(kafka_bootstrap, admin_dsn, "environment", kafka_admin)
+        access = await open_namespace_access(infra, namespace)
         databases = ScratchDatabases(admin_dsn)
         server = await ReceiverServer().__aenter__()
-        loop = Loop(kafka_bootstrap, databases, tmp_path_factory.mktemp("fault-logs"), namespace)
-        made.append((loop, databases, kafka_bootstrap, namespace, server))
+        loop = Loop(kafka_bootstrap, databases, tmp_path_factory.mktemp("fault-logs"), namespace, access)
+        made.append((loop, databases, infra, namespace, server))
         await loop.start(server, **env)
         return loop
 
     yield make
-    for loop, databases, kafka_bootstrap, namespace, server in made:
+    for loop, databases, infra, namespace, server in made:
         await loop.stop()
         await server.__aexit__(None, None, None)
         try:
             await databases.drop_all()
-            await asyncio.wait_for(delete_namespace(kafka_bootstrap, namespace), 30)
+            await asyncio.wait_for(close_namespace_access(infra, loop.access), 30)
+            await asyncio.wait_for(delete_namespace(infra.kafka_bootstrap, namespace, credentials=infra.kafka_admin), 30)
         except Exception:  # noqa: BLE001 - a broker or database the test owned is already gone, with all in it
             pass

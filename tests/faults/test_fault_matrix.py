@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tsunagu_contracts import INTAKE_CASES, PartnerDeliveries, PartnerResponded, dead_letter_topic, uuid7
 from tsunagu_outbox import append
+from tsunagu_teststack.services import kafka_env
 from tsunagu_teststack.private import PrivateKafka, PrivatePostgres
 from tsunagu_teststack.waiting import eventually
 from tsunagu_topics import ensure_topics
@@ -40,7 +41,7 @@ async def under_load(loop, fault) -> None:
 
 
 async def test_r1_each_service_killed_at_random_moments_under_load(infrastructure, loop_on):
-    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn)
+    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn, infrastructure.kafka_admin, infrastructure.kafka_admin)
     recovery: list[float] = []
     chance = random.Random(20261129)
 
@@ -109,7 +110,7 @@ async def test_r3_one_of_three_brokers_lost_under_load(infrastructure, loop_on):
 async def test_r4_postgresql_restarted_under_load(infrastructure, loop_on):
     postgres = PrivatePostgres().start()
     try:
-        loop = await loop_on(infrastructure.kafka_bootstrap, postgres.admin_dsn)
+        loop = await loop_on(infrastructure.kafka_bootstrap, postgres.admin_dsn, infrastructure.kafka_admin)
         recovery: list[float] = []
 
         async def restart_postgres():
@@ -130,18 +131,19 @@ async def test_r4_postgresql_restarted_under_load(infrastructure, loop_on):
     assert_kept_every_promise(report)
 
 
-async def run_command(service, *argv: str) -> str:
+async def run_command(service, *argv: str, env: dict[str, str] | None = None) -> str:
     """A service's own command (`python -m <module> ...`), as an operator runs it."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", service.module, *argv, env=service.env,
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", service.module, *argv,
+                                                   env={**service.env, **(env or {})},
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     return output.decode()
 
 
-async def dead_letters(bootstrap: str, topic: str) -> int:
+async def dead_letters(bootstrap: str, options: dict, topic: str) -> int:
     """How many records a dead-letter topic holds (it has one partition, as the registry says)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **options)
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)
@@ -162,7 +164,7 @@ POISON = [({"ce_specversion": b"1.0", "ce_type": b"\xff\xfe"}, b"{}"),   # a hea
 async def test_r5_poison_records_and_a_poison_outbox_row_under_load_then_released(infrastructure, loop_on):
     fast_outbox = {"TSUNAGU_OUTBOX_MAX_ATTEMPTS": "3", "TSUNAGU_OUTBOX_FIRST_RETRY_S": "0.2",
                    "TSUNAGU_OUTBOX_PUBLISH_TIMEOUT_S": "1"}
-    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn,
+    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn, infrastructure.kafka_admin,
                          partner_notification=fast_outbox)
     partners = loop.services["partner-notification"]
     missing = PartnerDeliveries.for_partner(uuid7())
@@ -171,7 +173,7 @@ async def test_r5_poison_records_and_a_poison_outbox_row_under_load_then_release
 
     async def poison():
         await asyncio.sleep(5)
-        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
         await producer.start()
         try:
             for headers, value in POISON:
@@ -188,7 +190,7 @@ async def test_r5_poison_records_and_a_poison_outbox_row_under_load_then_release
 
     await under_load(loop, poison)
     dlq = {name: loop.namespace + dead_letter_topic(name).name for name in ("referral", "partner-notification")}
-    dead = await eventually(lambda: asyncio.gather(*(dead_letters(infrastructure.kafka_bootstrap, t)
+    dead = await eventually(lambda: asyncio.gather(*(dead_letters(infrastructure.kafka_bootstrap, infrastructure.kafka_options, t)
                                                      for t in dlq.values())),
                             until=lambda counts: all(c >= len(POISON) for c in counts))
     parked = await eventually(lambda: loop.count("partner-notification", "SELECT count(*) FROM outbox "
@@ -196,15 +198,18 @@ async def test_r5_poison_records_and_a_poison_outbox_row_under_load_then_release
 
     # The cause is fixed and an operator releases both: the parked row goes out, the dead letters go
     # back onto their topic (where, still poison, they are dead-lettered again, and nothing stops).
-    await ensure_topics(infrastructure.kafka_bootstrap, [missing], namespace=loop.namespace)
+    await ensure_topics(infrastructure.kafka_bootstrap, [missing], namespace=loop.namespace,
+                        credentials=infrastructure.kafka_admin)
     conn = await asyncpg.connect(partners.database_url)
     try:
         parked_id = await conn.fetchval("SELECT event_id FROM outbox WHERE parked_at IS NOT NULL")
     finally:
         await conn.close()
     released = await run_command(partners, "replay-outbox", "--event-id", str(parked_id))
-    replayed = await run_command(loop.services["referral"], "replay-dead-letters")
-    again = await eventually(lambda: dead_letters(infrastructure.kafka_bootstrap, dlq["referral"]),
+    # Back onto intake's topic: only the operations (admin) Kafka user may write it.
+    replayed = await run_command(loop.services["referral"], "replay-dead-letters",
+                                 env=kafka_env(infrastructure.kafka_admin))
+    again = await eventually(lambda: dead_letters(infrastructure.kafka_bootstrap, infrastructure.kafka_options, dlq["referral"]),
                              until=lambda n: n >= dead[0] + len(POISON))
     await eventually(lambda: loop.count("partner-notification", "SELECT count(*) FROM outbox "
                                         "WHERE published_at IS NULL"), until=lambda n: n == 0)

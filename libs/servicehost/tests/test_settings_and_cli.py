@@ -44,3 +44,25 @@ def test_a_kafka_bootstrap_list_with_an_empty_entry_stops_the_service_with_the_r
     message = str(exit_.value.code)
     assert "TSUNAGU_KAFKA_BOOTSTRAP" in message and "none of them empty" in message
     assert "secret-password" not in message
+
+
+def test_a_service_without_its_kafka_user_stops_with_the_reason_before_it_connects(monkeypatch, tmp_path):
+    monkeypatch.setenv("TSUNAGU_HTTP_PORT", "8001")
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", "postgresql://u:secret-password@h/d")
+    monkeypatch.setenv("TSUNAGU_KAFKA_USERNAME", "tsunagu-example")
+    monkeypatch.delenv("TSUNAGU_KAFKA_PASSWORD", raising=False)
+
+    with pytest.raises(SystemExit) as exit_:
+        main(Service(name="example", title="例", migrations=tmp_path), ["serve"])
+
+    message = str(exit_.value.code)
+    assert "TSUNAGU_KAFKA_PASSWORD" in message and "secret-password" not in message
+
+
+def test_a_services_kafka_clients_sign_in_as_its_own_scram_user():
+    settings = ServiceSettings(http_port=8001, database_url="postgresql://u:p@h/d",
+                               kafka_username="tsunagu-intake", kafka_password="its-password")
+
+    assert settings.kafka_options == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                      "sasl_plain_username": "tsunagu-intake", "sasl_plain_password": "its-password"}
+    assert "its-password" not in repr(settings) and "its-password" not in repr(settings.kafka_credentials)

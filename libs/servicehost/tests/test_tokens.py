@@ -161,7 +161,8 @@ def test_a_service_refuses_to_serve_without_a_staff_identity_provider():
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TSUNAGU_")} | {
-        "TSUNAGU_HTTP_PORT": "1", "TSUNAGU_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused"}
+        "TSUNAGU_HTTP_PORT": "1", "TSUNAGU_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused",
+        "TSUNAGU_KAFKA_USERNAME": "tsunagu-referral", "TSUNAGU_KAFKA_PASSWORD": "unused"}
     refused = subprocess.run([sys.executable, "-m", "tsunagu_referral", "serve"], env=env, capture_output=True,
                              text=True, timeout=60)
 

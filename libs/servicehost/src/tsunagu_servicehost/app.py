@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import SASLScram512
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 
@@ -74,12 +75,20 @@ class Runtime:
         return self.pool
 
 
+def credentials_given(settings: ServiceSettings) -> bool:
+    """Built offline (openapi, handler tests) a service may lack Kafka credentials; `serve` refuses that."""
+    return settings.kafka_credentials_missing is None
+
+
 def build_broker(name: str, settings: ServiceSettings, registry: CollectorRegistry,
                  provider: TracerProvider) -> KafkaBroker:
-    """The service's Kafka broker: idempotent producer, W3C trace context and Prometheus metrics."""
+    """The service's Kafka broker: its own SCRAM user, idempotent producer, W3C trace context and
+    Prometheus metrics."""
+    credentials = settings.kafka_credentials if credentials_given(settings) else None
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"tsunagu-{name}",
+        security=SASLScram512(credentials.username, credentials.password, use_ssl=False) if credentials else None,
         # Idempotent producer: acks=all and no duplicates from producer retries.
         enable_idempotence=True,
         allow_auto_create_topics=False,
@@ -100,13 +109,15 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
                       ServiceSigner(service.name, settings.service_signing_key.get_secret_value()))
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by consumer, topic and outcome",
                                ["consumer", "topic", "outcome"], registry=registry)
-    runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq")
+    runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq",
+                                            options=settings.kafka_options if credentials_given(settings) else {})
     outbox_metrics = OutboxMetrics(registry)
     runtime.offsets = KafkaOffsets(
         registry, settings.kafka_bootstrap, f"tsunagu-{service.name}-offsets",
         group=runtime.topic(f"tsunagu-{service.name}"), topics=runtime.consumed_topics,
         dead_letter_topic=runtime.topic(dead_letter_topic(service.name).name),
-        dead_letter_group=replay_group(settings.topic_namespace, service.name))
+        dead_letter_group=replay_group(settings.topic_namespace, service.name),
+        options=settings.kafka_options if credentials_given(settings) else {})
     runtime.figures = ScrapeTimeFigures(registry, service.gauges)
     if service.subscribe:
         service.subscribe(runtime)

@@ -25,6 +25,14 @@ def _settings() -> ServiceSettings:
         sys.exit(f"[tsunagu] error: settings missing or invalid: {problems}")
 
 
+def _kafka_settings() -> ServiceSettings:
+    """Settings of a command that connects to Kafka: its credentials must be there."""
+    settings = _settings()
+    if reason := settings.kafka_credentials_missing:
+        sys.exit(f"[tsunagu] error: settings missing or invalid: {reason}")
+    return settings
+
+
 def main(service: Service, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=service.title)
     parser.add_argument("command", choices=["serve", "migrate", "openapi", "replay-dead-letters", "replay-outbox",
@@ -41,7 +49,7 @@ def main(service: Service, argv: list[str] | None = None) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     if args.command in service.commands:
-        service.commands[args.command](_settings(), rest)
+        service.commands[args.command](_kafka_settings(), rest)
     elif args.command == "migrate":
         from tsunagu_servicehost.migrations import upgrade
 
@@ -49,7 +57,7 @@ def main(service: Service, argv: list[str] | None = None) -> None:
     elif args.command == "replay-dead-letters":
         from tsunagu_servicehost.deadletters import replay_command
 
-        replay_command(service, _settings(), args.limit)
+        replay_command(service, _kafka_settings(), args.limit)
     elif args.command == "replay-outbox":
         from tsunagu_servicehost.parked import release_command
 
@@ -65,7 +73,7 @@ def main(service: Service, argv: list[str] | None = None) -> None:
 
         from tsunagu_servicehost.app import build_app
 
-        settings = _settings()
+        settings = _kafka_settings()
         missing = [name for name in ("staff_issuer", "staff_jwks_url", "staff_audience") if not getattr(settings, name)]
         if missing:
             sys.exit(f"[tsunagu] error: staff tokens cannot be checked: set {', '.join(f'TSUNAGU_{m.upper()}' for m in missing)}")

@@ -33,13 +33,13 @@ class DeadLetterWriter:
     on unchanged, so the dead letter stays in its case's trace.
     """
 
-    def __init__(self, bootstrap: list[str], client_id: str):
-        self.bootstrap, self.client_id = bootstrap, client_id
+    def __init__(self, bootstrap: list[str], client_id: str, options: dict[str, str] | None = None):
+        self.bootstrap, self.client_id, self.options = bootstrap, client_id, options or {}
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
-                                         enable_idempotence=True)
+                                         enable_idempotence=True, **self.options)
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -55,11 +55,15 @@ class DeadLetterWriter:
 
 
 async def replay(service: Service, settings: ServiceSettings, *, limit: int | None = None) -> int:
+    """Dead letters back onto their original topics. Those are other services' topics, which the
+    service's own Kafka user may not write (ACLs): run it with the operations (admin) user's
+    TSUNAGU_KAFKA_USERNAME and TSUNAGU_KAFKA_PASSWORD."""
     topic = settings.topic_namespace + dead_letter_topic(service.name).name
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=replay_group(settings.topic_namespace, service.name),
-        enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True)
+        enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_options)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True,
+                                **settings.kafka_options)
     await consumer.start()
     await producer.start()
     replayed = 0

@@ -29,8 +29,9 @@ log = logging.getLogger("tsunagu.servicehost.lag")
 
 class KafkaOffsets:
     def __init__(self, registry: CollectorRegistry, bootstrap: list[str], client_id: str, *, group: str,
-                 topics: Sequence[str], dead_letter_topic: str, dead_letter_group: str):
-        self.bootstrap, self.client_id = bootstrap, client_id
+                 topics: Sequence[str], dead_letter_topic: str, dead_letter_group: str,
+                 options: dict[str, str] | None = None):
+        self.bootstrap, self.client_id, self.options = bootstrap, client_id, options or {}
         self.group, self.topics = group, topics  # `topics` fills as the subscribers register
         self.dead_letter_topic, self.dead_letter_group = dead_letter_topic, dead_letter_group
         self.lag = Gauge("tsunagu_consumer_lag_records", "Records not yet applied and committed by the service's "
@@ -55,12 +56,13 @@ class KafkaOffsets:
     async def _start(self) -> None:
         # Kept before they start, so that `stop` closes one whose start was cut short.
         if self.admin is None:
-            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                             **self.options)
             await self.admin.start()
         if self.consumer is None:
             # No group: it only asks for offsets, never joins or commits.
             self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
-                                             group_id=None, enable_auto_commit=False)
+                                             group_id=None, enable_auto_commit=False, **self.options)
             await self.consumer.start()
 
     async def _read(self) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tsunagu_topics import bootstrap_servers
+from tsunagu_topics import KafkaCredentials, aiokafka_options, bootstrap_servers
 
 
 class ServiceSettings(BaseSettings):
@@ -18,6 +18,11 @@ class ServiceSettings(BaseSettings):
     # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects for lists.
     kafka_bootstrap: Annotated[list[str], NoDecode] = Field(
         default=["127.0.0.1:9092"], description="Kafka bootstrap servers, comma-separated host:port entries.")
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "PLAINTEXT"] = Field(default="SASL_PLAINTEXT", description=(
+        "SASL_PLAINTEXT: SCRAM-SHA-512 as kafka_username (the broker's ACLs decide what it may do); "
+        "PLAINTEXT only for a broker without authentication (the fault matrix's private clusters)."))
+    kafka_username: str = Field(default="", description="The service's own SCRAM user, e.g. `tsunagu-intake`.")
+    kafka_password: SecretStr = Field(default=SecretStr(""), description="That user's SCRAM password.")
     database_url: SecretStr = Field(description="postgresql:// URL of the service's own database and role.")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Time each readiness check may take.")
@@ -74,3 +79,26 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _split_bootstrap(cls, value: str | list[str]) -> list[str]:
         return bootstrap_servers(value)
+
+    @property
+    def kafka_credentials_missing(self) -> str | None:
+        """Why the service cannot connect to Kafka as configured (checked before it starts), or None.
+        Not a validator: building the app offline (openapi, tests with TestKafkaBroker) needs none."""
+        if self.kafka_security_protocol == "SASL_PLAINTEXT" and not (
+                self.kafka_username and self.kafka_password.get_secret_value()):
+            return ("TSUNAGU_KAFKA_USERNAME and TSUNAGU_KAFKA_PASSWORD (the service's SCRAM user) are not set; "
+                    "they are needed unless TSUNAGU_KAFKA_SECURITY_PROTOCOL=PLAINTEXT")
+        return None
+
+    @property
+    def kafka_credentials(self) -> KafkaCredentials | None:
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        if reason := self.kafka_credentials_missing:
+            raise ValueError(reason)
+        return KafkaCredentials(self.kafka_username, self.kafka_password.get_secret_value())
+
+    @property
+    def kafka_options(self) -> dict[str, str]:
+        """What every aiokafka client of the service is built with, beside its bootstrap servers."""
+        return aiokafka_options(self.kafka_credentials)

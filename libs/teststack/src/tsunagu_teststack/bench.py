@@ -13,6 +13,7 @@ from pathlib import Path
 from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_teststack.infrastructure import provide
 from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.kafka_access import close_namespace_access, open_namespace_access
 from tsunagu_topics import ensure_topics
 from tsunagu_topics.create import delete_namespace
 
@@ -25,7 +26,8 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
     with ExitStack() as resources:
         infra = provide(resources)
         namespace = f"bench-{secrets.token_hex(3)}."
-        await ensure_topics(infra.kafka_bootstrap, namespace=namespace)
+        await ensure_topics(infra.kafka_bootstrap, namespace=namespace, credentials=infra.kafka_admin)
+        access = await open_namespace_access(infra, namespace)
         databases = ScratchDatabases(infra.postgres_admin_dsn)
         logs = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
         started: dict[str, ServiceProcess] = {}
@@ -36,7 +38,8 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
                     wiring["TSUNAGU_PARTNERS_INTAKE_URL"] = started["intake"].internal_url
                 service = ServiceProcess(name, kafka_bootstrap=infra.kafka_bootstrap,
                                          database_url=await databases.create(name), log_dir=logs,
-                                         extra_env={**wiring, **(env or {}).get(name, {})})
+                                         extra_env={**wiring, **(env or {}).get(name, {})},
+                                         kafka_credentials=access.credentials(name))
                 await service.migrate()
                 await service.start()
                 started[name] = service
@@ -47,7 +50,8 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
             for service in started.values():
                 await service.stop()
             await databases.drop_all()
-            await delete_namespace(infra.kafka_bootstrap, namespace)
+            await close_namespace_access(infra, access)
+            await delete_namespace(infra.kafka_bootstrap, namespace, credentials=infra.kafka_admin)
 
 
 async def steadily(rate: float, seconds: float, send) -> None:

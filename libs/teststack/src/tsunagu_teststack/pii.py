@@ -110,16 +110,17 @@ def otlp_spans(bodies: Iterable[bytes]) -> list[dict]:
     return spans
 
 
-async def namespace_records(bootstrap: str, namespace: str, *, deadline_s: float = 60.0) -> list:
+async def namespace_records(bootstrap: str, namespace: str, *, options: dict | None = None,
+                            deadline_s: float = 60.0) -> list:
     """Every record on the topics of one test's namespace, from the beginning to the end offsets read
-    at the start. Raises when they cannot all be read within `deadline_s`: a scan that silently read
+    at the start, as the client `options` (the broker's credentials) may. Raises when they cannot all be read within `deadline_s`: a scan that silently read
     less would pass without looking."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     # The admin client's metadata names every topic and its partitions; a consumer's cached metadata
     # knows only the topics it has already been told about.
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(options or {}))
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(namespace)]
@@ -129,7 +130,8 @@ async def namespace_records(bootstrap: str, namespace: str, *, deadline_s: float
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **(options or {}))
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -16,6 +16,7 @@ from tsunagu_servicehost.migrations import upgrade
 from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
 from tsunagu_teststack.pii import PersonalDataScanner, namespace_records, otlp_spans, report
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
+from tsunagu_teststack.kafka_access import NamespaceAccess, close_namespace_access, open_namespace_access
 from tsunagu_teststack.traces import Jaeger
 from tsunagu_teststack.services import ServiceProcess
 from tsunagu_teststack.tokens import bearer_token
@@ -27,7 +28,7 @@ from tsunagu_topics.create import delete_namespace
 def infrastructure() -> Infrastructure:
     with ExitStack() as resources:
         infra = provide(resources)
-        asyncio.run(ensure_topics(infra.kafka_bootstrap))
+        asyncio.run(ensure_topics(infra.kafka_bootstrap, credentials=infra.kafka_admin))
         yield infra
 
 
@@ -56,13 +57,26 @@ async def migrated_database(scratch_databases: ScratchDatabases) -> Callable[[st
     return make
 
 
+NAMESPACES: dict[str, NamespaceAccess] = {}
+"""Each open test namespace's Kafka users, by namespace."""
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def kafka_namespace(infrastructure: Infrastructure) -> AsyncIterator[str]:
-    """A fresh set of the registry's topics for one test, removed afterwards."""
+    """A fresh set of the registry's topics for one test, with the four services' Kafka users and
+    their registry-derived ACLs in that namespace; all removed afterwards."""
     namespace = f"test-{secrets.token_hex(4)}."
-    await ensure_topics(infrastructure.kafka_bootstrap, namespace=namespace)
+    await ensure_topics(infrastructure.kafka_bootstrap, namespace=namespace, credentials=infrastructure.kafka_admin)
+    NAMESPACES[namespace] = await open_namespace_access(infrastructure, namespace)
     yield namespace
-    await delete_namespace(infrastructure.kafka_bootstrap, namespace)
+    await close_namespace_access(infrastructure, NAMESPACES.pop(namespace))
+    await delete_namespace(infrastructure.kafka_bootstrap, namespace, credentials=infrastructure.kafka_admin)
+
+
+@pytest.fixture
+def namespace_access(kafka_namespace: str) -> NamespaceAccess:
+    """The Kafka credentials of each service in this test's namespace."""
+    return NAMESPACES[kafka_namespace]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -83,7 +97,7 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
         url = database_url or await scratch_databases.create(service)
         telemetry = {"TSUNAGU_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
         process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
-                                 log_dir=log_dir,
+                                 log_dir=log_dir, kafka_credentials=NAMESPACES[kafka_namespace].credentials(service),
                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **telemetry, **(extra_env or {})})
         if migrate:
             await process.migrate()
@@ -99,8 +113,9 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
     scanner = PersonalDataScanner()
     hits = [hit for process in started for hit in scanner.scan_log(process.log_path)]
     hits += scanner.scan_spans(otlp_spans(r.body for r in spans.received))
-    hits += [hit for record in await namespace_records(infrastructure.kafka_bootstrap, kafka_namespace)
-             for hit in scanner.scan_record(record)]
+    records = await namespace_records(infrastructure.kafka_bootstrap, kafka_namespace,
+                                      options=infrastructure.kafka_options)
+    hits += [hit for record in records for hit in scanner.scan_record(record)]
     assert not hits, report(hits)
 
 

@@ -16,6 +16,7 @@ import httpx
 
 from tsunagu_teststack.infrastructure import stack_config
 from tsunagu_teststack.tokens import token_env
+from tsunagu_topics import KafkaCredentials
 
 
 # One set of secrets per test session, as a deployment would have (signing keys: tokens.py).
@@ -35,11 +36,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kafka_env(credentials: KafkaCredentials | None) -> dict[str, str]:
+    if credentials is None:
+        return {"TSUNAGU_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    return {"TSUNAGU_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "TSUNAGU_KAFKA_USERNAME": credentials.username,
+            "TSUNAGU_KAFKA_PASSWORD": credentials.password}
+
+
 class ServiceProcess:
     """`python -m <service module> <command>` with the service's settings in its environment."""
 
     def __init__(self, service: str, *, kafka_bootstrap: str, database_url: str, log_dir: Path,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, kafka_credentials: KafkaCredentials | None = None):
+        """`kafka_credentials`: the service's SCRAM user; None for a PLAINTEXT broker."""
         self.service = service
         config = stack_config()["services"][service]
         self.module = config["module"]
@@ -52,6 +61,7 @@ class ServiceProcess:
             "TSUNAGU_HTTP_PORT": str(self.port),
             "TSUNAGU_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "TSUNAGU_DATABASE_URL": database_url,
+            **kafka_env(kafka_credentials),
             **SERVICE_SECRETS,
             **token_env(service),
             **({"TSUNAGU_INTERNAL_PORT": str(self.internal_port)} if self.internal_port else {}),

@@ -17,7 +17,8 @@ from tsunagu_partners.adapters.webhook_transport import Resolve, parse_static_ho
 from tsunagu_partners.domain.webhook_urls import STACK_PORTS, WebhookUrlRules
 from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
-from tsunagu_partners.handlers.registry import NoKafkaAccess, PartnerKafkaAccess
+from tsunagu_partners.adapters.kafka_access import BrokerPartnerAccess
+from tsunagu_partners.handlers.registry import PartnerKafkaAccess
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import (
     DeliveryPolicy, WebhookMetrics, WebhookSender, check_lease, quiet_http_client_logs,
@@ -94,8 +95,8 @@ def check_settings() -> None:
 
 
 def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
-    """`kafka_access` revokes a deactivated partner's own Kafka access (its user and ACLs); without
-    one, partners are taken to have none (`NoKafkaAccess`)."""
+    """`kafka_access` revokes a deactivated partner's own Kafka access (its user and ACLs); by default
+    on the service's broker (`BrokerPartnerAccess`)."""
     settings = PartnerSettings()
     policy = settings.delivery_policy()
     quiet_http_client_logs()
@@ -104,7 +105,8 @@ def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
         return http.build_router(runtime, cipher=_LazyCipher(settings), intake_url=settings.intake_url,
                                  intake_timeout_s=settings.intake_timeout_s, url_rules=settings.url_rules(),
                                  credential_overlap_s=settings.credential_overlap_s,
-                                 kafka_access=kafka_access or NoKafkaAccess(), lease_s=settings.lease_s)
+                                 kafka_access=kafka_access or BrokerPartnerAccess(runtime.settings),
+                                 lease_s=settings.lease_s)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tsunagu_contracts import PartnerDeliveries, uuid7
 from tsunagu_contracts.japan import JST, japan_date
+from tsunagu_partners.adapters.kafka_access import provision_partner, remove_partner
 from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.domain.commands import (
     ChangeWebhook, ChangedWebhook, Deactivated, RegisterPartner, RespondToReferral, RotatedSecret, RotatedToken,
@@ -96,15 +97,31 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
                  dependencies=[Depends(COORDINATOR)])
     async def post_partner(command: RegisterPartner) -> dict:
         partner_id = uuid7()
+        kafka = None
         if command.kafka_topic:
+            settings = runtime.settings
             # The topic exists before anything may be written for it: the outbox relay publishes in
             # order and would stop at a record for a topic that does not exist.
-            await ensure_topics(runtime.settings.kafka_bootstrap, [PartnerDeliveries.for_partner(partner_id)],
-                                namespace=runtime.settings.topic_namespace)
-        async with unit_of_work(runtime.db) as uow:
-            created = await register_partner(uow, command, partner_id=partner_id, cipher=cipher,
-                                             now=datetime.now(UTC), url_rules=url_rules)
-        return created | {"notice_ja": "API トークンと Webhook シークレットは今回だけ表示されます。安全に保管してください。"}
+            await ensure_topics(settings.kafka_bootstrap, [PartnerDeliveries.for_partner(partner_id)],
+                                namespace=settings.topic_namespace, credentials=settings.kafka_credentials)
+            kafka = await provision_partner(settings, partner_id)
+        try:
+            async with unit_of_work(runtime.db) as uow:
+                created = await register_partner(uow, command, partner_id=partner_id, cipher=cipher,
+                                                 now=datetime.now(UTC), url_rules=url_rules)
+        except BaseException:
+            # No partner, no Kafka user: a registration that failed leaves nobody able to connect.
+            if kafka is not None:
+                await remove_partner(runtime.settings, partner_id)
+            raise
+        if kafka is not None:
+            created["kafka_credentials"] = {
+                "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "username": kafka.username, "password": kafka.password,
+                "topic_prefix": runtime.settings.topic_namespace + PartnerDeliveries.acl_prefix(partner_id),
+                "group_prefix": runtime.settings.topic_namespace + PartnerDeliveries.acl_prefix(partner_id)}
+        return created | {"notice_ja": "API トークン、Webhook シークレットと Kafka のパスワードは今回だけ表示されます。"
+                                       "安全に保管してください。"}
 
     @router.post("/{partner_id}/api-token/rotate", status_code=201, dependencies=[Depends(COORDINATOR)],
                  summary="API トークンを更新する (rotate the API token; the new one shown once, the old one "

@@ -48,7 +48,8 @@ class LogIncomplete(Exception):
 async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) -> Rebuilt:
     by_name = {settings.topic_namespace + topic.name: projections for topic, projections in PROJECTIONS.items()}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                client_id="tsunagu-referral-rebuild-reports")
+                                client_id="tsunagu-referral-rebuild-reports",
+                                **settings.kafka_options)
     await consumer.start()
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     done = Rebuilt()
@@ -82,7 +83,8 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
 
 
 async def partitions_of(settings: ServiceSettings, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="tsunagu-referral-rebuild-reports")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="tsunagu-referral-rebuild-reports",
+                                **settings.kafka_options)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)

@@ -194,3 +194,24 @@ async def test_partner_notification_provisions_a_partner_with_its_own_rights_and
     assert await asyncio.to_thread(broker_access(infrastructure).grants, f"User:{credentials.username}") == set()
     with pytest.raises(KafkaError):
         await read_one(infrastructure.kafka_bootstrap, credentials.aiokafka(), kafka_namespace + topic.name)
+
+
+async def test_a_partner_registered_with_its_own_topic_gets_a_user_that_deactivation_removes(
+        infrastructure, kafka_namespace, service_process, auth_headers):
+    import httpx
+
+    partners = await service_process("partner-notification")
+    async with httpx.AsyncClient(base_url=partners.url, timeout=60, headers=auth_headers("coordinator")) as client:
+        registered = await client.post("/v1/partners", json={
+            "name": "ざまフードバンク", "need_categories": ["no_food"], "areas": ["142166"],
+            "contact": {"department": "相談窓口", "email": "desk@example.org"}, "kafka_topic": True})
+        assert registered.status_code == 201, registered.text
+        partner_id = uuid.UUID(registered.json()["partner_id"])
+        user = registered.json()["kafka_credentials"]["username"]
+        granted = await asyncio.to_thread(broker_access(infrastructure).grants, f"User:{user}")
+
+        deactivated = await client.post(f"/v1/partners/{partner_id}/deactivate")
+
+    assert granted == partner_grants(partner_id, kafka_namespace)
+    assert deactivated.status_code == 200, deactivated.text
+    assert await asyncio.to_thread(broker_access(infrastructure).grants, f"User:{user}") == set()

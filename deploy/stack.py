@@ -226,8 +226,9 @@ def print_summary() -> None:
         f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
         f"(one database and role per service; passwords in {VAR / 'secrets.json'})",
         f"  logs                   {LOG_DIR}/ (one JSON object per line)",
-        f"  development tokens     {DEV_TOKENS} (send as `Authorization: Bearer <token>`):",
-        *(f"    {role:<12} {token}" for role, token in dev_tokens().items()),
+        # The tokens themselves stay in their 0600 file: a terminal's scrollback is no place for them.
+        f"  development tokens     {DEV_TOKENS} (mode 600; roles {', '.join(dev_tokens())}; "
+        "send as `Authorization: Bearer <token>`)",
         "Stop with Ctrl-C here, or `make stop` from another terminal.",
     ]
     for line in lines:

@@ -1,6 +1,8 @@
 """One service's login role cannot open another service's database."""
 
 import json
+import os
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,7 +24,8 @@ async def test_the_provisioned_service_roles_reach_only_their_own_database(infra
     if infrastructure.backend != "native":
         pytest.skip("the service roles are provisioned by deploy/pgctl.py on the native stack")
     cfg = stack_config()
-    passwords = json.loads((repo_root() / "var" / "secrets.json").read_text())["postgres"]
+    var = Path(os.environ.get("TSUNAGU_VAR_DIR", repo_root() / "var"))  # where the native stack keeps them
+    passwords = json.loads((var / "secrets.json").read_text())["postgres"]
     pg = cfg["postgres"]
     intake = cfg["services"]["intake"]["database"]
     referral = cfg["services"]["referral"]["database"]

@@ -1,7 +1,7 @@
 """The fault matrix's harness: the whole loop (consultation → referral → partner webhook) under a
 bounded, steady load while a fault is injected, then a reconciliation of everything it promised.
 
-`loop_on(kafka_bootstrap, admin_dsn)` builds intake, referral and partner-notification as real
+`loop_on(kafka_bootstrap, admin_dsn, kafka_admin)` builds intake, referral and partner-notification as real
 processes on the infrastructure given (the shared stack, or a broker or database the test owns and
 breaks), one partner with a loopback webhook receiver routed for one need, and each consultation
 carries the person's consent for it. The client behaves as a counter would: a consultation answered

@@ -41,7 +41,7 @@ async def under_load(loop, fault) -> None:
 
 
 async def test_r1_each_service_killed_at_random_moments_under_load(infrastructure, loop_on):
-    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn, infrastructure.kafka_admin, infrastructure.kafka_admin)
+    loop = await loop_on(infrastructure.kafka_bootstrap, infrastructure.postgres_admin_dsn, infrastructure.kafka_admin)
     recovery: list[float] = []
     chance = random.Random(20261129)
 

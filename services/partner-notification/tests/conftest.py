@@ -95,6 +95,11 @@ class FakeHeldEvents:
                                 "headers": headers_json, "value": value, "purposes": purposes,
                                 "held_at": next(self.t.clock)})
 
+    async def drop_for_partner(self, partner_id):
+        dropped = [h for h in self.t.held if h["partner_id"] == partner_id]
+        self.t.held = [h for h in self.t.held if h not in dropped]
+        return len(dropped)
+
     async def take(self, case_id, partner_id):
         taken = [h for h in self.t.held if (h["case_id"], h["partner_id"]) == (case_id, partner_id)]
         self.t.held = [h for h in self.t.held if h not in taken]

@@ -171,6 +171,11 @@ REFUSED = {
     "unspecified": "https://0.0.0.0/hook",
     "multicast": "https://224.0.0.1/hook",
     "a private address mapped into IPv6": "https://[::ffff:10.0.0.1]/hook",
+    "a private address behind the NAT64 prefix": "https://[64:ff9b::a00:1]/hook",
+    "the loopback as an IPv4-compatible address": "https://[::7f00:1]/hook",
+    "cloud metadata through 6to4": "https://[2002:a9fe:a9fe::1]/hook",
+    "a local-use NAT64 address": "https://[64:ff9b:1::a00:1]/hook",
+    "an IPv6 site-local address": "https://[fec0::1]/hook",
     "the loopback": "https://127.0.0.1:44300/hook",
     "localhost": "https://localhost:44300/hook",
     "the stack's PostgreSQL port": "https://partner.example.org:5432/hook",
@@ -216,8 +221,8 @@ def test_only_https_and_loopback_http_are_webhook_schemes():
 
 def test_the_refused_ports_are_every_port_of_the_stack():
     stack = stack_config()
-    ports = {s["port"] for s in stack["services"].values()} | {stack["kafka"]["port"], stack["kafka"]["controller_port"],
-                                                                stack["postgres"]["port"]}
+    ports = {s[key] for s in stack["services"].values() for key in ("port", "internal_port") if key in s}
+    ports |= {stack["kafka"]["port"], stack["kafka"]["controller_port"], stack["postgres"]["port"]}
     ports |= {v for k, v in stack["jaeger"].items() if k.endswith("_port")}
     assert ports <= STACK_PORTS
 
@@ -372,6 +377,18 @@ async def test_a_deactivated_partner_matches_no_fan_out_and_nothing_is_held_for_
     await f.on_referral_requested(uow, referral(uuid7(), partner_id))  # no consent: would have been held
 
     assert repo.tables.deliveries == [] and repo.tables.held == []
+
+
+async def test_events_held_for_a_partner_until_a_consent_are_dropped_when_it_is_deactivated(uow, repo, new_uow):
+    partner_id = UUID((await a_partner(uow))["partner_id"])
+    other_id = UUID((await a_partner(uow))["partner_id"])
+    await f.on_referral_requested(uow, referral(uuid7(), partner_id))  # no consent yet: held
+    await f.on_referral_requested(uow, referral(uuid7(), other_id))
+    assert len(repo.tables.held) == 2
+
+    await deactivate(new_uow, partner_id, kafka_access=RecordedKafkaAccess(), lease_s=1)
+
+    assert [h["partner_id"] for h in repo.tables.held] == [other_id], "nothing would ever release them"
 
 
 async def test_deactivation_takes_back_unpublished_forwards_and_revokes_the_partners_kafka_access(uow, repo, new_uow):

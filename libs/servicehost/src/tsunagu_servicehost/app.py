@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -141,9 +142,11 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
         tasks = [asyncio.create_task(runtime.relay.run(), name=f"{service.name}:outbox-relay")]
         tasks += [asyncio.create_task(start(runtime), name=f"{service.name}:{start.__name__}")
                   for start in service.on_start]
-        internal = await _serve_internal(internal_app, settings) if internal_app is not None else None
-        log.info("%s started", service.name)
+        internal = None
         try:
+            # Inside `try`: a port that is taken stops what started above before the error ends the process.
+            internal = await _serve_internal(internal_app, settings) if internal_app is not None else None
+            log.info("%s started", service.name)
             yield
         finally:
             if internal is not None:
@@ -163,6 +166,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
         internal_app = FastAPI(title=f"{service.title} (internal)", version=service.version)
         internal_app.state.runtime = runtime
         install_error_handlers(internal_app)
+        internal_app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_request_body_bytes)
         install_request_tracing(internal_app, provider, service.name)
         for router in service.internal_http(runtime):
             internal_app.include_router(router, responses=ERROR_ANSWERS)
@@ -200,10 +204,12 @@ class _RunningServer:
 
 
 async def _serve_internal(app: FastAPI, settings: ServiceSettings) -> _RunningServer:
-    """Serve the internal API on its own loopback port; return once it listens."""
+    """Serve the internal API on its own loopback port; return once it listens. The socket is bound
+    here, so a port that is taken raises OSError at once (uvicorn would exit the process instead)."""
+    sock = socket.create_server((settings.internal_host, settings.internal_port))
     server = _InternalServer(uvicorn.Config(app, host=settings.internal_host, port=settings.internal_port,
                                             log_config=None, access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(), name="internal-http")
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="internal-http")
     while not server.started:
         if task.done():
             task.result()

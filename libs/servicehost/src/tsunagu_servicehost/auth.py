@@ -153,16 +153,23 @@ class ServiceSigner:
 
 class _FileJwks:
     """A JWKS in a local file (the development issuer's): PyJWKClient reads http(s) only. Read again
-    when a token names a key it does not hold, so a rotated development key is picked up."""
+    when a token names a key it does not hold, so a rotated development key is picked up, but at
+    most once per REREAD_S: tokens with made-up key ids do not make every request read the disk."""
+
+    REREAD_S = 30.0
 
     def __init__(self, path: Path):
         self.path = path
         self._keys: jwt.PyJWKSet | None = None
+        self._read_at = float("-inf")
 
     def signing_key(self, token: str) -> jwt.PyJWK:
         kid = jwt.get_unverified_header(token).get("kid")
         for attempt in range(2):
+            if attempt and time.monotonic() - self._read_at < self.REREAD_S:
+                break
             if self._keys is None or attempt:
+                self._read_at = time.monotonic()
                 try:
                     self._keys = jwt.PyJWKSet.from_dict(json.loads(self.path.read_text()))
                 except (OSError, ValueError, jwt.PyJWTError) as exc:

@@ -22,10 +22,10 @@ from tsunagu_servicehost.auth import STAFF_ROLES, Role, jwks_of, public_half, st
 
 def _write(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), mode)  # before the tokens are in it: an existing file keeps its old mode
         f.write(text)
-    os.chmod(path, mode)
 
 
 def issue(tokens_file: Path, jwks_file: Path) -> None:

@@ -76,6 +76,15 @@ class HeldEvents:
                                      "RETURNING headers, value, held_at", case_id, partner_id)
         return sorted(rows, key=lambda r: r["held_at"])
 
+    async def drop_for_partner(self, partner_id: UUID) -> int:
+        """A deactivated partner's held events: nothing will ever release them to it.
+
+        Called in the deactivation's transaction, after its UPDATE took the partner's row lock; a
+        fan-out holds an event only under a share lock on that row (registry.lock_receiving), so
+        it either held the event before (and this DELETE sees it) or sees the partner deactivated."""
+        deleted = await self.conn.execute("DELETE FROM held_events WHERE partner_id = $1", partner_id)
+        return int(deleted.split()[-1])
+
     async def releasable(self, today: date, limit: int) -> list[asyncpg.Record]:
         """(case, partner) pairs the sweep releases, longest held first.
 

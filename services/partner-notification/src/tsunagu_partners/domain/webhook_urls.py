@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 STACK_PORTS: frozenset[int] = frozenset({
     8001, 8002, 8003, 8004,        # the four services
+    8101,                          # intake's internal API
     9092, 9093, 9094, 9192,        # Kafka's client ports (one to three nodes) and its controller
     5432,                          # PostgreSQL
     16686, 16685, 4317, 4318,      # Jaeger's UI and query API, OTLP gRPC and HTTP
@@ -27,6 +28,28 @@ METADATA_ADDRESSES: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = f
 refused range; they are named so that the reason says what they are."""
 
 LOCALHOST_NAMES = ("localhost", "localhost.")
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+"""The well-known NAT64 prefix (RFC 6052): its last 32 bits are the IPv4 address reached."""
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+"""Local-use NAT64 (RFC 8215): where it leads is the network's own business, so it is refused."""
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+"""Deprecated IPv4-compatible addresses (::a.b.c.d); :: and ::1 are handled as themselves."""
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to, when it carries one (mapped, 6to4, Teredo, NAT64,
+    IPv4-compatible): the rules are checked on that address, so `::ffff:10.0.0.1`,
+    `2002:a9fe:a9fe::` or `64:ff9b::7f00:1` is refused like the address inside it."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in NAT64 or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 class UrlRefused(Exception):
@@ -99,8 +122,8 @@ class WebhookUrlRules:
         only there), so its host must resolve to nothing else."""
         self.check_port(port)
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = embedded_ipv4(ip) or ip
         if ip.is_loopback:
             if self.allow_loopback:
                 return
@@ -118,7 +141,7 @@ class WebhookUrlRules:
         if ip.is_unspecified or ip.is_multicast:
             raise _refused("unspecified_or_multicast", "Webhook の送信先に使えないアドレスです（未指定またはマルチキャスト）。",
                            "the webhook's host resolves to an unspecified or multicast address")
-        if ip.is_private or not ip.is_global:
+        if ip.is_private or not ip.is_global or getattr(ip, "is_site_local", False) or ip in LOCAL_NAT64:
             raise _refused("private", "Webhook の送信先が内部ネットワーク（プライベートアドレス）になっています。",
                            "the webhook's host resolves to a private or reserved address")
 

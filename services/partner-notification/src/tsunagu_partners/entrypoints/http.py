@@ -62,7 +62,11 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
                           f"intake did not answer ({type(exc).__name__})") from None
         if response.status_code == 403:
             # Intake's own record of the consent says no (partner-notification's copy is behind or wrong).
-            detail = response.json()
+            try:
+                detail = response.json()
+            except ValueError:  # not intake's own answer (a proxy's page): the default reason
+                detail = {}
+            detail = detail if isinstance(detail, dict) else {}
             raise Refused(403, detail.get("message_ja", "本人の同意がないため、本人情報は提供できません。"),
                           detail.get("message_en", "intake refused: no consent for this partner and purpose"))
         if response.status_code != 200:

@@ -128,7 +128,8 @@ async def deactivate(new_uow: NewUnitOfWork, partner_id: UUID, *, kafka_access: 
 
     1. One transaction: the partner is marked deactivated under its row lock (its tokens stop
        working, it matches no fan-out) and its pending deliveries and unpublished forwards are
-       taken back (adapters/registry.py and adapters/deliveries.py give the rules).
+       taken back, and the events held for it until a consent are dropped (adapters/registry.py,
+       adapters/deliveries.py and adapters/held_events.py give the rules).
     2. Sends already under way are waited for, at most one lease: none is cut off mid-request.
     3. What those sends left pending (a retry) is cancelled too.
     4. Its Kafka access is revoked (`PartnerKafkaAccess`), after the commit, so a revocation that
@@ -139,6 +140,7 @@ async def deactivate(new_uow: NewUnitOfWork, partner_id: UUID, *, kafka_access: 
         if row is None:
             raise Rejected.not_found("連携団体", "partner")
         cancelled = await uow.repo.deliveries.cancel_undelivered(partner_id, including_sending=False)
+        await uow.repo.held.drop_for_partner(partner_id)  # no consent will ever release them to it
         if row["kafka_topic"]:
             await uow.repo.deliveries.drop_unpublished_forwards_to(row["kafka_topic"])
     deadline = time.monotonic() + lease_s

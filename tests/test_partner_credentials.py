@@ -12,7 +12,7 @@ import json
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.waiting import eventually
@@ -66,16 +66,22 @@ class Stack:
         return await self.call(self.partners, "POST", f"/v1/partners/{partner['partner_id']}/{action}", **kw)
 
 
-@pytest.fixture
-async def stack(service_process, auth_headers):
+async def a_stack(service_process, auth_headers, **partner_settings: str) -> Stack:
     settings = {"TSUNAGU_PARTNERS_RETRY_SCHEDULE_S": "[0.2, 0.2]", "TSUNAGU_PARTNERS_TIMEOUT_S": "5",
                 "TSUNAGU_PARTNERS_STATIC_HOSTS": json.dumps({METADATA_HOST: ["169.254.169.254"],
-                                                             "intranet.partner.example": ["10.20.30.40"]})}
+                                                             "intranet.partner.example": ["10.20.30.40"]}),
+                **partner_settings}
     intake = await service_process("intake")
     referral, partners = await asyncio.gather(
         service_process("referral"),
-        service_process("partner-notification", extra_env=settings | {"TSUNAGU_PARTNERS_INTAKE_URL": intake.url}))
+        service_process("partner-notification",
+                        extra_env=settings | {"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}))
     return Stack(intake, referral, partners, auth_headers)
+
+
+@pytest.fixture
+async def stack(service_process, auth_headers):
+    return await a_stack(service_process, auth_headers)
 
 
 def arrived(receiver: Receiver, event_type: str):
@@ -104,6 +110,29 @@ async def test_during_the_overlap_webhooks_verify_with_both_secrets_and_both_tok
         assert answer.status_code == 200, answer.text
     log = stack.partners.log_path.read_text()
     assert "tzp-secret-path" not in log and f":{server.port}" not in log, "no webhook URL in the service's log"
+
+
+async def test_once_the_overlap_is_over_only_the_new_secret_signs_and_only_the_new_token_works(
+        service_process, auth_headers):
+    stack = await a_stack(service_process, auth_headers, TSUNAGU_PARTNERS_CREDENTIAL_OVERLAP_S="0")
+    async with ReceiverServer() as server:
+        receiver = Receiver()
+        food_bank = await stack.registered("ざまフードバンク", server.add("hook", receiver))
+        await stack.route_no_food_to(food_bank)
+
+        secret = await stack.post(food_bank, "webhook-secret/rotate")
+        token = await stack.post(food_bank, "api-token/rotate")
+        assert secret.status_code == token.status_code == 201, (secret.text, token.text)
+        await stack.consult(food_bank)
+        [request] = await eventually(arrived(receiver, REQUESTED), until=bool)
+
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    Webhook(secret.json()["webhook_secret"]).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(food_bank["webhook_secret"]).verify(request.body, request.headers)
+    path = f"/v1/partners/{food_bank['partner_id']}/deliveries"
+    assert (await stack.call(stack.partners, "GET", path, token=token.json()["api_token"])).status_code == 200
+    assert (await stack.call(stack.partners, "GET", path, token=food_bank["api_token"])).status_code == 401
 
 
 async def test_a_deactivated_partner_gets_no_webhook_its_tokens_stop_and_its_history_stays(stack):

@@ -130,6 +130,11 @@ Intake gives no more than these, and the partner no more than intake gave. The c
 summary and the counter's notes go to none."""
 
 
+def provided(person: dict, purpose: ConsentPurpose | str) -> dict[str, object]:
+    """The items of `person` given for `purpose`: those it needs that are there, in a fixed order."""
+    return {item: person[item] for item in PROVISION_ITEMS[ConsentPurpose(purpose)] if person.get(item)}
+
+
 SUPPORT_FOR_NEED: dict[NeedCategory, ConsentPurpose] = {
     NeedCategory.HOUSING: ConsentPurpose.HOUSING_SUPPORT,
     NeedCategory.JOB_SEARCH: ConsentPurpose.EMPLOYMENT_SUPPORT,

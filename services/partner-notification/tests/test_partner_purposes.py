@@ -4,7 +4,8 @@ import pytest
 
 from tsunagu_contracts import ReferralAccepted, ReferralRequested, ReferralSheetOpened
 from tsunagu_contracts.codes import ConsentPurpose, NeedCategory, referral_purposes
-from tsunagu_partners.domain.provision import ITEMS, provided
+from tsunagu_contracts.codes import PROVISION_ITEMS as ITEMS
+from tsunagu_partners.domain.provision import provided
 from tsunagu_partners.domain.routing import permits
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from uuid import UUID
 
 from tsunagu_contracts import uuid7
-from tsunagu_contracts.codes import PROVISION_ITEMS, ConsentPurpose
+from tsunagu_contracts.codes import ConsentPurpose, provided
 from tsunagu_contracts.japan import japan_date
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_servicehost.errors import Rejected
@@ -33,7 +33,7 @@ async def provide_person(uow, case_id: UUID, *, partner_id: UUID, purpose: Conse
             f"the case holds no active consent or statutory basis for partner {partner_id} and purpose "
             f"{purpose.value}: nothing is provided")
     details = cipher.open(person["details"])
-    given = {item: details[item] for item in PROVISION_ITEMS[purpose] if details.get(item)}
+    given = provided(details, purpose)
     await uow.repo.record_provision(uuid7(), case_id, person["person_ref"], requested_by=requested_by,
                                     partner_id=partner_id, purpose=purpose.value, items=list(given),
                                     basis=grant["basis"], grant_id=grant["grant_id"], at=now)

@@ -9,11 +9,6 @@ need from the referral, and the notes are the counter's, told in confidence.
 
 from __future__ import annotations
 
-from tsunagu_contracts.codes import PROVISION_ITEMS, ConsentPurpose
+from tsunagu_contracts.codes import provided
 
-ITEMS = PROVISION_ITEMS
-
-
-def provided(person: dict, purpose: str) -> dict[str, object]:
-    """The items of `person` given for `purpose`: those it needs that intake holds, in a fixed order."""
-    return {item: person[item] for item in ITEMS[ConsentPurpose(purpose)] if person.get(item)}
+__all__ = ["provided"]

@@ -23,8 +23,8 @@ from tsunagu_partners.domain.commands import (
 from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import (
-    TOKEN_PREFIX, NoKafkaAccess, PartnerKafkaAccess, change_webhook_url, deactivate, partner_of_token,
-    register_partner, rotate_api_token, rotate_webhook_secret, set_subscription,
+    TOKEN_PREFIX, NoKafkaAccess, PartnerKafkaAccess, change_webhook_url, check_webhook_url, deactivate,
+    partner_of_token, register_partner, rotate_api_token, rotate_webhook_secret, set_subscription,
 )
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime
@@ -102,6 +102,8 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
     async def post_partner(command: RegisterPartner) -> dict:
         partner_id = uuid7()
         kafka = None
+        if command.webhook_url is not None:
+            check_webhook_url(url_rules, str(command.webhook_url))  # before any topic or Kafka user is made
         if command.kafka_topic:
             settings = runtime.settings
             # The topic exists before anything may be written for it: the outbox relay publishes in

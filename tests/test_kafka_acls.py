@@ -127,7 +127,7 @@ async def two_partners(infrastructure, kafka_namespace):
     yield partners
     for partner_id, _, _ in partners.values():
         await asyncio.to_thread(access.revoke_all, f"User:{partner_user(partner_id, kafka_namespace)}")
-        await asyncio.to_thread(access.delete_user, partner_user(partner_id, kafka_namespace))
+        await asyncio.to_thread(access.lock_out_user, partner_user(partner_id, kafka_namespace))
 
 
 async def test_a_partner_reads_its_own_topic_in_a_group_under_its_own_prefix(infrastructure, kafka_namespace,

@@ -192,3 +192,25 @@ def test_a_nodes_log_cleaner_buffer_fits_the_smallest_heap_a_test_gives_it_in_on
                       .splitlines())
     smallest_heap = 256 * 1024 * 1024  # `--heap 256m` in this file's clusters
     assert int(properties["log.cleaner.dedupe.buffer.size"]) <= smallest_heap // 8
+
+
+async def test_a_user_locked_out_stays_locked_out_and_the_admin_still_logs_in_after_a_restart(cluster):
+    ports = ("--port", "30092", "--controller-port", "30192")
+    bootstrap = cluster("test-restart", *ports)
+    access = BrokerAccess(bootstrap, KafkaCredentials(launcher.ADMIN_USER, admin_password()))
+    access.upsert_user("partner", "partner-secret")
+    access.lock_out_user("partner")
+
+    kafkactl("stop", "--name", "test-restart")
+    kafkactl("start", "--name", "test-restart", "--heap", "256m", *ports)
+
+    admin = scram_client(bootstrap, launcher.ADMIN_USER, admin_password())
+    await admin.start()
+    try:
+        assert isinstance(await admin.list_topics(), list)
+    finally:
+        await admin.close()
+    locked_out = scram_client(bootstrap, "partner", "partner-secret")
+    with pytest.raises(KafkaError):
+        await locked_out.start()
+    await locked_out.close()

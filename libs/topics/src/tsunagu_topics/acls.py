@@ -28,7 +28,7 @@ from uuid import UUID
 
 from confluent_kafka.admin import (
     AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient, ResourcePatternType, ResourceType,
-    ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion,
+    ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion,
 )
 
 from tsunagu_contracts import TOPICS, PartnerDeliveries, dead_letter_topic
@@ -136,15 +136,15 @@ class BrokerAccess:
             raise
         return True
 
-    def delete_user(self, user: str) -> None:
-        """Remove the user's SCRAM credential; one that does not exist is already gone."""
-        deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
-        for future in self.client.alter_user_scram_credentials([deletion], request_timeout=TIMEOUT_S).values():
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001 - only "no such credential" is expected here
-                if "RESOURCE_NOT_FOUND" not in str(exc):
-                    raise
+    def lock_out_user(self, user: str) -> None:
+        """The user can no longer log in: its SCRAM credential becomes a password nobody holds. A
+        user that does not exist is locked out already.
+
+        Not a deletion: on Kafka 4.1 a SCRAM credential deleted from a running broker's metadata
+        makes that broker, once restarted, refuse every SCRAM login, the admin's too
+        (tests/test_kafka_launcher.py shows the lock-out surviving a restart)."""
+        if self.has_user(user):
+            self.upsert_user(user, new_password())
 
     def grants(self, principal: str | None = None) -> set[Grant]:
         """The broker's ALLOW ACLs, of one principal (`User:name`) or of all."""
@@ -207,7 +207,7 @@ def remove_service_access(access: BrokerAccess, namespace: str) -> None:
         raise ValueError("refusing to remove the services' own users without a namespace")
     for service in SERVICES:
         access.revoke_all(f"User:{service_user(service, namespace)}")
-        access.delete_user(service_user(service, namespace))
+        access.lock_out_user(service_user(service, namespace))
 
 
 def provision_partner_access(access: BrokerAccess, partner_id: UUID, namespace: str = "") -> KafkaCredentials:
@@ -223,4 +223,4 @@ def remove_partner_access(access: BrokerAccess, partner_id: UUID, namespace: str
     """The partner's user and every ACL naming it are removed; it can no longer connect or read.
     Removing a partner that has none is not an error."""
     access.revoke_all(f"User:{partner_user(partner_id, namespace)}")
-    access.delete_user(partner_user(partner_id, namespace))
+    access.lock_out_user(partner_user(partner_id, namespace))

@@ -220,7 +220,8 @@ def provision_partner_access(access: BrokerAccess, partner_id: UUID, namespace: 
 
 
 def remove_partner_access(access: BrokerAccess, partner_id: UUID, namespace: str = "") -> None:
-    """The partner's user and every ACL naming it are removed; it can no longer connect or read.
+    """Every ACL naming the partner's user is removed and the user is locked out; it can no longer
+    connect or read.
     Removing a partner that has none is not an error."""
     access.revoke_all(f"User:{partner_user(partner_id, namespace)}")
     access.lock_out_user(partner_user(partner_id, namespace))

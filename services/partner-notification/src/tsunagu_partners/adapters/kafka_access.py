@@ -37,7 +37,8 @@ async def provision_partner(settings: ServiceSettings, partner_id: UUID) -> Kafk
 
 
 async def remove_partner(settings: ServiceSettings, partner_id: UUID) -> None:
-    """For deactivation: the partner's user and all its ACLs are removed; it can no longer connect."""
+    """For deactivation: every ACL of the partner's user is removed and the user is locked out (its
+    password replaced by one nobody holds); it can no longer connect."""
     access = _access(settings)
     if access is not None:
         await asyncio.to_thread(remove_partner_access, access, partner_id, settings.topic_namespace)

@@ -18,7 +18,9 @@ from tsunagu_contracts.events import ConsentGranted
 from tsunagu_servicehost.settings import ServiceSettings
 from tsunagu_teststack.kafka_access import broker_access
 from tsunagu_topics import KafkaCredentials, ensure_topics
-from tsunagu_topics.acls import partner_grants, partner_user, provision_partner_access, registry_grants
+from tsunagu_topics.acls import (
+    partner_grants, provision_partner_access, registry_grants, remove_partner_access,
+)
 from tsunagu_partners.adapters.kafka_access import provision_partner, remove_partner
 
 REFUSED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
@@ -126,8 +128,7 @@ async def two_partners(infrastructure, kafka_namespace):
         partners[name] = (partner_id, kafka_namespace + topic.name, credentials)
     yield partners
     for partner_id, _, _ in partners.values():
-        await asyncio.to_thread(access.revoke_all, f"User:{partner_user(partner_id, kafka_namespace)}")
-        await asyncio.to_thread(access.lock_out_user, partner_user(partner_id, kafka_namespace))
+        await asyncio.to_thread(remove_partner_access, access, partner_id, kafka_namespace)
 
 
 async def test_a_partner_reads_its_own_topic_in_a_group_under_its_own_prefix(infrastructure, kafka_namespace,

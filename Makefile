@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop status infra python-deps deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
+.PHONY: run test stop status infra python-deps deps browser-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -42,7 +42,19 @@ contracts/tools/node_modules/.installed: contracts/tools/package-lock.json
 
 python-deps: .venv/.synced
 
-deps: python-deps contracts/tools/node_modules/.installed
+# axe-core, which the browser tests inject into every console page (accessibility).
+tests/browser/node_modules/.installed: tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Debian's Chromium and a Japanese font for the browser tests (Playwright's own browser download is
+# not used). Installed with apt when missing and this runs as root; otherwise the README says how.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+		else echo "[tsunagu] the browser tests need: sudo apt-get install chromium fonts-noto-cjk"; exit 1; fi; fi
+
+deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_modules/.installed browser-deps
 
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps

@@ -199,7 +199,8 @@ def dev_secrets() -> dict:
     for name, make in (("intake_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
                        ("intake_index_key", lambda: secrets.token_urlsafe(32)),
                        ("partners_secret_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
-                       ("housing_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())):
+                       ("housing_pii_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
+                       ("console_session_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())):
         if name not in data:
             data[name] = make()
             changed = True

@@ -3,8 +3,8 @@
 
     stack.py infra    start (or reuse) Kafka and PostgreSQL and create the topics
     stack.py run      infra, migrations, the trace backend (Jaeger, built once), the four services
-                      exporting their traces to it; waits until every /readyz is 200, then supervises
-                      them (restarting one that exits) until Ctrl-C or `stack.py stop`
+                      exporting their traces to it and the web console; waits until every /readyz is
+                      200, then supervises them (restarting one that exits) until Ctrl-C or `stack.py stop`
     stack.py stop     stop what `run` started, or everything of the stack when no `run` is active
     stack.py env SERVICE
                       print the environment a service runs with (for running one by hand)
@@ -89,6 +89,25 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         env["TSUNAGU_PARTNERS_INTAKE_URL"] = f"http://127.0.0.1:{cfg['services']['intake']['internal_port']}"
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
+    otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")
+    if otlp:
+        env["TSUNAGU_OTLP_ENDPOINT"] = otlp
+    return env
+
+
+def console_env(traces: bool = True) -> dict[str, str]:
+    """The console's settings: where the four APIs are, its cookie key, and (development only) the
+    development issuer's key, so its sign-in page can offer each staff role."""
+    cfg = stack()
+    urls = {"intake": "INTAKE", "referral": "REFERRAL", "housing-support": "HOUSING",
+            "partner-notification": "PARTNERS"}
+    env = {"TSUNAGU_HTTP_HOST": "127.0.0.1", "TSUNAGU_HTTP_PORT": str(cfg["console"]["port"]),
+           "TSUNAGU_CONSOLE_SESSION_KEYS": dev_secrets()["console_session_key"],
+           "TSUNAGU_CONSOLE_SECURE_COOKIES": "false",  # plain http on loopback
+           "TSUNAGU_CONSOLE_DEV_STAFF_KEY": dev_secrets()["signing_keys"]["dev-staff-issuer"],
+           "TSUNAGU_DEV_STAFF_KID": cfg["staff_tokens"]["kid"], **staff_issuer()}
+    for name, key in urls.items():
+        env[f"TSUNAGU_CONSOLE_{key}_URL"] = f"http://127.0.0.1:{cfg['services'][name]['port']}"
     otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")
     if otlp:
         env["TSUNAGU_OTLP_ENDPOINT"] = otlp
@@ -181,7 +200,7 @@ def ready(port: int, token: str = "") -> tuple[bool, str]:
 
 
 def stop_services() -> None:
-    names = [*stack()["services"], "jaeger"]
+    names = ["console", *stack()["services"], "jaeger"]
     running = {name: pid for name in names if (pid := read_pid(RUN_DIR / f"{name}.pid"))}
     terminate(*running.values(), timeout=20)
     for name in names:
@@ -213,7 +232,8 @@ def dev_tokens() -> dict[str, str]:
 
 def print_summary() -> None:
     cfg = stack()
-    lines = ["Tsunagu is running. Where to look:"]
+    lines = ["Tsunagu is running. Where to look:",
+             f"  console (web pages)    http://127.0.0.1:{cfg['console']['port']}/   (sign in as any staff role)"]
     for name, svc in cfg["services"].items():
         lines.append(f"  {name:<22} http://127.0.0.1:{svc['port']}/docs   (readyz, metrics, openapi.json)")
     jaeger = jaegerctl.Instance()
@@ -239,6 +259,12 @@ def service_process(name: str, traces: bool) -> Supervised:
     return Supervised(name, [venv_python(), "-m", stack()["services"][name]["module"], "serve"],
                       env={**os.environ, **service_env(name, traces)}, log=LOG_DIR / f"{name}.log",
                       pidfile=RUN_DIR / f"{name}.pid")
+
+
+def console_process(traces: bool) -> Supervised:
+    return Supervised("console", [venv_python(), "-m", stack()["console"]["module"], "serve"],
+                      env={**os.environ, **console_env(traces)}, log=LOG_DIR / "console.log",
+                      pidfile=RUN_DIR / "console.pid")
 
 
 def start_jaeger_build() -> subprocess.Popen | None:
@@ -281,7 +307,7 @@ def start_jaeger(builder: subprocess.Popen | None, stopping: Callable[[], bool])
 def wait_until_ready(services: dict[str, Supervised], stopping: Callable[[], bool]) -> None:
     """Every /readyz answers 200 within 90 s. A service that exits during start-up is not restarted:
     that is a configuration problem, and its log says which."""
-    ports = {name: svc["port"] for name, svc in stack()["services"].items()}
+    ports = {name: svc["port"] for name, svc in stack()["services"].items()} | {"console": stack()["console"]["port"]}
     pending = set(services)
     deadline = time.monotonic() + 90
     while pending and not stopping():
@@ -308,7 +334,7 @@ def run() -> int:
         print_summary()
         return 0
     cfg = stack()
-    for name, svc in cfg["services"].items():
+    for name, svc in [*cfg["services"].items(), ("console", cfg["console"])]:
         for port in (svc["port"], svc.get("internal_port")):
             if port and port_open("127.0.0.1", port) and not read_pid(RUN_DIR / f"{name}.pid"):
                 raise StepFailed(f"port 127.0.0.1:{port} for the {name} service is already in use "
@@ -335,9 +361,11 @@ def run() -> int:
         jaeger = start_jaeger(builder, lambda: stopping)
         traces = jaegerctl.Instance().answering()
         services = {name: service_process(name, traces) for name in cfg["services"]}
+        services["console"] = console_process(traces)
         for name, service in services.items():
             service.start(time.monotonic())
-            say(f"{name}: started (pid {service.process.pid}) on port {cfg['services'][name]['port']}")
+            port = cfg["console"]["port"] if name == "console" else cfg["services"][name]["port"]
+            say(f"{name}: started (pid {service.process.pid}) on port {port}")
         wait_until_ready(services, lambda: stopping)
         if not stopping:
             print_summary()

@@ -63,3 +63,24 @@ async def food_bank(service_process, auth_headers):
                 "contact": {"department": "相談窓口", "email": "desk@example.org"}, "webhook_url": url})
         assert response.status_code == 201, response.text
         yield FoodBank(intake, referral, partners, receiver, response.json(), auth_headers)
+
+
+@dataclass
+class ConsoleStack(FoodBank):
+    """The food bank's stack with housing-support and the web console in front of all four."""
+
+    housing: object = None
+    console: object = None
+
+    def url(self, path: str) -> str:
+        return f"{self.console.url}{path}"
+
+
+@pytest.fixture
+async def console_stack(food_bank, service_process):
+    housing = await service_process("housing-support", extra_env={"TSUNAGU_HOUSING_TIMER_INTERVAL_S": "0.5"})
+    console = await service_process("console", urls={
+        "intake": food_bank.intake.url, "referral": food_bank.referral.url, "housing": housing.url,
+        "partners": food_bank.partners.url})
+    return ConsoleStack(**vars(food_bank), housing=housing, console=console)
+

@@ -19,6 +19,7 @@ from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.kafka_access import NamespaceAccess, close_namespace_access, open_namespace_access
 from tsunagu_teststack.traces import Jaeger
 from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.console import Browsing, ConsoleProcess, chromium_path
 from tsunagu_teststack.tokens import bearer_token
 from tsunagu_topics import ensure_topics
 from tsunagu_topics.create import delete_namespace
@@ -82,7 +83,8 @@ def namespace_access(kafka_namespace: str) -> NamespaceAccess:
 @pytest_asyncio.fixture(loop_scope="session")
 async def service_process(infrastructure: Infrastructure, scratch_databases: ScratchDatabases, kafka_namespace: str,
                           tmp_path_factory) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
-    """Factory: `await service_process("intake")` gives a migrated, running service on its own database.
+    """Factory: `await service_process("intake")` gives a migrated, running service on its own database;
+    `await service_process("console", urls={"intake": intake.url, ...})` the web console.
 
     When the test ends, after the services stopped, every record on the test's topics, every log line
     the services wrote and every span they exported (to a collector of the test's own, unless the
@@ -93,9 +95,15 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
     spans = Receiver()
 
     async def start(service: str, *, database_url: str | None = None, migrate: bool = True,
-                    extra_env: dict[str, str] | None = None) -> ServiceProcess:
-        url = database_url or await scratch_databases.create(service)
+                    extra_env: dict[str, str] | None = None, urls: dict[str, str] | None = None) -> ServiceProcess:
+        """`urls`: for the console only, the public APIs it calls (intake, referral, housing, partners)."""
         telemetry = {"TSUNAGU_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        if service == "console":
+            console = ConsoleProcess(urls=urls or {}, log_dir=log_dir, extra_env={**telemetry, **(extra_env or {})})
+            started.append(console)
+            await console.start()
+            return console
+        url = database_url or await scratch_databases.create(service)
         process = ServiceProcess(service, kafka_bootstrap=infrastructure.kafka_bootstrap, database_url=url,
                                  log_dir=log_dir, kafka_credentials=NAMESPACES[kafka_namespace].credentials(service),
                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **telemetry, **(extra_env or {})})
@@ -141,3 +149,37 @@ def jaeger() -> Iterator[Jaeger]:
         yield instance
     finally:
         instance.remove()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium():
+    """Debian's Chromium, driven by Playwright (its own browser download is not used)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture(scope="session")
+def browsing() -> Browsing:
+    """`await browsing.check(page, "counter-case")`: axe-core on the page, and a screenshot kept."""
+    return Browsing()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def new_page(chromium):
+    """Factory: `await new_page()` is a page in a browser context of its own (its own cookies: one
+    person signed in), in Japanese and Japan time."""
+    contexts = []
+
+    async def open_page():
+        context = await chromium.new_context(locale="ja-JP", timezone_id="Asia/Tokyo",
+                                             viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        return await context.new_page()
+
+    yield open_page
+    for context in contexts:
+        await context.close()

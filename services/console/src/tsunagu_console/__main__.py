@@ -1,0 +1,3 @@
+from tsunagu_console.bootstrap import main
+
+main()

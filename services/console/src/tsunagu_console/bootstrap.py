@@ -1,0 +1,110 @@
+"""Composition root of the web console: the one place its parts are wired together."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tsunagu_console.adapters.apis import Apis
+from tsunagu_console.adapters.sessions import SessionCookies
+from tsunagu_console.entrypoints import coordinator, council, counter, partner, web
+from tsunagu_console.entrypoints.pages import Pages
+from tsunagu_servicehost.limits import BodySizeLimit
+from tsunagu_servicehost.metrics import HttpMetrics
+from tsunagu_servicehost.tracing import install_request_tracing
+from tsunagu_telemetry import tracer_provider
+from tsunagu_telemetry.logs import configure_logging
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger("tsunagu.console")
+
+
+class ConsoleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TSUNAGU_", extra="ignore")
+
+    http_host: str = Field(default="127.0.0.1", description="Address the console binds to.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the console.")
+    console_intake_url: str = Field(default="http://127.0.0.1:8001", description="intake's public API.")
+    console_referral_url: str = Field(default="http://127.0.0.1:8002", description="referral's public API.")
+    console_housing_url: str = Field(default="http://127.0.0.1:8003", description="housing-support's public API.")
+    console_partners_url: str = Field(default="http://127.0.0.1:8004",
+                                      description="partner-notification's public API.")
+    console_session_keys: SecretStr = Field(default=SecretStr(""), description=(
+        "Fernet keys sealing the session cookie, comma-separated, newest first (an older one still opens "
+        "the cookies it sealed, so keys can be rotated without signing everyone out)."))
+    console_secure_cookies: bool = Field(default=True, description=(
+        "Mark the session cookie Secure (https only). Off only for loopback development."))
+    console_session_hours: float = Field(default=8.0, gt=0, le=24, description="A staff session's length.")
+    console_dev_staff_key: SecretStr = Field(default=SecretStr(""), description=(
+        "Development only: the development issuer's Ed25519 key. When set, the sign-in page offers each "
+        "staff role and the console signs that role's token itself; unset in production, where staff "
+        "tokens come from the city's identity provider."))
+    staff_issuer: str = Field(default="", description="Issuer (`iss`) of staff tokens.")
+    staff_audience: str = Field(default="", description="Audience (`aud`) of staff tokens.")
+    dev_staff_kid: str = Field(default="tsunagu-dev-1", description="Key id of the development issuer.")
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
+    max_request_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest form the console reads.")
+    api_timeout_s: float = Field(default=10.0, gt=0, description="Time one call to a service's API may take.")
+
+
+def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
+    """The console as an ASGI app; its HTTP clients are opened when the app starts."""
+    settings = settings or ConsoleSettings()
+    registry = CollectorRegistry()
+    provider = tracer_provider("console", settings.otlp_endpoint)
+    apis = Apis({"intake": settings.console_intake_url, "referral": settings.console_referral_url,
+                 "housing": settings.console_housing_url, "partners": settings.console_partners_url},
+                timeout=settings.api_timeout_s)
+    pages = Pages(HERE / "templates", SessionCookies(
+        settings.console_session_keys.get_secret_value(), secure=settings.console_secure_cookies,
+        hours=settings.console_session_hours))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await apis.open()
+        log.info("console started")
+        try:
+            yield
+        finally:
+            await apis.close()
+            provider.shutdown()
+
+    app = FastAPI(title="Tsunagu つなぐ (console)", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.apis, app.state.pages, app.state.settings = apis, pages, settings
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_request_body_bytes)
+    install_request_tracing(app, provider, "console")
+    app.add_middleware(HttpMetrics, registry=registry)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(web.build_router(registry, settings))
+    for module in (counter, coordinator, partner, council):
+        app.include_router(module.build_router())
+    pages.install_error_pages(app)
+    return app
+
+
+def check_settings(settings: ConsoleSettings) -> None:
+    try:
+        SessionCookies(settings.console_session_keys.get_secret_value(), secure=True, hours=1)
+    except ValueError as exc:
+        raise SystemExit(f"[tsunagu] error: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["serve"]:
+        sys.exit("usage: python -m tsunagu_console serve")
+    configure_logging("console")
+    settings = ConsoleSettings()
+    check_settings(settings)
+    uvicorn.run(build_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
+                access_log=False, server_header=False)

@@ -427,6 +427,9 @@ def compose_env() -> str:
              f"TSUNAGU_INTAKE_INDEX_KEY={secrets['intake_index_key']}",
              f"TSUNAGU_PARTNERS_SECRET_KEYS={secrets['partners_secret_key']}",
              f"TSUNAGU_HOUSING_PII_KEYS={secrets['housing_pii_key']}",
+             f"TSUNAGU_CONSOLE_SESSION_KEYS={secrets['console_session_key']}",
+             # A local trial signs staff in by role; a city sets its identity provider instead.
+             f"TSUNAGU_CONSOLE_DEV_STAFF_KEY={secrets['signing_keys']['dev-staff-issuer']}",
              f"TSUNAGU_KAFKA_PASSWORD_ADMIN={secrets['kafka'][kafkactl.ADMIN_USER]}",
              f"TSUNAGU_KAFKA_PASSWORD_CONTROLLER={secrets['kafka'][kafkactl.CONTROLLER_USER]}",
              *(f"TSUNAGU_KAFKA_PASSWORD_{name.upper().replace('-', '_')}={secrets['kafka'][kafka_principal(name)]}"

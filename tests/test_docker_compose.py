@@ -40,7 +40,20 @@ def test_each_service_has_the_same_port_database_and_module_as_make_run(name):
 
 def test_the_stack_has_no_service_that_compose_lacks_and_none_extra():
     infrastructure = {"kafka", "postgres", "jaeger", "otel-collector", "topics", "prometheus", "grafana"}
-    assert set(COMPOSE) - infrastructure == set(STACK["services"])
+    assert set(COMPOSE) - infrastructure == set(STACK["services"]) | {"console"}
+
+
+def test_the_console_has_the_same_port_and_module_as_make_run_and_calls_each_service_by_its_port():
+    console = COMPOSE["console"]
+    env = console["environment"]
+
+    assert console["ports"] == [f"127.0.0.1:{STACK['console']['port']}:{STACK['console']['port']}"]
+    assert env["TSUNAGU_HTTP_PORT"] == str(STACK["console"]["port"])
+    assert console["build"]["args"]["SERVICE_PACKAGE"] == package_of(STACK["console"]["module"])
+    assert console["command"] == ["python", "-m", STACK["console"]["module"], "serve"]
+    for setting, service in {"INTAKE": "intake", "REFERRAL": "referral", "HOUSING": "housing-support",
+                             "PARTNERS": "partner-notification"}.items():
+        assert env[f"TSUNAGU_CONSOLE_{setting}_URL"] == f"http://{service}:{STACK['services'][service]['port']}"
 
 
 def test_postgres_creates_every_service_database_with_its_own_password():

@@ -7,6 +7,7 @@ import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -56,14 +57,15 @@ class ConsoleSettings(BaseSettings):
     api_timeout_s: float = Field(default=10.0, gt=0, description="Time one call to a service's API may take.")
 
 
-def build_app(settings: ConsoleSettings | None = None) -> FastAPI:
-    """The console as an ASGI app; its HTTP clients are opened when the app starts."""
+def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The console as an ASGI app; its HTTP clients are opened when the app starts. `transport`: for
+    tests, the four services answered in-process."""
     settings = settings or ConsoleSettings()
     registry = CollectorRegistry()
     provider = tracer_provider("console", settings.otlp_endpoint)
     apis = Apis({"intake": settings.console_intake_url, "referral": settings.console_referral_url,
                  "housing": settings.console_housing_url, "partners": settings.console_partners_url},
-                timeout=settings.api_timeout_s)
+                timeout=settings.api_timeout_s, transport=transport)
     pages = Pages(HERE / "templates", SessionCookies(
         settings.console_session_keys.get_secret_value(), secure=settings.console_secure_cookies,
         hours=settings.console_session_hours))

@@ -49,13 +49,15 @@ def refusal(response: httpx.Response) -> ApiRefused:
 
 
 class Apis:
-    def __init__(self, urls: dict[str, str], timeout: float):
-        self._urls, self._timeout = urls, timeout
+    def __init__(self, urls: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None = None):
+        """`transport`: for tests, the services answered in-process (httpx.MockTransport)."""
+        self._urls, self._timeout, self._transport = urls, timeout, transport
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     async def open(self) -> None:
         # trust_env=False: an environment proxy never sees a person's token or data.
-        self._clients = {name: httpx.AsyncClient(base_url=url, timeout=self._timeout, trust_env=False)
+        self._clients = {name: httpx.AsyncClient(base_url=url, timeout=self._timeout, trust_env=False,
+                                                 transport=self._transport)
                          for name, url in self._urls.items()}
 
     async def close(self) -> None:

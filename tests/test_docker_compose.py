@@ -125,7 +125,8 @@ def test_prometheus_scrapes_every_service_and_loads_the_alert_rules():
                for group in job["static_configs"] if job["job_name"] == "tsunagu"}
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in prometheus["volumes"]}
 
-    assert targets == {name: [f"{name}:{s['port']}"] for name, s in STACK["services"].items()}
+    assert targets == {name: [f"{name}:{s['port']}"] for name, s in [*STACK["services"].items(),
+                                                                     ("console", STACK["console"])]}
     for rule_file in config["rule_files"]:
         assert (ROOT / mounts[rule_file]).is_file(), f"{rule_file} is mounted from the repository"
     assert prometheus["ports"] == ["127.0.0.1:9090:9090"]

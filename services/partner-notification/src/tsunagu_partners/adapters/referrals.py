@@ -16,6 +16,10 @@ from uuid import UUID
 
 import asyncpg
 
+from tsunagu_contracts import ReferralRequested
+
+REQUESTED = ReferralRequested.type
+
 
 class Referrals:
     def __init__(self, conn: asyncpg.Connection):
@@ -57,6 +61,31 @@ class Referrals:
                               at: datetime) -> None:
         await self.conn.execute("INSERT INTO responses (response_id, partner_id, referral_id, response, created_at) "
                                 "VALUES ($1, $2, $3, $4, $5)", response_id, partner_id, referral_id, response, at)
+
+    async def addressed_to(self, partner_id: UUID, before: UUID | None, limit: int) -> list[asyncpg.Record]:
+        """The partner's inbox, newest first (referral ids are UUIDv7: ordered by creation), `before` a
+        referral id for the next page: the referrals addressed to it on cases it was ever allowed to
+        see, each with its deadline to accept (from the request as delivered to its webhook, when it
+        was), its last answer and the status as known here.
+
+        Only ids, codes and times, never the person's details. A referral still held for a consent
+        the partner never had (held_events.py) is not listed: the partner has not heard of it.
+        A plain read: what it shows may move the next moment, and answers are checked under the
+        referral's row lock, not against this list."""
+        return await self.conn.fetch(
+            "SELECT r.referral_id, r.case_id, r.municipality_code, r.need, r.status, r.updated_at, "
+            "       req.accept_by, ans.response AS last_response, ans.created_at AS last_response_at "
+            "FROM partner_referrals r "
+            "LEFT JOIN LATERAL (SELECT (d.body::jsonb -> 'data' ->> 'accept_by')::timestamptz AS accept_by "
+            "    FROM deliveries d WHERE d.partner_id = r.partner_id AND d.case_id = r.case_id "
+            "    AND d.event_type = $4 AND d.body::jsonb -> 'data' ->> 'referral_id' = r.referral_id::text "
+            "    LIMIT 1) req ON true "
+            "LEFT JOIN LATERAL (SELECT a.response, a.created_at FROM responses a "
+            "    WHERE a.referral_id = r.referral_id AND a.partner_id = r.partner_id "
+            "    ORDER BY a.created_at DESC, a.response_id DESC LIMIT 1) ans ON true "
+            "WHERE r.partner_id = $1 AND ($2::uuid IS NULL OR r.referral_id < $2) "
+            "AND EXISTS (SELECT 1 FROM permissions g WHERE g.case_id = r.case_id AND g.partner_id = r.partner_id) "
+            "ORDER BY r.referral_id DESC LIMIT $3", partner_id, before, limit, REQUESTED)
 
 
 __all__ = ["Referrals"]

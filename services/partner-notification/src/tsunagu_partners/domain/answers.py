@@ -22,7 +22,7 @@ from __future__ import annotations
 from tsunagu_contracts.codes import PartnerResponseKind as Answer
 
 STATUS_JA = {"requested": "依頼中", "accepted": "受理", "declined": "辞退", "contact_made": "本人と接触",
-             "completed": "終了", "rerouted": "つなぎ直し", "unreachable": "通知不達"}
+             "completed": "終了", "rerouted": "つなぎ直し", "unreachable": "通知不達", "closed": "相談終了"}
 
 ANSWERS: dict[tuple[str, Answer], str] = {
     ("requested", Answer.ACCEPTED): "accepted",

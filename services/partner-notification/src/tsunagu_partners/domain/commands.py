@@ -129,5 +129,28 @@ class RespondToReferral(Body):
     outcome: ReferralOutcome | None = None
 
 
-__all__ = ["EVENT_TYPES", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated", "RegisterPartner",
-           "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription"]
+class AddressedReferral(BaseModel):
+    """A referral addressed to a partner, as its inbox lists it: ids, codes and times, never the person."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "case_id": "0192f0c1-7a2e-7cc3-9a41-000000000001",
+        "municipality_code": "142166", "need": "no_food", "accept_by": "2026-12-02T17:00:00+09:00",
+        "last_response": None, "last_response_at": None, "status": "requested", "status_ja": "依頼中",
+        "updated_at": "2026-11-27T10:00:00+09:00"}]})
+
+    referral_id: UUID
+    case_id: UUID = Field(description="The case's pseudonymous id.")
+    municipality_code: str
+    need: NeedCategory
+    accept_by: datetime | None = Field(description="The deadline to accept, when the request reached the "
+                                                   "partner's webhook; else unknown here.")
+    last_response: PartnerResponseKind | None = Field(description="The partner's last answer; none yet when null.")
+    last_response_at: datetime | None
+    status: str = Field(description="Where the referral stands as partner-notification knows it: requested, "
+                                    "accepted, declined, contact_made, completed, rerouted, unreachable or closed.")
+    status_ja: str = Field(description="The status in Japanese, as the partner reads it.")
+    updated_at: datetime
+
+
+__all__ = ["EVENT_TYPES", "AddressedReferral", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated",
+           "RegisterPartner", "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription"]

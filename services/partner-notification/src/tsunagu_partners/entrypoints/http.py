@@ -16,9 +16,10 @@ from tsunagu_contracts import PartnerDeliveries, uuid7
 from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_partners.adapters.kafka_access import provision_partner, remove_partner
 from tsunagu_partners.adapters.repository import unit_of_work
+from tsunagu_partners.domain.answers import STATUS_JA
 from tsunagu_partners.domain.commands import (
-    ChangeWebhook, ChangedWebhook, Deactivated, RegisterPartner, RespondToReferral, RotatedSecret, RotatedToken,
-    Subscription,
+    AddressedReferral, ChangeWebhook, ChangedWebhook, Deactivated, RegisterPartner, RespondToReferral, RotatedSecret,
+    RotatedToken, Subscription,
 )
 from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.details import provide
@@ -237,6 +238,23 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
         async with unit_of_work(runtime.db) as uow:
             rows = await uow.repo.provisions.of_partner(partner_id, limit)
         return [jsonable(r) for r in rows]
+
+    # The partner's inbox ---------------------------------------------------------------------
+
+    @router.get("/{partner_id}/referrals",
+                summary="受け取った紹介の一覧 (the referrals addressed to this partner, newest first; no personal "
+                        "data)", dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
+    async def addressed_referrals(
+            partner_id: UUID,
+            before: Annotated[UUID | None, Query(description="The last referral_id of the previous page.")] = None,
+            limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[AddressedReferral]:
+        """Referrals on cases the partner was ever allowed to see (one still held for a consent it never
+        had is not listed), each with its deadline to accept when known, the partner's last answer and
+        its status. Reading it records no provision: the person's details are
+        `GET /v1/partners/{partner_id}/referrals/{referral_id}`."""
+        async with unit_of_work(runtime.db) as uow:
+            rows = await uow.repo.referrals.addressed_to(partner_id, before, limit)
+        return [AddressedReferral(**row, status_ja=STATUS_JA.get(row["status"], row["status"])) for row in rows]
 
     return [router]
 

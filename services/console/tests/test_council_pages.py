@@ -310,12 +310,18 @@ async def test_the_overview_defaults_to_this_month_in_japan_with_the_reiwa_year_
     assert 'class="bar"' in page and "4件" in page and "41日" in page
 
 
-async def test_the_overview_of_a_chosen_month_and_a_month_that_is_not_one(browser, housing):
+@pytest.mark.parametrize("month", ["2026-13", "0000-01", "2026-1", "2026-11-01", "令和8年"])
+async def test_a_month_that_is_not_one_is_refused_without_asking_the_service(browser, housing, month):
+    wrong = await browser().get("/council/overview", params={"month": month})
+
+    assert wrong.status_code == 422 and "月は「2026-11」の形で選んでください。" in wrong.text
+    assert [c for c in housing.calls if c[1] == "/v1/overview"] == []
+
+
+async def test_the_overview_of_a_chosen_month_names_its_era_year(browser, housing):
     chosen = await browser().get("/council/overview", params={"month": "2019-05"})
-    wrong = await browser().get("/council/overview", params={"month": "2026-13"})
 
     assert "令和元年5月" in chosen.text
-    assert wrong.status_code == 422 and "月は「2026-11」の形で選んでください。" in wrong.text
     assert [c[2]["month"] for c in housing.calls if c[1] == "/v1/overview"] == ["2019-05-01"]
 
 

@@ -25,7 +25,7 @@ from tsunagu_contracts.japan import JST
 
 COUNCIL = signed_in("council")
 HOUSING = "housing"
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^([1-9]\d{3})-(0[1-9]|1[0-2])$")
 FREQUENCIES = {"DAILY": "毎日", "WEEKLY": "毎週", "MONTHLY": "毎月"}
 QUICK_RESULTS = {
     "visit": (("well", "会えた（問題なし）"), ("not_at_home", "不在だった")),

@@ -35,7 +35,7 @@ NAV: dict[str, list[tuple[str, str]]] = {
                     ("/coordinator/reports", "集計")],
     "partner": [("/partner/inbox", "受け取った紹介"), ("/partner/deliveries", "配信記録")],
     "council": [("/council/supports", "居住支援"), ("/council/check-ins", "見守り"),
-                ("/council/overview", "協議会への報告")],
+                ("/council/overview", "協議会への報告"), ("/council/members", "構成員")],
     "ops": [("/ops", "稼働状況")],
 }
 HOME = {role: items[0][0] for role, items in NAV.items()}

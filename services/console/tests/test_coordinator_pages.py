@@ -359,6 +359,16 @@ async def test_reports_default_to_this_month_in_japan_time_and_draw_a_bar_beside
     assert "width: 100%" in page.text and "width: 50%" in page.text and "4件" in page.text
 
 
+async def test_reports_name_each_partner_by_its_registered_name(console):
+    console.fake.answers[("GET", "referral", "/v1/reports/summary")] = {}
+    console.fake.answers[("GET", "referral", "/v1/reports/declines")] = {}
+    console.fake.answers[("GET", "referral", "/v1/reports/partners")]["recipients"][0]["label_ja"] = "連携団体"
+
+    page = await console.get("/coordinator/reports")
+
+    assert '<th scope="row">ざまフードバンク</th>' in page.text
+
+
 async def test_a_period_that_is_not_a_date_asks_again_and_reads_nothing(console):
     page = await console.get("/coordinator/reports", params={"from": "11/1", "to": "2026-11-30"})
 

@@ -358,8 +358,11 @@ def build_router() -> APIRouter:
                                          errors=[f.get("message_ja", "") for f in refused.fields])
         partners = await api.get("referral", "/v1/reports/partners", session.token, **period)
         declines = await api.get("referral", "/v1/reports/declines", session.token, **period)
+        # referral knows partners by id alone; their names are partner-notification's.
+        names = recipient_names(await api.get("partners", "/v1/partners", session.token))
         return pages(request).render(
             request, "coordinator/reports.html", session, period=period, summary=summary, partners=partners,
+            names=names, recipient_key=recipient_key,
             declines=declines, need_bars=bars(summary.get("referrals_by_need", []), "referrals"),
             partner_bars=bars(partners.get("recipients", []), "referrals_received"),
             decline_bars=bars(declines.get("by_reason_and_need", []), "count"))

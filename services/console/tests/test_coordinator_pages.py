@@ -134,6 +134,13 @@ async def test_a_referral_is_rerouted_only_to_another_candidate_of_its_need(cons
     assert f"partner:{SHELTER}" in reroute_form and f"partner:{FOOD_BANK}" not in reroute_form
 
 
+async def test_a_referral_that_already_moved_on_offers_no_reroute(console):
+    page = await console.get("/coordinator/referrals")
+
+    assert f"/coordinator/referrals/{UNREACHABLE}/reroute" not in page.text
+    assert f"/coordinator/referrals/{WITHDRAWN}/reroute" not in page.text
+
+
 async def test_accepting_a_referral_records_it_with_referral_and_says_so(console):
     answer = await console.post(f"/coordinator/referrals/{REFERRAL}/accept")
 

@@ -165,5 +165,5 @@ class RespondToReferral(Body):
     outcome: ReferralOutcome | None = None
 
 
-__all__ = ["EVENT_TYPES", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated", "PartnerDetail", "PartnerSummary",
-           "RegisterPartner", "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription", "WebhookState"]
+__all__ = ["EVENT_TYPES", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated", "PartnerDetail",
+           "PartnerSummary", "RegisterPartner", "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription", "WebhookState"]

@@ -17,14 +17,15 @@ from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_partners.adapters.kafka_access import provision_partner, remove_partner
 from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.domain.commands import (
-    ChangeWebhook, ChangedWebhook, Deactivated, PartnerDetail, PartnerSummary, RegisterPartner, RespondToReferral, RotatedSecret, RotatedToken,
-    Subscription,
+    ChangeWebhook, ChangedWebhook, Deactivated, PartnerDetail, PartnerSummary, RegisterPartner, RespondToReferral,
+    RotatedSecret, RotatedToken, Subscription,
 )
 from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import (
     TOKEN_PREFIX, NoKafkaAccess, PartnerKafkaAccess, change_webhook_url, check_webhook_url, deactivate,
-    get_partner, list_partners, partner_of_token, register_partner, rotate_api_token, rotate_webhook_secret, set_subscription,
+    get_partner, list_partners, partner_of_token, register_partner, rotate_api_token, rotate_webhook_secret,
+    set_subscription,
 )
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_servicehost import Runtime

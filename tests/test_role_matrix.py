@@ -83,6 +83,8 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     },
     "partner-notification": HEALTH | {
         "POST /v1/partners": roles("coordinator"),
+        "GET /v1/partners": roles("coordinator", "ops"),
+        "GET /v1/partners/{partner_id}": roles("coordinator", "ops") | PARTNER,
         "PUT /v1/partners/{partner_id}/subscription": roles("coordinator") | PARTNER,
         "GET /v1/partners/{partner_id}/deliveries": roles("coordinator", "ops") | PARTNER,
         "POST /v1/partners/{partner_id}/deliveries/{delivery_id}/redelivery": roles("coordinator", "ops"),
@@ -93,6 +95,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         "POST /v1/partners/{partner_id}/deactivate": roles("coordinator"),
         "POST /v1/partners/{partner_id}/session": PARTNER,
         "POST /v1/partners/{partner_id}/referrals/{referral_id}/responses": PARTNER,
+        "GET /v1/partners/{partner_id}/referrals": roles("coordinator", "ops") | PARTNER,
         "GET /v1/partners/{partner_id}/referrals/{referral_id}": PARTNER,
         "GET /v1/partners/{partner_id}/provisions": roles("coordinator", "ops") | PARTNER,
     },

@@ -33,6 +33,8 @@ class FakeServices:
     def __init__(self):
         self.writes: list[tuple[str, str, object]] = []
         self.refuse_next: ApiRefused | None = None
+        self.known: list[str] = []
+        """Persons intake knows by the kana name and birth date asked about."""
         self.created = {"case_id": CASE, "consultation_id": str(uuid4()), "person_ref": str(uuid4()),
                         "consent_ids": [], "possible_duplicates": [], "warning_ja": None}
 
@@ -53,6 +55,10 @@ class FakeServices:
     async def post(self, service, path, token, body=None):
         if path == "/v1/screening":
             return SUGGESTED
+        if path == "/v1/persons/possible-duplicates":
+            assert set(body) == {"name_kana", "birth_date"}, "only what the check compares"
+            return {"possible_duplicates": self.known,
+                    "warning_ja": "同じ氏名（かな）と生年月日の方がすでに登録されています。" if self.known else None}
         if self.refuse_next is not None:
             refused, self.refuse_next = self.refuse_next, None
             raise refused
@@ -231,3 +237,48 @@ async def test_a_follow_up_answer_without_an_outcome_is_refused_and_changes_noth
     answer = await console.post(f"/counter/follow-ups/{uuid4()}/answer", data={"csrf": csrf, "outcome": ""})
 
     assert answer.status_code == 422 and services.writes == []
+
+
+async def test_a_person_already_known_by_kana_and_birth_date_is_shown_in_place_before_anything_is_stored(
+        console, services):
+    csrf = sign_in(console)
+    services.known = [str(uuid4())]
+
+    answer = await console.post("/counter/consultations/new", data=registration(csrf))
+
+    assert answer.status_code == 409 and services.writes == []
+    assert "同一人物の確認" in answer.text and services.known[0] in answer.text
+    assert 'name="person_choice" value="new"' in answer.text
+    assert 'value="座間 花子"' in answer.text and 'value="no_food" checked' in answer.text
+
+
+async def test_staff_who_choose_the_known_person_register_the_consultation_to_that_person_without_new_details(
+        console, services):
+    csrf = sign_in(console)
+    services.known = [known := str(uuid4())]
+
+    answer = await console.post("/counter/consultations/new", data=registration(csrf, person_choice=known))
+
+    assert answer.status_code == 303
+    [(_, _, body)] = services.writes
+    assert body["person_ref"] == known and "person" not in body
+
+
+async def test_staff_who_decide_it_is_someone_else_register_a_new_person(console, services):
+    csrf = sign_in(console)
+    services.known = [str(uuid4())]
+
+    answer = await console.post("/counter/consultations/new", data=registration(csrf, person_choice="new"))
+
+    assert answer.status_code == 303
+    [(_, _, body)] = services.writes
+    assert body["person"]["name_kana"] == "ざま はなこ" and "person_ref" not in body
+
+
+async def test_a_forged_person_choice_is_refused_and_changes_nothing(console, services):
+    csrf = sign_in(console)
+
+    answer = await console.post("/counter/consultations/new", data=registration(csrf, person_choice="../../x"))
+
+    assert answer.status_code == 422 and services.writes == []
+    assert "登録する相談者を選び直してください。" in answer.text

@@ -134,12 +134,39 @@ def build_router() -> APIRouter:
             return None
 
     async def consultation_form(request: Request, session: Session, entered: Entered | None = None,
-                                suggested: dict | None = None, status_code: int = 200) -> Response:
+                                suggested: dict | None = None, duplicates: list[str] | None = None,
+                                status_code: int = 200) -> Response:
         entered = entered or Entered(values={"channel": "counter", "urgency": "normal"})
         return pages(request).render(
             request, "counter/consultation_new.html", session, status_code=status_code,
             chart=await chart(request, session), v=entered.values, errors=entered.errors, general=entered.general,
-            suggested=suggested, consent_rows=range(CONSENT_ROWS))
+            suggested=suggested, duplicates=duplicates or [], consent_rows=range(CONSENT_ROWS))
+
+    async def same_person(request: Request, session: Session, data: FormData, body: dict,
+                          entered: Entered) -> list[str]:
+        """Before someone is registered as new: the persons intake already knows by the same kana name
+        and birth date, for staff to decide. Once they have decided (`person_choice`), the consultation
+        goes to the person they chose, or to a new person."""
+        choice = data.get("person_choice")
+        if choice == "new":
+            return []
+        if choice:
+            try:
+                body["person_ref"] = str(UUID(str(choice)))
+            except ValueError:
+                entered.errors["person_choice"] = "登録する相談者を選び直してください。"
+                return []
+            del body["person"]
+            return []
+        person = body["person"]
+        if not person.get("name_kana") or not person.get("birth_date"):
+            return []  # intake's refusal of the registration says what is missing
+        try:
+            found = await apis(request).post("intake", "/v1/persons/possible-duplicates", session.token,
+                                             {"name_kana": person["name_kana"], "birth_date": person["birth_date"]})
+        except ApiRefused:
+            return []  # the same fields are refused, beside them, by the registration itself
+        return [str(ref) for ref in found.get("possible_duplicates") or []]
 
     @router.get("/consultations/new")
     async def new_consultation(request: Request, session: Session = Depends(STAFF)) -> Response:
@@ -162,6 +189,11 @@ def build_router() -> APIRouter:
                 offered = {s["need"] for s in suggested.get("suggestions", [])}
                 body["screening"] = {"chart_version": suggested["chart_version"], "cues": cues,
                                      "confirmed": [n for n in body["needs"] if n in offered]}
+        if entered.errors:
+            return await consultation_form(request, session, entered, status_code=422)
+        known = await same_person(request, session, data, body, entered)
+        if known:
+            return await consultation_form(request, session, entered, duplicates=known, status_code=409)
         if entered.errors:
             return await consultation_form(request, session, entered, status_code=422)
         try:

@@ -33,6 +33,7 @@ class FakeServices:
     def __init__(self):
         self.writes: list[tuple[str, str, object]] = []
         self.refuse_next: ApiRefused | None = None
+        self.follow_ups: list[dict] = []
         self.known: list[str] = []
         """Persons intake knows by the kana name and birth date asked about."""
         self.created = {"case_id": CASE, "consultation_id": str(uuid4()), "person_ref": str(uuid4()),
@@ -49,7 +50,7 @@ class FakeServices:
         if path == f"/v1/cases/{CASE}/referrals":
             raise ApiRefused(404, "つなぐシートが見つかりません。")
         if path == "/v1/follow-ups":
-            return []
+            return self.follow_ups
         raise AssertionError(f"unexpected GET {service} {path}")
 
     async def post(self, service, path, token, body=None):
@@ -282,3 +283,80 @@ async def test_a_forged_person_choice_is_refused_and_changes_nothing(console, se
 
     assert answer.status_code == 422 and services.writes == []
     assert "登録する相談者を選び直してください。" in answer.text
+
+
+def follow_up(state, need="no_food", case_id=CASE):
+    labels = {"overdue": "確認期限超過", "due": "確認待ち"}
+    return {"follow_up_id": str(uuid4()), "case_id": case_id, "referral_id": str(uuid4()), "need": need,
+            "need_label_ja": {"no_food": "食べるものがない", "housing": "住まい"}[need], "counter": "tax",
+            "counter_label_ja": "納税課", "state": state, "state_label_ja": labels[state], "due_on": "2026-11-20",
+            "answer_by": "2026-11-27T17:00:00+09:00", "outcome": None, "outcome_label_ja": None,
+            "answered_at": None, "reopened_referral_id": None}
+
+
+async def test_the_follow_ups_page_keeps_referrals_order_overdue_first_with_a_form_to_record_each_answer(
+        console, services):
+    sign_in(console)
+    services.follow_ups = [follow_up("overdue"), follow_up("due", need="housing", case_id=str(uuid4()))]
+
+    page = await console.get("/counter/follow-ups")
+
+    assert page.status_code == 200
+    assert page.text.index("確認期限超過") < page.text.index("確認待ち")
+    assert page.text.count('name="outcome"') == 2 and "支援が届き、役に立った" in page.text
+
+
+async def test_an_answer_to_a_follow_up_is_sent_to_referral_and_the_list_says_it_was_recorded(console, services):
+    csrf = sign_in(console)
+    follow_up_id = str(uuid4())
+
+    answer = await console.post(f"/counter/follow-ups/{follow_up_id}/answer",
+                                data={"csrf": csrf, "outcome": "reached_not_helped"})
+
+    assert answer.status_code == 303 and answer.headers["location"] == "/counter/follow-ups"
+    assert services.writes == [("referral", f"/v1/follow-ups/{follow_up_id}/answer", {"outcome": "reached_not_helped"})]
+
+
+async def test_the_case_page_shows_only_this_cases_follow_ups(console, services):
+    sign_in(console)
+    services.follow_ups = [follow_up("overdue"), follow_up("due", need="housing", case_id=str(uuid4()))]
+
+    page = await console.get(f"/counter/cases/{CASE}")
+
+    assert "確認期限超過" in page.text and "確認待ち" not in page.text
+
+
+async def test_a_need_intake_refuses_on_the_case_page_is_shown_beside_the_form_with_the_choice_kept(
+        console, services):
+    csrf = sign_in(console)
+    services.refuse_next = ApiRefused(409, "終了した相談には課題を追加できません。", "the case is closed")
+
+    answer = await console.post(f"/counter/cases/{CASE}/needs",
+                                data={"csrf": csrf, "need": "housing", "identified_by": "tax"})
+
+    assert answer.status_code == 409 and services.writes == []
+    assert "終了した相談には課題を追加できません。" in answer.text
+    assert '<option value="housing" selected>' in answer.text
+
+
+async def test_a_consent_added_on_the_case_page_goes_to_intake_for_the_partner_named(console, services):
+    csrf = sign_in(console)
+    partner = str(uuid4())
+
+    answer = await console.post(f"/counter/cases/{CASE}/consents", data={
+        "csrf": csrf, "consent.partner_id": partner, "consent.purpose": "referral", "consent.method": "oral"})
+
+    assert answer.status_code == 303
+    assert services.writes == [("intake", f"/v1/cases/{CASE}/consents", {
+        "recipient": {"kind": "partner", "partner_id": partner}, "purpose": "referral", "method": "oral",
+        "valid_until": None})]
+
+
+async def test_a_consent_with_a_malformed_partner_id_is_refused_beside_it_and_changes_nothing(console, services):
+    csrf = sign_in(console)
+
+    answer = await console.post(f"/counter/cases/{CASE}/consents", data={
+        "csrf": csrf, "consent.partner_id": "food-bank", "consent.purpose": "referral", "consent.method": "oral"})
+
+    assert answer.status_code == 422 and services.writes == []
+    assert 'id="consent-partner_id-error">連携団体IDの形式が正しくありません。' in answer.text

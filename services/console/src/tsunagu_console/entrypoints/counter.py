@@ -180,8 +180,9 @@ def build_router() -> APIRouter:
         if data.get("action") == "suggest":
             entered.errors.pop("primary_need", None)  # not asked for yet: only the suggestions are
             suggested = await suggestions(request, session, cues, entered)
-            return await consultation_form(request, session, entered, suggested,
-                                           status_code=200 if suggested else 422)
+            # 200 even when no suggestion could be made: nothing was submitted, and htmx swaps in only
+            # a 2xx answer, so the reason reaches the page with JavaScript too.
+            return await consultation_form(request, session, entered, suggested)
         if cues:
             # What staff confirmed from the chart: the needs they ticked that the chart suggested.
             suggested = await suggestions(request, session, cues, entered)

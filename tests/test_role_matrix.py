@@ -39,6 +39,7 @@ HEALTH = {"GET /healthz": EVERYONE, "GET /readyz": EVERYONE, "GET /metrics": EVE
 ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     "intake": HEALTH | {
         "POST /v1/consultations": roles("counter", "coordinator"),
+        "POST /v1/persons/possible-duplicates": roles("counter", "coordinator"),
         "POST /v1/screening": roles("counter", "coordinator"),
         "GET /v1/screening/chart": roles("counter", "coordinator"),
         "POST /v1/cases/{case_id}/needs": roles("counter", "coordinator"),

@@ -84,7 +84,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     },
     "partner-notification": HEALTH | {
         "POST /v1/partners": roles("coordinator"),
-        "GET /v1/partners": roles("coordinator", "ops"),
+        "GET /v1/partners": roles("coordinator", "ops", "counter"),
         "GET /v1/partners/{partner_id}": roles("coordinator", "ops") | PARTNER,
         "PUT /v1/partners/{partner_id}/subscription": roles("coordinator") | PARTNER,
         "GET /v1/partners/{partner_id}/deliveries": roles("coordinator", "ops") | PARTNER,

@@ -22,6 +22,9 @@ CHART = {"version": "2026.1", "title_ja": "相談チャート", "description": "
 SUGGESTED = {"chart_version": "2026.1", "suggestions": [
     {"need": "rent_loan", "label_ja": "家賃やローンの支払い", "reasons_ja": ["家賃の滞納は住まいを失う前触れ"],
      "from_cues": ["rent_arrears"]}]}
+FOOD_BANK = "0192f0c1-7a2e-7cc3-9a41-00000000f00d"
+PARTNERS = [{"partner_id": FOOD_BANK, "name": "ざまフードバンク", "active": True},
+            {"partner_id": "0192f0c1-7a2e-7cc3-9a41-0000000dead0", "name": "解散した団体", "active": False}]
 KANA_REFUSED = ApiRefused(422, "入力内容に誤りがあります。", "invalid request", [
     {"field": "person.name_kana", "location": "body", "type": "string_pattern_mismatch",
      "message_ja": "ひらがなかカタカナで入力してください。", "message_en": "kana only"}])
@@ -51,6 +54,8 @@ class FakeServices:
             raise ApiRefused(404, "つなぐシートが見つかりません。")
         if path == "/v1/follow-ups":
             return self.follow_ups
+        if path == "/v1/partners":
+            return PARTNERS
         raise AssertionError(f"unexpected GET {service} {path}")
 
     async def post(self, service, path, token, body=None):
@@ -108,6 +113,8 @@ async def test_a_counter_sees_the_registration_form_with_the_sixteen_needs_and_t
     assert page.status_code == 200
     assert page.text.count('name="needs"') == 16 and page.text.count('name="primary_need"') == 16
     assert "家賃を滞納している" in page.text and "気づきから課題を提案" in page.text
+    assert f'<option value="{FOOD_BANK}">ざまフードバンク</option>' in page.text, "a consent names a partner by name"
+    assert "解散した団体" not in page.text, "only active partners can be given a new consent"
 
 
 async def test_a_registration_sends_the_person_needs_screening_and_consent_to_intake_and_opens_the_case(

@@ -133,6 +133,14 @@ def build_router() -> APIRouter:
             entered.refused(exc, {"cues": "cues"})
             return None
 
+    async def registry(request: Request, session: Session) -> list[dict]:
+        """The partner registry as a counter reads it: each partner's id, name and whether it is active."""
+        return await apis(request).get("partners", "/v1/partners", session.token)
+
+    async def active_partners(request: Request, session: Session) -> list[dict]:
+        """The partners a new consent can name."""
+        return [p for p in await registry(request, session) if p.get("active", True)]
+
     async def consultation_form(request: Request, session: Session, entered: Entered | None = None,
                                 suggested: dict | None = None, duplicates: list[str] | None = None,
                                 status_code: int = 200) -> Response:
@@ -140,7 +148,8 @@ def build_router() -> APIRouter:
         return pages(request).render(
             request, "counter/consultation_new.html", session, status_code=status_code,
             chart=await chart(request, session), v=entered.values, errors=entered.errors, general=entered.general,
-            suggested=suggested, duplicates=duplicates or [], consent_rows=range(CONSENT_ROWS))
+            suggested=suggested, duplicates=duplicates or [], consent_rows=range(CONSENT_ROWS),
+            partners=await active_partners(request, session))
 
     async def same_person(request: Request, session: Session, data: FormData, body: dict,
                           entered: Entered) -> list[str]:
@@ -233,8 +242,11 @@ def build_router() -> APIRouter:
             except ValueError:
                 continue
         entered = entered or Entered()
+        partners = await registry(request, session)
         return pages(request).render(
             request, "counter/case.html", session, status_code=status_code, case=case, sheet=sheet,
+            partners=[p for p in partners if p.get("active", True)],
+            partner_names={p["partner_id"]: p["name"] for p in partners},
             follow_ups=follow_ups, primary=primary, duplicates=duplicates, v=entered.values, errors=entered.errors,
             general=entered.general)
 

@@ -134,9 +134,10 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
     # The registry as coordinators read it ------------------------------------------------------
 
     @router.get("", summary="連携団体の一覧 (the partner registry: needs, areas, webhook state, subscription)",
-                dependencies=[Depends(require(Role.COORDINATOR, Role.OPS))])
+                dependencies=[Depends(require(Role.COORDINATOR, Role.OPS, Role.COUNTER))])
     async def get_partners() -> list[PartnerSummary]:
-        """Active partners first, then by name; deactivated ones stay listed with their history."""
+        """Active partners first, then by name; deactivated ones stay listed with their history. Counters
+        read it too: a person's consent names the partner it is for. No contact details or credentials."""
         async with unit_of_work(runtime.db) as uow:
             return await list_partners(uow)
 

@@ -42,14 +42,11 @@ class RegisterPartner(Body):
     need_categories: list[NeedCategory] = Field(min_length=1, max_length=16)
     areas: list[Area] = Field(min_length=1, max_length=MAX_AREAS)
     contact: Contact
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: AnyHttpUrl | None = Field(default=None, description="Where events are sent. With neither a "
+                                           "webhook nor a Kafka topic, the partner is mailed a notice of each "
+                                           "referral addressed to it at contact.email, with a link to its "
+                                           "inbox in the web console.")
     kafka_topic: bool = Field(default=False, description="Also deliver to the partner's own Kafka topic.")
-
-    @model_validator(mode="after")
-    def _areas_are_codes(self) -> "RegisterPartner":
-        if self.webhook_url is None and not self.kafka_topic:
-            raise ValueError("give a webhook_url, kafka_topic, or both")
-        return self
 
 
 class Subscription(Body):

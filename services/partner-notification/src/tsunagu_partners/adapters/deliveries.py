@@ -127,7 +127,7 @@ class Deliveries:
     async def of_partner(self, partner_id: UUID, status: str | None, limit: int) -> list[asyncpg.Record]:
         """The partner's delivery log, newest first."""
         return await self.conn.fetch(
-            "SELECT delivery_id, channel, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
+            "SELECT delivery_id, channel, referral_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
             "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
             "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
 

@@ -142,7 +142,7 @@ class MailSink:
         return await asyncio.start_server(answer, host, port)
 
 
-async def _serve(host: str, smtp_port: int, http_port: int) -> None:
+async def serve(host: str, smtp_port: int, http_port: int) -> None:
     async with MailSink(host, smtp_port) as sink:
         server = await sink.serve_page(host, http_port)
         print(f"mail sink: SMTP on {host}:{smtp_port}, page on http://{host}:{http_port}/", flush=True)
@@ -159,7 +159,7 @@ def main() -> None:
     if args.host != LOOPBACK:
         parser.error("the sink listens on the loopback only")
     try:
-        asyncio.run(_serve(args.host, args.smtp_port, args.http_port))
+        asyncio.run(serve(args.host, args.smtp_port, args.http_port))
     except KeyboardInterrupt:
         pass
 
@@ -168,4 +168,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["Mail", "MailSink"]
+__all__ = ["Mail", "MailSink", "serve"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import datetime
 from functools import partial
 from uuid import UUID
@@ -108,7 +109,8 @@ async def test_a_server_that_says_try_later_gets_the_mail_on_the_next_attempt(po
         assert sink.refused == 1 and len(sink.to(DESK)) == 1
 
 
-async def test_a_server_that_refuses_for_good_makes_the_mail_a_dead_letter_at_once(pool):
+async def test_a_server_that_refuses_for_good_makes_the_mail_a_dead_letter_at_once(pool, caplog):
+    caplog.set_level(logging.DEBUG, logger="tsunagu")
     async with pool.acquire() as conn:
         partner_id = await a_partner_without_a_webhook(conn)
         referral_id = await referred(conn, partner_id)
@@ -121,3 +123,5 @@ async def test_a_server_that_refuses_for_good_makes_the_mail_a_dead_letter_at_on
     emitted = [json.loads(r["value"]) for r in await pool.fetch("SELECT value FROM outbox")]
     failed = [e for e in emitted if "delivery_id" in e]
     assert [(e["channel"], e["referral_id"], e["last_status"]) for e in failed] == [("email", referral_id, 550)]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("tsunagu")]
+    assert any("dead letter" in line for line in said) and not any(DESK in line for line in said)

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 
 import aiosmtplib
 import asyncpg
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PrometheusCounter
 
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.domain.mail import message, referral_notice
-from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender, _answer_on_span, _propagator
+from tsunagu_partners.handlers.webhooks import DeliveryPolicy, WebhookSender, _propagator
 
 log = logging.getLogger("tsunagu.partners.mail")
 
@@ -105,22 +106,28 @@ class MailSender(WebhookSender):
     async def attempt(self, client, row: asyncpg.Record) -> None:
         status, error, permanent = None, None, False
         try:
-            mail = message(referral_notice(row["body"], self.server.console_url), sender=self.server.sender,
-                           to=row["email"], delivery_id=row["delivery_id"])
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(self.policy.timeout_s):
-                    await self.deliver(mail)
-                status = SENT
-            except TimeoutError:
-                error = "TimeoutError"
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                status, error, permanent = smtp_failure(exc)
+                mail = message(referral_notice(row["body"], self.server.console_url), sender=self.server.sender,
+                               to=row["email"], delivery_id=row["delivery_id"])
+            except (ValueError, TypeError, KeyError) as exc:
+                # A notice that cannot be written (an address the message refuses) never will be.
+                error, permanent = f"unwritable:{type(exc).__name__}", True
+            else:
+                try:
+                    async with asyncio.timeout(self.policy.timeout_s):
+                        await self.deliver(mail)
+                    status = SENT
+                except TimeoutError:
+                    error = "TimeoutError"
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    status, error, permanent = smtp_failure(exc)
             took = time.perf_counter() - started
-            _answer_on_span(status if status != SENT else 200, error)
+            _reply_on_span(status, error)
             self.metrics.observe(await self.record(row, status, None, error, permanent), took)
-        except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
-            log.exception("mail delivery %s could not be recorded", row["delivery_id"])
+        except Exception as exc:  # noqa: BLE001 - the lease ends and the delivery is claimed again
+            # The class only: an exception's text may hold the partner's address.
+            log.error("mail delivery %s could not be recorded (%s)", row["delivery_id"], type(exc).__name__)
         finally:
             self.in_flight[row["partner_id"]] -= 1
             self.wake.set()
@@ -129,6 +136,15 @@ class MailSender(WebhookSender):
         s = self.server
         await aiosmtplib.send(mail, hostname=s.host, port=s.port, username=s.username, password=s.password,
                               start_tls=s.starttls, timeout=self.policy.timeout_s)
+
+
+def _reply_on_span(status: int | None, error: str | None) -> None:
+    """The server's reply code on the attempt's span, or the kind of failure (never the server's text)."""
+    span = trace.get_current_span()
+    if status is not None:
+        span.set_attribute("smtp.reply_code", status)
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, error))
 
 
 __all__ = ["MailMetrics", "MailSender", "SmtpServer", "smtp_failure"]

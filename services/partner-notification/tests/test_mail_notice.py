@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tsunagu_contracts import Envelope, ReferralRequested, uuid7
 from tsunagu_partners.bootstrap import PartnerSettings
+from tsunagu_partners.domain.commands import Contact
 from tsunagu_partners.domain.mail import mailed_referral, message, referral_notice
 from tsunagu_partners.domain.webhooks import cloudevent_body
 from tsunagu_partners.handlers.mail import smtp_failure
@@ -82,3 +83,15 @@ def test_the_sinks_page_escapes_what_it_received():
     page = sink.page()
     assert "&lt;script&gt;" in page and "<script>" not in page and "&lt;b&gt;body" in page
     assert "受信したメール" in page
+
+
+@pytest.mark.parametrize("address", ["everyone,desk@npo.example", "desk;all@npo.example", "a<desk@npo.example",
+                                     "desk(x)@npo.example", '"a b"@npo.example', "desk@npo.example\r\nBcc: x@y.z"])
+def test_a_contact_address_a_mail_header_would_read_as_more_than_one_address_is_refused(address):
+    with pytest.raises(ValidationError, match="email"):
+        Contact(department="事務局", email=address)
+
+
+@pytest.mark.parametrize("address", ["desk@npo.example", "o'brien+tsunagu@mail.npo.example", "a.b-c_d@npo.example"])
+def test_ordinary_contact_addresses_are_accepted(address):
+    assert Contact(department="事務局", email=address).email == address

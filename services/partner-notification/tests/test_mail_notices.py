@@ -125,3 +125,4 @@ async def test_a_server_that_refuses_for_good_makes_the_mail_a_dead_letter_at_on
     assert [(e["channel"], e["referral_id"], e["last_status"]) for e in failed] == [("email", referral_id, 550)]
     said = [r.getMessage() for r in caplog.records if r.name.startswith("tsunagu")]
     assert any("dead letter" in line for line in said) and not any(DESK in line for line in said)
+

@@ -26,7 +26,9 @@ class Body(BaseModel):
 
 class Contact(Body):
     department: str = Field(max_length=100, description="Team or desk, not a person.")
-    email: str = Field(max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    # A plain dot-atom address (RFC 5322): no comma, semicolon, bracket, quote or comment, which a
+    # mail header or an SMTP client would read as a second address or a name (mail notices go here).
+    email: str = Field(max_length=200, pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
     phone: str | None = Field(default=None, max_length=30, pattern=r"^[0-9+\-() ]+$")
 
 

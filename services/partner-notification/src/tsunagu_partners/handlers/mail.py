@@ -116,7 +116,7 @@ class MailSender(WebhookSender):
             else:
                 try:
                     async with asyncio.timeout(self.policy.timeout_s):
-                        await self.deliver(mail)
+                        await self.deliver(mail, row["email"])
                     status = SENT
                 except TimeoutError:
                     error = "TimeoutError"
@@ -132,10 +132,13 @@ class MailSender(WebhookSender):
             self.in_flight[row["partner_id"]] -= 1
             self.wake.set()
 
-    async def deliver(self, mail) -> None:
+    async def deliver(self, mail, to: str) -> None:
+        """The envelope names the one registered address: recipients are never read from the headers,
+        where an address such as `a,b@example.org` would count as two."""
         s = self.server
-        await aiosmtplib.send(mail, hostname=s.host, port=s.port, username=s.username, password=s.password,
-                              start_tls=s.starttls, timeout=self.policy.timeout_s)
+        await aiosmtplib.send(mail, sender=s.sender, recipients=[to], hostname=s.host, port=s.port,
+                              username=s.username, password=s.password, start_tls=s.starttls,
+                              timeout=self.policy.timeout_s)
 
 
 def _reply_on_span(status: int | None, error: str | None) -> None:

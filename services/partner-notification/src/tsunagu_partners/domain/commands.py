@@ -26,7 +26,9 @@ class Body(BaseModel):
 
 class Contact(Body):
     department: str = Field(max_length=100, description="Team or desk, not a person.")
-    email: str = Field(max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    # A plain dot-atom address (RFC 5322): no comma, semicolon, bracket, quote or comment, which a
+    # mail header or an SMTP client would read as a second address or a name (mail notices go here).
+    email: str = Field(max_length=200, pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
     phone: str | None = Field(default=None, max_length=30, pattern=r"^[0-9+\-() ]+$")
 
 
@@ -42,14 +44,11 @@ class RegisterPartner(Body):
     need_categories: list[NeedCategory] = Field(min_length=1, max_length=16)
     areas: list[Area] = Field(min_length=1, max_length=MAX_AREAS)
     contact: Contact
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: AnyHttpUrl | None = Field(default=None, description="Where events are sent. With neither a "
+                                           "webhook nor a Kafka topic, the partner is mailed a notice of each "
+                                           "referral addressed to it at contact.email, with a link to its "
+                                           "inbox in the web console.")
     kafka_topic: bool = Field(default=False, description="Also deliver to the partner's own Kafka topic.")
-
-    @model_validator(mode="after")
-    def _areas_are_codes(self) -> "RegisterPartner":
-        if self.webhook_url is None and not self.kafka_topic:
-            raise ValueError("give a webhook_url, kafka_topic, or both")
-        return self
 
 
 class Subscription(Body):

@@ -224,6 +224,7 @@ def test_the_refused_ports_are_every_port_of_the_stack():
     ports = {s[key] for s in stack["services"].values() for key in ("port", "internal_port") if key in s}
     ports |= {stack["kafka"]["port"], stack["kafka"]["controller_port"], stack["postgres"]["port"]}
     ports |= {v for k, v in stack["jaeger"].items() if k.endswith("_port")}
+    ports |= {stack["console"]["port"]} | {v for k, v in stack["mailsink"].items() if k.endswith("_port")}
     assert ports <= STACK_PORTS
 
 

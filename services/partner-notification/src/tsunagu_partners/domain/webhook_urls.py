@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 STACK_PORTS: frozenset[int] = frozenset({
+    8000,                          # the web console
     8001, 8002, 8003, 8004,        # the four services
     8101,                          # intake's internal API
     9092, 9093, 9094, 9192,        # Kafka's client ports (one to three nodes) and its controller
     5432,                          # PostgreSQL
     16686, 16685, 4317, 4318,      # Jaeger's UI and query API, OTLP gRPC and HTTP
+    8025, 8026,                    # the development mail sink (SMTP and its page)
 })
 """The stack's own ports (deploy/stack.toml): never a webhook's, on any host."""
 

@@ -1,0 +1,241 @@
+"""The examples in other languages work against the real system: the Go subscriber reads a partner's
+own topic with the partner's SCRAM user and checks each record against contracts/schemas, and the
+Python and Node webhook receivers verify partner-notification's signed deliveries.
+
+intake, referral and partner-notification run as real processes on the real broker; the examples
+run as the programs a partner would run (examples/)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from standardwebhooks.webhooks import Webhook
+
+from tsunagu_teststack.infrastructure import repo_root
+from tsunagu_teststack.pii import namespace_records
+from tsunagu_teststack.waiting import eventually
+
+sys.path.insert(0, str(repo_root() / "deploy"))
+import jaegerctl  # noqa: E402  (Go is found and its caches kept the way Jaeger's build does)
+
+EXAMPLES = repo_root() / "examples"
+REQUESTED = "tsunagu.referral.requested.v1"
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def go_subscriber(tmp_path_factory) -> Path:
+    """examples/go-subscriber built with the Go that builds Jaeger, its modules from the module proxy
+    pinned by go.sum (cached under ~/.cache/tsunagu/go-examples, so later runs take seconds)."""
+    go = jaegerctl.find_go()
+    env = jaegerctl.go_environment(jaegerctl.CACHE / "go-examples") | {"GOFLAGS": "-mod=readonly"}
+    binary = tmp_path_factory.mktemp("go") / "go-subscriber"
+    built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=EXAMPLES / "go-subscriber", env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, f"go build failed:\n{built.stdout}\n{built.stderr}"
+    return binary
+
+
+async def consult(intake, auth_headers, needs: list[str], partner_ids: list[str]) -> str:
+    """A consultation with these needs, the person consenting to a referral to each partner: its case id."""
+    async with httpx.AsyncClient(base_url=intake.url, timeout=30) as client:
+        response = await client.post("/v1/consultations", headers=auth_headers("counter"), json={
+            "person": {"name": "座間 花子", "name_kana": "ざまはなこ", "birth_date": "1968-04-02"},
+            "counter": "self_reliance", "channel": "counter", "urgency": "high", "needs": needs,
+            "primary_need": needs[0],
+            "consents": [{"recipient": {"kind": "partner", "partner_id": p}, "purpose": "referral",
+                          "method": "written"} for p in partner_ids]})
+    assert response.status_code == 201, response.text
+    return response.json()["case_id"]
+
+
+async def register(partners, auth_headers, name: str, need: str, **receiving) -> dict:
+    async with httpx.AsyncClient(base_url=partners.url, timeout=60, headers=auth_headers("coordinator")) as client:
+        response = await client.post("/v1/partners", json={
+            "name": name, "need_categories": [need], "areas": ["142166"],
+            "contact": {"department": "相談窓口", "email": "desk@example.org"}, **receiving})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def route(referral, auth_headers, need: str, partner_id: str) -> None:
+    async with httpx.AsyncClient(base_url=referral.url, timeout=30) as client:
+        routed = await client.put(f"/v1/routing/{need}", headers=auth_headers("coordinator"),
+                                  json={"candidates": [{"kind": "partner", "partner_id": partner_id}]})
+    assert routed.status_code == 200, routed.text
+
+
+@pytest.fixture
+async def three_services(service_process):
+    intake = await service_process("intake")
+    referral, partners = await asyncio.gather(
+        service_process("referral"),
+        service_process("partner-notification", extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url}))
+    return intake, referral, partners
+
+
+@pytest.mark.stack
+async def test_the_go_subscriber_validates_the_partners_records_and_reports_one_that_breaks_the_schema(
+        infrastructure, three_services, auth_headers, go_subscriber):
+    if infrastructure.kafka_admin is None:
+        pytest.skip("the broker under test is PLAINTEXT: partners get no SCRAM user")
+    intake, referral, partners = three_services
+    registered = await register(partners, auth_headers, "ざまフードバンク", "no_food", kafka_topic=True)
+    kafka = registered["kafka_credentials"]
+    topic = kafka["topic_prefix"] + "deliveries.v1"
+    await route(referral, auth_headers, "no_food", registered["partner_id"])
+    case_id = await consult(intake, auth_headers, ["no_food"], [registered["partner_id"]])
+
+    def requested(records):
+        return [r for r in records if dict(r.headers).get("ce_type") == REQUESTED.encode() and r.key == case_id.encode()]
+
+    on_topic = await eventually(lambda: namespace_records(infrastructure.kafka_bootstrap, topic,
+                                                          options=infrastructure.kafka_options),
+                                until=lambda records: bool(requested(records)), attempts=300)
+    real = requested(on_topic)[0]
+    broken_id = str(uuid.uuid4())
+    await publish_broken_copy(infrastructure, topic, real, broken_id)
+    count = len(await namespace_records(infrastructure.kafka_bootstrap, topic, options=infrastructure.kafka_options))
+    group = kafka["group_prefix"] + "go-subscriber"
+
+    ran = await asyncio.to_thread(
+        subprocess.run, [str(go_subscriber), "-records", str(count), "-timeout", "60s"], capture_output=True,
+        text=True, timeout=120, cwd=EXAMPLES / "go-subscriber",
+        env={"PATH": os.environ["PATH"], "TSUNAGU_KAFKA_BOOTSTRAP": infrastructure.kafka_bootstrap,
+             "TSUNAGU_KAFKA_USERNAME": kafka["username"], "TSUNAGU_KAFKA_PASSWORD": kafka["password"],
+             "TSUNAGU_KAFKA_TOPIC": topic, "TSUNAGU_KAFKA_GROUP": group})
+
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    real_id = dict(real.headers)["ce_id"].decode()
+    assert f"type={REQUESTED} id={real_id} valid" in lines
+    assert f"type={REQUESTED} id={broken_id} invalid: /need: enum" in lines
+    assert len(lines) == count and all(line.endswith(" valid") for line in lines if broken_id not in line), lines
+    assert kafka["password"] not in ran.stdout + ran.stderr
+    assert await committed(infrastructure, group, topic) == count, "offsets committed for every record printed"
+
+
+async def publish_broken_copy(infrastructure, topic: str, record, event_id: str) -> None:
+    """The record again under a new id, its need a code the contracts do not have, written as the admin
+    (the partner's own user may only read)."""
+    data = json.loads(record.value) | {"need": "not_a_need"}
+    headers = [(k, event_id.encode() if k == "ce_id" else v) for k, v in record.headers]
+    producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, json.dumps(data).encode(), key=record.key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def committed(infrastructure, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == topic)
+
+
+class ReceiverProcess:
+    """One of the example receivers, run as a partner would run it, on a free loopback port."""
+
+    def __init__(self, name: str, command: list[str]):
+        self.name, self.command = name, command
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/tsunagu"
+        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, secret: str) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, cwd=EXAMPLES / self.name, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={"PATH": os.environ["PATH"], "WEBHOOK_SECRET": secret, "WEBHOOK_PORT": str(self.port)})
+        self.reading = asyncio.create_task(self.read())
+        await eventually(lambda: asyncio.sleep(0, self.lines), until=lambda lines: bool(lines))
+        assert self.lines[0].startswith("listening on"), self.lines
+
+    async def read(self) -> None:
+        async for line in self.process.stdout:
+            self.lines.append(line.decode().rstrip("\n"))
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def referrals_by_need(referral, auth_headers, case_id: str) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=referral.url, timeout=30) as client:
+        listed = await client.get(f"/v1/cases/{case_id}/referrals", headers=auth_headers("coordinator"))
+    return {r["need"]: r["referral_id"] for r in listed.json().get("referrals", [])} if listed.status_code == 200 else {}
+
+
+def forged(secret_of_someone_else: str) -> tuple[bytes, dict]:
+    """A delivery signed with a secret that is not the partner's."""
+    body = json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "type": REQUESTED,
+                       "data": {"referral_id": str(uuid.uuid4())}})
+    webhook_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
+    return body.encode(), {"webhook-id": webhook_id, "webhook-timestamp": str(int(now.timestamp())),
+                           "webhook-signature": Webhook(secret_of_someone_else).sign(webhook_id, now, body),
+                           "content-type": "application/cloudevents+json"}
+
+
+@pytest.mark.stack
+async def test_the_python_and_node_receivers_verify_a_real_referral_and_refuse_a_forged_one(
+        three_services, auth_headers):
+    intake, referral, partners = three_services
+    receivers = {
+        "no_food": ReceiverProcess("webhook-receiver-python", [PYTHON, "receiver.py"]),
+        "debt": ReceiverProcess("webhook-receiver-node", ["node", "receiver.js"]),
+    }
+    try:
+        partner_ids = {}
+        for need, receiver in receivers.items():
+            registered = await register(partners, auth_headers, f"{receiver.name} の団体", need,
+                                        webhook_url=receiver.url)
+            await receiver.start(registered["webhook_secret"])
+            await route(referral, auth_headers, need, registered["partner_id"])
+            partner_ids[need] = registered["partner_id"]
+
+        case_id = await consult(intake, auth_headers, list(receivers), list(partner_ids.values()))
+
+        referral_of = await eventually(lambda: referrals_by_need(referral, auth_headers, case_id),
+                                       until=lambda found: set(found) == set(receivers), attempts=300)
+        for need, receiver in receivers.items():
+            expected = f"type={REQUESTED} referral_id={referral_of[need]}"
+            accepted = await eventually(lambda: asyncio.sleep(0, receiver.lines),
+                                        until=lambda lines: any(line.startswith("accepted") and line.endswith(expected)
+                                                                for line in lines), attempts=300)
+            assert not any(line.startswith("refused") for line in accepted), (receiver.name, accepted)
+
+        wrong_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for receiver in receivers.values():
+                body, headers = forged(wrong_secret)
+                answer = await client.post(receiver.url, content=body, headers=headers)
+                assert answer.status_code == 401, (receiver.name, answer.text)
+                assert answer.json()["message_en"] == "the signature does not verify"
+                await eventually(lambda: asyncio.sleep(0, receiver.lines),
+                                 until=lambda lines: any(line.startswith(f"refused webhook-id={headers['webhook-id']}")
+                                                         for line in lines))
+    finally:
+        for receiver in receivers.values():
+            await receiver.stop()

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -188,24 +188,70 @@ async def referrals_by_need(referral, auth_headers, case_id: str) -> dict[str, s
     return {r["need"]: r["referral_id"] for r in listed.json().get("referrals", [])} if listed.status_code == 200 else {}
 
 
-def forged(secret_of_someone_else: str) -> tuple[bytes, dict]:
-    """A delivery signed with a secret that is not the partner's."""
-    body = json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "type": REQUESTED,
-                       "data": {"referral_id": str(uuid.uuid4())}})
-    webhook_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
-    return body.encode(), {"webhook-id": webhook_id, "webhook-timestamp": str(int(now.timestamp())),
-                           "webhook-signature": Webhook(secret_of_someone_else).sign(webhook_id, now, body),
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def signed(secret: str, body: str | None = None, *, webhook_id: str | None = None,
+           at: datetime | None = None) -> tuple[bytes, dict]:
+    """A delivery as partner-notification signs it (Standard Webhooks), by default a referral."""
+    if body is None:
+        body = json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "type": REQUESTED,
+                           "data": {"referral_id": str(uuid.uuid4())}})
+    webhook_id, at = webhook_id or f"msg_{uuid.uuid4().hex}", at or datetime.now(UTC)
+    return body.encode(), {"webhook-id": webhook_id, "webhook-timestamp": str(int(at.timestamp())),
+                           "webhook-signature": Webhook(secret).sign(webhook_id, at, body),
                            "content-type": "application/cloudevents+json"}
+
+
+RECEIVERS = {"python": ("webhook-receiver-python", [PYTHON, "receiver.py"]),
+             "node": ("webhook-receiver-node", ["node", "receiver.js"])}
+
+
+@pytest.mark.parametrize("language", RECEIVERS)
+async def test_a_receiver_refuses_what_it_cannot_verify_or_read_and_applies_a_retried_delivery_once(language):
+    secret = new_secret()
+    receiver = ReceiverProcess(*RECEIVERS[language])
+    await receiver.start(secret)
+    delivery = signed(secret, webhook_id="msg_retried")
+    try:
+        async with httpx.AsyncClient(base_url=receiver.url, timeout=10) as client:
+            async def post(body: bytes, headers: dict | None = None) -> httpx.Response:
+                return await client.post("", content=body, headers=headers)
+
+            answers = {
+                "delivered": await post(*delivery),
+                "delivered again": await post(*delivery),
+                "signed with another secret": await post(*signed(new_secret())),
+                "body changed after signing": await post(delivery[0].replace(b"referral", b"r"), delivery[1]),
+                "signed ten minutes ago": await post(*signed(secret, at=datetime.now(UTC) - timedelta(minutes=10))),
+                "unsigned": await post(delivery[0]),
+                "signed but not JSON": await post(*signed(secret, "not json")),
+                "signed but not an object": await post(*signed(secret, "[1]")),
+                "larger than a megabyte": await post(*signed(secret, "x" * (2 << 20))),
+            }
+        await eventually(lambda: asyncio.sleep(0, receiver.lines), until=lambda lines: len(lines) >= 8)
+    finally:
+        await receiver.stop()
+
+    assert {what: a.status_code for what, a in answers.items()} == {
+        "delivered": 204, "delivered again": 204, "signed with another secret": 401,
+        "body changed after signing": 401, "signed ten minutes ago": 401, "unsigned": 401,
+        "signed but not JSON": 400, "signed but not an object": 400, "larger than a megabyte": 413}
+    for what, a in answers.items():
+        if a.status_code >= 400:
+            assert a.json()["message_ja"] and a.json()["message_en"], what
+    applied = [line for line in receiver.lines if line.startswith("accepted")]
+    assert len(applied) == 1 and "webhook-id=msg_retried" in applied[0]
+    assert any(line.startswith("duplicate webhook-id=msg_retried") for line in receiver.lines)
+    assert "not json" not in "\n".join(receiver.lines), "a body that is not JSON is never quoted"
 
 
 @pytest.mark.stack
 async def test_the_python_and_node_receivers_verify_a_real_referral_and_refuse_a_forged_one(
         three_services, auth_headers):
     intake, referral, partners = three_services
-    receivers = {
-        "no_food": ReceiverProcess("webhook-receiver-python", [PYTHON, "receiver.py"]),
-        "debt": ReceiverProcess("webhook-receiver-node", ["node", "receiver.js"]),
-    }
+    receivers = {"no_food": ReceiverProcess(*RECEIVERS["python"]), "debt": ReceiverProcess(*RECEIVERS["node"])}
     try:
         partner_ids = {}
         for need, receiver in receivers.items():
@@ -226,10 +272,9 @@ async def test_the_python_and_node_receivers_verify_a_real_referral_and_refuse_a
                                                                 for line in lines), attempts=300)
             assert not any(line.startswith("refused") for line in accepted), (receiver.name, accepted)
 
-        wrong_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         async with httpx.AsyncClient(timeout=10) as client:
             for receiver in receivers.values():
-                body, headers = forged(wrong_secret)
+                body, headers = signed(new_secret())  # not the partner's secret
                 answer = await client.post(receiver.url, content=body, headers=headers)
                 assert answer.status_code == 401, (receiver.name, answer.text)
                 assert answer.json()["message_en"] == "the signature does not verify"

@@ -12,7 +12,7 @@
 // personal data; a partner fetches a person's details through partner-notification's API.
 
 import { createServer } from "node:http";
-import { Webhook } from "standardwebhooks";
+import { Webhook, WebhookVerificationError } from "standardwebhooks";
 
 const MAX_BODY = 1 << 20; // a thin CloudEvent is far smaller
 const REMEMBERED_IDS = 10_000; // webhook-ids kept for deduplication (a real receiver keeps them in its database)
@@ -34,7 +34,7 @@ function firstTime(webhookId) {
 
 function answer(response, status, messageJa, messageEn) {
   const body = messageEn ? JSON.stringify({ message_ja: messageJa, message_en: messageEn }) : "";
-  response.writeHead(status, body ? { "content-type": "application/json" } : {});
+  response.writeHead(status, body ? { "content-type": "application/json; charset=utf-8" } : {});
   response.end(body);
 }
 
@@ -62,8 +62,20 @@ const server = createServer((request, response) => {
     try {
       event = webhook.verify(body, request.headers);
     } catch (error) {
-      console.log(`refused webhook-id=${webhookId}: ${error.message}`);
-      answer(response, 401, "署名を確認できません。", "the signature does not verify");
+      if (error instanceof WebhookVerificationError) {
+        console.log(`refused webhook-id=${webhookId}: ${error.message}`);
+        answer(response, 401, "署名を確認できません。", "the signature does not verify");
+      } else {
+        // Signed, but not JSON (the library parses the body once it verified). The parser's message
+        // quotes the body, so it is not printed.
+        console.log(`refused webhook-id=${webhookId}: the body is not JSON`);
+        answer(response, 400, "本文が JSON ではありません。", "the body is not JSON");
+      }
+      return;
+    }
+    if (typeof event !== "object" || event === null || Array.isArray(event)) {
+      console.log(`refused webhook-id=${webhookId}: the body is not a JSON object`);
+      answer(response, 400, "本文が JSON オブジェクトではありません。", "the body is not a JSON object");
       return;
     }
     const first = firstTime(webhookId);

@@ -55,22 +55,32 @@ def handler(webhook: Webhook, deliveries: Deliveries) -> type[BaseHTTPRequestHan
             webhook_id = self.headers.get("webhook-id", "-")
             try:
                 event = webhook.verify(body, dict(self.headers.items()))
-            except (WebhookVerificationError, ValueError) as error:
+            except WebhookVerificationError as error:
                 say(f"refused webhook-id={webhook_id}: {error}")
                 self.answer(401, "署名を確認できません。", "the signature does not verify")
                 return
+            except ValueError:  # signed, but not JSON (the library parses the body once it verified)
+                say(f"refused webhook-id={webhook_id}: the body is not JSON")
+                self.answer(400, "本文が JSON ではありません。", "the body is not JSON")
+                return
+            if not isinstance(event, dict):
+                say(f"refused webhook-id={webhook_id}: the body is not a JSON object")
+                self.answer(400, "本文が JSON オブジェクトではありません。", "the body is not a JSON object")
+                return
             first = deliveries.first_time(webhook_id)
             self.answer(204)
-            data = event.get("data") or {}
+            data = event.get("data")
+            referral_id = data.get("referral_id", "-") if isinstance(data, dict) else "-"
             say(f"{'accepted' if first else 'duplicate'} webhook-id={webhook_id} type={event.get('type')} "
-                f"referral_id={data.get('referral_id', '-')}")
+                f"referral_id={referral_id}")
 
         def answer(self, status: int, message_ja: str = "", message_en: str = "") -> None:
-            body = json.dumps({"message_ja": message_ja, "message_en": message_en}).encode() if message_en else b""
+            body = (json.dumps({"message_ja": message_ja, "message_en": message_en}, ensure_ascii=False).encode()
+                    if message_en else b"")
             self.send_response(status)
             self.send_header("content-length", str(len(body)))
             if body:
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", "application/json; charset=utf-8")
             self.end_headers()
             self.wfile.write(body)
 

@@ -89,7 +89,7 @@ async def three_services(service_process):
 
 
 @pytest.mark.stack
-async def test_the_go_subscriber_validates_the_partners_records_and_reports_one_that_breaks_the_schema(
+async def test_the_go_subscriber_finds_the_partners_real_record_valid_and_says_why_each_broken_copy_is_not(
         infrastructure, three_services, auth_headers, go_subscriber):
     if infrastructure.kafka_admin is None:
         pytest.skip("the broker under test is PLAINTEXT: partners get no SCRAM user")
@@ -107,8 +107,18 @@ async def test_the_go_subscriber_validates_the_partners_records_and_reports_one_
                                                           options=infrastructure.kafka_options),
                                 until=lambda records: bool(requested(records)), attempts=300)
     real = requested(on_topic)[0]
-    broken_id = str(uuid.uuid4())
-    await publish_broken_copy(infrastructure, topic, real, broken_id)
+    data = json.loads(real.value)
+    broken = {  # what each copy of the real record breaks, and the line the subscriber should print for it
+        "need outside the contracts": (data | {"need": "not_a_need"}, {}, "/need: enum"),
+        "referral id not a uuid": (data | {"referral_id": "looks-like-a-value-7731"}, {}, "/referral_id: format"),
+        "no referral id": ({k: v for k, v in data.items() if k != "referral_id"}, {},
+                           "/: required (missing property 'referral_id')"),
+        "not JSON": (b"{not json", {}, "the value is not JSON"),
+        "no event type": (data, {"ce_type": None}, "no ce_type header"),
+    }
+    ids = {what: str(uuid.uuid4()) for what in broken}
+    for what, (value, headers, _) in broken.items():
+        await publish_copy(infrastructure, topic, real, value, headers | {"ce_id": ids[what].encode()})
     count = len(await namespace_records(infrastructure.kafka_bootstrap, topic, options=infrastructure.kafka_options))
     group = kafka["group_prefix"] + "go-subscriber"
 
@@ -121,23 +131,27 @@ async def test_the_go_subscriber_validates_the_partners_records_and_reports_one_
 
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
-    real_id = dict(real.headers)["ce_id"].decode()
-    assert f"type={REQUESTED} id={real_id} valid" in lines
-    assert f"type={REQUESTED} id={broken_id} invalid: /need: enum" in lines
-    assert len(lines) == count and all(line.endswith(" valid") for line in lines if broken_id not in line), lines
+    assert f"type={REQUESTED} id={dict(real.headers)['ce_id'].decode()} valid" in lines
+    for what, (_, headers, reason) in broken.items():
+        shown_type = "-" if "ce_type" in headers else REQUESTED
+        assert f"type={shown_type} id={ids[what]} invalid: {reason}" in lines, (what, lines)
+    assert len(lines) == count
+    assert all(line.endswith(" valid") for line in lines if not any(i in line for i in ids.values())), lines
+    assert "looks-like-a-value" not in ran.stdout, "a value from the record is never printed"
     assert kafka["password"] not in ran.stdout + ran.stderr
     assert await committed(infrastructure, group, topic) == count, "offsets committed for every record printed"
 
 
-async def publish_broken_copy(infrastructure, topic: str, record, event_id: str) -> None:
-    """The record again under a new id, its need a code the contracts do not have, written as the admin
-    (the partner's own user may only read)."""
-    data = json.loads(record.value) | {"need": "not_a_need"}
-    headers = [(k, event_id.encode() if k == "ce_id" else v) for k, v in record.headers]
+async def publish_copy(infrastructure, topic: str, record, value, headers: dict) -> None:
+    """The record again with another value and some headers replaced (None: left out), written as the
+    admin (the partner's own user may only read its topic)."""
+    body = value if isinstance(value, bytes) else json.dumps(value).encode()
+    kept = [(k, v) for k, v in record.headers if k not in headers]
     producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, json.dumps(data).encode(), key=record.key, headers=headers)
+        await producer.send_and_wait(topic, body, key=record.key,
+                                     headers=kept + [(k, v) for k, v in headers.items() if v is not None])
     finally:
         await producer.stop()
 

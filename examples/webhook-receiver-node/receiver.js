@@ -15,6 +15,7 @@ import { createServer } from "node:http";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
 
 const MAX_BODY = 1 << 20; // a thin CloudEvent is far smaller
+const DRAIN_AT_MOST = 16 << 20;
 const REMEMBERED_IDS = 10_000; // webhook-ids kept for deduplication (a real receiver keeps them in its database)
 
 const secret = process.env.WEBHOOK_SECRET ?? "";
@@ -47,15 +48,15 @@ const server = createServer((request, response) => {
   let size = 0;
   request.on("data", (chunk) => {
     size += chunk.length;
-    if (size > MAX_BODY) {
-      answer(response, 413, "本文が大きすぎます。", "the body is too large");
-      request.destroy();
-      return;
-    }
-    chunks.push(chunk);
+    if (size <= MAX_BODY) chunks.push(chunk);
+    else if (size > DRAIN_AT_MOST) request.destroy(); // a larger body is not read further
   });
   request.on("end", () => {
-    if (size > MAX_BODY) return;
+    if (size > MAX_BODY) {
+      // Read to its end (and dropped), so the sender gets the answer instead of a reset connection.
+      answer(response, 413, "本文が大きすぎます。", "the body is too large");
+      return;
+    }
     const body = Buffer.concat(chunks);
     const webhookId = request.headers["webhook-id"] ?? "-";
     let event;

@@ -82,7 +82,8 @@ async def route(referral, auth_headers, need: str, partner_id: str) -> None:
 async def the_go_subscriber_reads_the_partners_topic(infrastructure, go_subscriber: Path, kafka: dict,
                                                      case_id: str) -> None:
     """The partner's real referral is valid; copies of it broken in five ways are each reported with
-    why, never with a value from the record; the offsets of every record printed are committed."""
+    why, never with a value from the record; the offsets of every record printed are committed. A
+    wrong password is reported as such, not as records that never come."""
     topic = kafka["topic_prefix"] + "deliveries.v1"
 
     def requested(records):
@@ -107,12 +108,19 @@ async def the_go_subscriber_reads_the_partners_topic(infrastructure, go_subscrib
     count = len(await namespace_records(infrastructure.kafka_bootstrap, topic, options=infrastructure.kafka_options))
     group = kafka["group_prefix"] + "go-subscriber"
 
-    ran = await asyncio.to_thread(
-        subprocess.run, [str(go_subscriber), "-records", str(count), "-timeout", "60s"], capture_output=True,
-        text=True, timeout=120, cwd=EXAMPLES / "go-subscriber",
-        env={"PATH": os.environ["PATH"], "TSUNAGU_KAFKA_BOOTSTRAP": infrastructure.kafka_bootstrap,
-             "TSUNAGU_KAFKA_USERNAME": kafka["username"], "TSUNAGU_KAFKA_PASSWORD": kafka["password"],
-             "TSUNAGU_KAFKA_TOPIC": topic, "TSUNAGU_KAFKA_GROUP": group})
+    def run_subscriber(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(go_subscriber), "-records", str(count), "-timeout", "60s"], capture_output=True, text=True,
+            timeout=120, cwd=EXAMPLES / "go-subscriber", check=False,
+            env={"PATH": os.environ["PATH"], "TSUNAGU_KAFKA_BOOTSTRAP": infrastructure.kafka_bootstrap,
+                 "TSUNAGU_KAFKA_USERNAME": kafka["username"], "TSUNAGU_KAFKA_PASSWORD": password,
+                 "TSUNAGU_KAFKA_TOPIC": topic, "TSUNAGU_KAFKA_GROUP": group})
+
+    wrong = await asyncio.to_thread(run_subscriber, kafka["password"] + "-wrong")
+    ran = await asyncio.to_thread(run_subscriber, kafka["password"])
+
+    assert wrong.returncode == 1 and "SASL_AUTHENTICATION_FAILED" in wrong.stderr, "a wrong password is said at once"
+    assert wrong.stdout == "" and kafka["password"] not in wrong.stderr
 
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()

@@ -109,6 +109,10 @@ func run(cfg config) error {
 		return err
 	}
 	defer client.Close()
+	// A wrong password or an unknown user would otherwise only show as records that never come.
+	if err := client.Ping(ctx); err != nil {
+		return fmt.Errorf("connecting to %s as %s: %w", cfg.bootstrap, printable(cfg.username), err)
+	}
 
 	seen := 0
 	for cfg.records == 0 || seen < cfg.records {

@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop status infra python-deps deps browser-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
+.PHONY: run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -54,7 +54,15 @@ browser-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
 		else echo "[tsunagu] the browser tests need: sudo apt-get install chromium fonts-noto-cjk"; exit 1; fi; fi
 
-deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_modules/.installed browser-deps
+# The examples' own packages (examples/), which their tests in `make test` run: the Node webhook
+# receiver's standardwebhooks. The Go subscriber's modules come with its build (go.sum pins them).
+examples/webhook-receiver-node/node_modules/.installed: examples/webhook-receiver-node/package-lock.json
+	npm ci --prefix examples/webhook-receiver-node --no-audit --no-fund --loglevel=error
+	@touch $@
+
+examples-deps: examples/webhook-receiver-node/node_modules/.installed
+
+deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_modules/.installed browser-deps examples-deps
 
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps

@@ -87,6 +87,8 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         # Partners' receivers during development run on this machine; never on a deployment.
         env["TSUNAGU_PARTNERS_ALLOW_LOOPBACK_WEBHOOKS"] = "true"
         env["TSUNAGU_PARTNERS_INTAKE_URL"] = f"http://127.0.0.1:{cfg['services']['intake']['internal_port']}"
+        # Where partners reach this service: webhooks link a referral's details there.
+        env["TSUNAGU_PARTNERS_PUBLIC_URL"] = f"http://127.0.0.1:{svc['port']}"
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
     otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")

@@ -77,3 +77,44 @@ def test_a_secret_cut_off_where_the_reading_stopped_is_blanked_out_too():
     raw = ("x" * (EXCERPT_BYTES - 10) + SECRET[:20]).encode()
     shown = answer_excerpt("text/plain", raw, [SECRET])
     assert SECRET[:20] not in shown and SECRET.removeprefix("whsec_")[:14] not in shown
+
+
+class _Registry:
+    def __init__(self, row):
+        self.row = row
+
+    async def take_webhook_test(self, partner_id, min_interval_s):
+        return self.row
+
+
+class _UnitOfWork:
+    def __init__(self, row):
+        self.repo = type("Repo", (), {"registry": _Registry(row)})()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+async def test_a_compressed_answer_is_neither_unpacked_nor_shown():
+    import gzip
+
+    import httpx
+    from cryptography.fernet import Fernet, MultiFernet
+
+    from tsunagu_partners.handlers.webhook_tests import send_webhook_test
+
+    cipher = MultiFernet([Fernet(Fernet.generate_key())])
+    row = {"webhook_url": "https://foodbank.example/hook", "webhook_secret": cipher.encrypt(SECRET.encode()),
+           "previous_webhook_secret": None, "webhook_disabled_at": None}
+    bomb = gzip.compress(b"a" * 5_000_000)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, stream=httpx.ByteStream(bomb), headers={"content-type": "text/plain", "content-encoding": "gzip"})
+
+    result = await send_webhook_test(lambda: _UnitOfWork(row), uuid7(), cipher=cipher, timeout_s=5,
+                                     client=lambda: httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    assert (result.status_code, result.delivered, result.answer_excerpt) == (400, False, None)
+    assert result.message_ja.startswith("受信側が 400 を返しました")

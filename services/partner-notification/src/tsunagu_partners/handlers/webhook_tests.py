@@ -18,6 +18,7 @@ from uuid import UUID
 
 import httpx
 from cryptography.fernet import MultiFernet
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from tsunagu_contracts import uuid7
@@ -95,7 +96,9 @@ async def send_webhook_test(new_uow: NewUnitOfWork, partner_id: UUID, *, cipher:
         async with asyncio.timeout(timeout_s), client() as http:
             async with http.stream("POST", row["webhook_url"], content=body.encode(), headers=headers) as response:
                 status, content_type = response.status_code, response.headers.get("content-type")
-                async for chunk in response.aiter_bytes():
+                if response.headers.get("content-encoding", "identity").lower() != "identity":
+                    content_type = None  # a compressed answer is not unpacked: a small one can unpack huge
+                async for chunk in response.aiter_raw():
                     raw += chunk
                     if len(raw) >= READ_BYTES:
                         break  # the rest is left unread; the connection is closed, not reused
@@ -106,6 +109,7 @@ async def send_webhook_test(new_uow: NewUnitOfWork, partner_id: UUID, *, cipher:
     except httpx.HTTPError as exc:
         error = type(exc).__name__
     took_ms = int((time.perf_counter() - started) * 1000)
+    _answer_on_span(status, error, webhook_id)
     if error is not None:
         status = None  # headers came, then the deadline or the connection ended the answer
     delivered = status is not None and 200 <= status < 300
@@ -118,6 +122,17 @@ async def send_webhook_test(new_uow: NewUnitOfWork, partner_id: UUID, *, cipher:
         answer_truncated=len(raw) > EXCERPT_BYTES, error=error,
         webhook_disabled=row["webhook_disabled_at"] is not None, signatures=len(secrets),
         message_ja=message_ja, message_en=message_en)
+
+
+def _answer_on_span(status: int | None, error: str | None, webhook_id: UUID) -> None:
+    """The answer on the route's span (ids and the status, never the URL or the body)."""
+    span = trace.get_current_span()
+    span.set_attribute("tsunagu.webhook_id", str(webhook_id))
+    span.set_attribute("tsunagu.event_type", WEBHOOK_TEST_TYPE)
+    if status is not None:
+        span.set_attribute("tsunagu.webhook_status", status)
+    if error is not None:
+        span.set_attribute("tsunagu.webhook_error", error)
 
 
 def _summary(status: int | None, error: str | None, refused: UrlRefused | None,

@@ -89,6 +89,11 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         env["TSUNAGU_PARTNERS_INTAKE_URL"] = f"http://127.0.0.1:{cfg['services']['intake']['internal_port']}"
         # Where partners reach this service: webhooks link a referral's details there.
         env["TSUNAGU_PARTNERS_PUBLIC_URL"] = f"http://127.0.0.1:{svc['port']}"
+        # Mail notices go to the development sink (deploy/mailsink.py), on loopback without STARTTLS.
+        env["TSUNAGU_PARTNERS_SMTP_HOST"] = cfg["mailsink"]["host"]
+        env["TSUNAGU_PARTNERS_SMTP_PORT"] = str(cfg["mailsink"]["smtp_port"])
+        env["TSUNAGU_PARTNERS_SMTP_STARTTLS"] = "false"
+        env["TSUNAGU_PARTNERS_CONSOLE_URL"] = f"http://127.0.0.1:{cfg['console']['port']}"
     if name == "housing-support":
         env["TSUNAGU_HOUSING_PII_KEYS"] = secrets["housing_pii_key"]
     otlp = os.environ.get("TSUNAGU_OTLP_ENDPOINT", jaegerctl.Instance().otlp_endpoint if traces else "")
@@ -202,7 +207,7 @@ def ready(port: int, token: str = "") -> tuple[bool, str]:
 
 
 def stop_services() -> None:
-    names = ["console", *stack()["services"], "jaeger"]
+    names = ["console", *stack()["services"], "jaeger", "mailsink"]
     running = {name: pid for name in names if (pid := read_pid(RUN_DIR / f"{name}.pid"))}
     terminate(*running.values(), timeout=20)
     for name in names:
@@ -243,6 +248,9 @@ def print_summary() -> None:
         lines.append(f"  traces                 exported to {os.environ['TSUNAGU_OTLP_ENDPOINT'] or 'nowhere'}")
     elif jaeger.answering():
         lines.append(f"  traces (Jaeger)        {jaeger.ui}   (OTLP {jaeger.otlp_endpoint})")
+    sink = cfg["mailsink"]
+    lines.append(f"  sent mail (dev sink)   http://{sink['host']}:{sink['http_port']}/   "
+                 f"(SMTP {sink['host']}:{sink['smtp_port']}; nothing is relayed)")
     lines += [
         f"  Kafka                  {bootstrap()}",
         f"  PostgreSQL             {cfg['postgres']['host']}:{cfg['postgres']['port']} "
@@ -267,6 +275,22 @@ def console_process(traces: bool) -> Supervised:
     return Supervised("console", [venv_python(), "-m", stack()["console"]["module"], "serve"],
                       env={**os.environ, **console_env(traces)}, log=LOG_DIR / "console.log",
                       pidfile=RUN_DIR / "console.pid")
+
+
+def start_mailsink() -> Supervised:
+    """The development SMTP sink (deploy/mailsink.py), supervised like Jaeger, before the services."""
+    sink = stack()["mailsink"]
+    for port in (sink["smtp_port"], sink["http_port"]):
+        if port_open(sink["host"], port):
+            raise StepFailed(f"port {sink['host']}:{port} for the mail sink is already in use by another program")
+    mailsink = Supervised("mailsink", [venv_python(), str(DEPLOY / "mailsink.py")], env=dict(os.environ),
+                          log=LOG_DIR / "mailsink.log", pidfile=RUN_DIR / "mailsink.pid")
+    mailsink.start(time.monotonic())
+    if not wait_until(lambda: port_open(sink["host"], sink["http_port"]) or mailsink.exit_code() is not None, 30) \
+            or mailsink.exit_code() is not None:
+        raise StepFailed(f"the mail sink did not start; see {LOG_DIR / 'mailsink.log'}")
+    say(f"mailsink: ready (pid {mailsink.process.pid}), page on http://{sink['host']}:{sink['http_port']}/")
+    return mailsink
 
 
 def start_jaeger_build() -> subprocess.Popen | None:
@@ -362,6 +386,7 @@ def run() -> int:
         write_dev_tokens()  # the JWKS the services check staff tokens against
         jaeger = start_jaeger(builder, lambda: stopping)
         traces = jaegerctl.Instance().answering()
+        mailsink = start_mailsink()
         services = {name: service_process(name, traces) for name in cfg["services"]}
         services["console"] = console_process(traces)
         for name, service in services.items():
@@ -371,7 +396,7 @@ def run() -> int:
         wait_until_ready(services, lambda: stopping)
         if not stopping:
             print_summary()
-        supervise([*services.values(), *([jaeger] if jaeger else [])], lambda: stopping)
+        supervise([*services.values(), mailsink, *([jaeger] if jaeger else [])], lambda: stopping)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -39,6 +39,7 @@ HEALTH = {"GET /healthz": EVERYONE, "GET /readyz": EVERYONE, "GET /metrics": EVE
 ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     "intake": HEALTH | {
         "POST /v1/consultations": roles("counter", "coordinator"),
+        "POST /v1/persons/possible-duplicates": roles("counter", "coordinator"),
         "POST /v1/screening": roles("counter", "coordinator"),
         "GET /v1/screening/chart": roles("counter", "coordinator"),
         "POST /v1/cases/{case_id}/needs": roles("counter", "coordinator"),
@@ -83,6 +84,8 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
     },
     "partner-notification": HEALTH | {
         "POST /v1/partners": roles("coordinator"),
+        "GET /v1/partners": roles("coordinator", "ops", "counter"),
+        "GET /v1/partners/{partner_id}": roles("coordinator", "ops") | PARTNER,
         "PUT /v1/partners/{partner_id}/subscription": roles("coordinator") | PARTNER,
         "GET /v1/partners/{partner_id}/deliveries": roles("coordinator", "ops") | PARTNER,
         "POST /v1/partners/{partner_id}/deliveries/{delivery_id}/redelivery": roles("coordinator", "ops"),

@@ -303,3 +303,4 @@ class DeliveryChannel(LabelledCode):
 
     WEBHOOK = "webhook", "Webhook（HTTPでの通知）"
     KAFKA = "kafka", "Kafkaトピック"
+    EMAIL = "email", "メール（Webhookのない団体へのお知らせ）"

@@ -11,7 +11,7 @@ from tsunagu_contracts import (
 )
 from tsunagu_contracts.codes import Division, NeedCategory
 from tsunagu_intake.adapters.idempotency import once
-from tsunagu_intake.domain.commands import EXAMPLE, GrantConsent, RegisterConsultation, ScreenCues
+from tsunagu_intake.domain.commands import EXAMPLE, GrantConsent, PersonKey, RegisterConsultation, ScreenCues
 from tsunagu_intake.handlers import consents, consultations, referral_view, screening
 from tsunagu_servicehost.errors import Rejected, Why
 
@@ -65,6 +65,16 @@ async def test_the_same_kana_name_and_birth_date_is_flagged_as_a_possible_duplic
     second = await register(uow, cipher, person=same_person_typed_in_katakana)
 
     assert second.possible_duplicates == [first.person_ref] and second.person_ref != first.person_ref
+
+
+async def test_staff_can_ask_before_registering_whether_the_same_kana_name_and_birth_date_is_known(uow, cipher):
+    first = await register(uow, cipher)
+    typed_in_katakana = PersonKey(name_kana="ザマ　ハナコ", birth_date=EXAMPLE["person"]["birth_date"])
+    someone_else = PersonKey(name_kana="ざま はなこ", birth_date="1990-01-01")
+
+    assert await consultations.possible_duplicates(uow.repo, typed_in_katakana, cipher=cipher) == [first.person_ref]
+    assert await consultations.possible_duplicates(uow.repo, someone_else, cipher=cipher) == []
+    assert len(uow.repo.persons) == 1, "asking registers nobody"
 
 
 async def test_an_unknown_person_ref_is_refused_and_nothing_is_announced(uow, cipher):

@@ -163,11 +163,16 @@ class FakeDeliveries:
     def __init__(self, t: Tables):
         self.t = t
 
-    async def queue(self, delivery_id, partner_id, event_id, event_type, case_id, body, purposes):
-        if not any((d["partner_id"], d["event_id"]) == (partner_id, event_id) for d in self.t.deliveries):
+    async def queue(self, delivery_id, partner_id, event_id, event_type, case_id, body, purposes,
+                    channel="webhook", referral_id=None):
+        # Both unique rules of the table: one delivery per (partner, event), one mail per (partner, referral).
+        if not any((d["partner_id"], d["event_id"]) == (partner_id, event_id)
+                   or (channel == "email" and (d["partner_id"], d["channel"], d["referral_id"])
+                       == (partner_id, channel, referral_id)) for d in self.t.deliveries):
             self.t.deliveries.append({"delivery_id": delivery_id, "partner_id": partner_id, "event_id": event_id,
                                       "event_type": event_type, "case_id": case_id, "body": body,
-                                      "purposes": purposes, "status": "pending"})
+                                      "purposes": purposes, "status": "pending", "channel": channel,
+                                      "referral_id": referral_id})
 
     async def published(self, event_id, topic):
         return (event_id, topic) in self.t.outbox

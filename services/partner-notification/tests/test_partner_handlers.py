@@ -661,3 +661,25 @@ async def test_a_delivery_withdrawn_while_it_was_sent_stays_withdrawn_and_report
 
     assert row["status"] == "withdrawn"
     assert [e for unit in new_uow.done for e in unit.events] == []
+
+
+async def test_a_partner_with_neither_a_webhook_nor_a_topic_is_queued_a_mail_notice_of_a_referral_to_it(uow, repo):
+    partner, case_id = await a_partner(uow, webhook=False, kafka=False), uuid7()
+    await f.on_consent_granted(uow, consent(case_id, partner))
+    requested = referral(case_id, partner)
+    await f.on_referral_requested(uow, requested)
+
+    [mail] = repo.tables.deliveries
+    assert (mail["channel"], mail["referral_id"], mail["event_id"]) == (
+        "email", requested.data.referral_id, requested.id)
+    assert uow.forwarded == []
+
+
+async def test_a_partner_without_a_webhook_is_mailed_about_referrals_only(uow, repo):
+    partner, case_id = await a_partner(uow, webhook=False, kafka=False), uuid7()
+    await f.on_consent_granted(uow, consent(case_id, partner))
+    await f.on_case_closed(uow, Envelope(data=CaseClosed(case_id=case_id, municipality_code="142166",
+                                                         occurred_at=MORNING, reason="stable_with_support"),
+                                         id=uuid7(), source="/tsunagu/referral"))
+
+    assert repo.tables.deliveries == []

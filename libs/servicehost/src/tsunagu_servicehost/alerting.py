@@ -107,6 +107,12 @@ ALERTS: tuple[Alert, ...] = (
           "Most webhook attempts fail",
           f"More than {WEBHOOK_FAILURE_RATIO:.0%} of webhook attempts in 15 minutes were not delivered.",
           "webhook-deliveries-failing", for_="15m"),
+    Alert("TsunaguMailNoticesDead",
+          'sum(increase(tsunagu_mail_deliveries_total{outcome="dead"}[1h])) > 0',
+          "Mail notices to partners were given up in the last hour",
+          "The SMTP server refused a notice for good (5xx), or did not take it through the whole retry "
+          "schedule; the referral service moves such referrals on.",
+          "mail-notices-メール通知", for_="0m"),
     Alert("TsunaguHeldNotificationsOld",
           f"max(tsunagu_partners_held_events_oldest_age_seconds) > {HELD_EVENTS_OLDEST_AGE_S}",
           "An event has waited {{ $value | humanizeDuration }} for its partner's consent",

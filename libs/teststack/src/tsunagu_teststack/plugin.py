@@ -15,6 +15,7 @@ from tsunagu_teststack.databases import ScratchDatabases
 from tsunagu_servicehost.migrations import upgrade
 from tsunagu_teststack.infrastructure import Infrastructure, provide, stack_config
 from tsunagu_teststack.pii import PersonalDataScanner, namespace_records, otlp_spans, report
+from tsunagu_teststack.mailsink import MailSink
 from tsunagu_teststack.receivers import Receiver, ReceiverServer
 from tsunagu_teststack.kafka_access import NamespaceAccess, close_namespace_access, open_namespace_access
 from tsunagu_teststack.traces import Jaeger
@@ -138,6 +139,14 @@ def token() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def auth_headers(token) -> Callable[..., dict[str, str]]:
     return lambda role, **kw: {"Authorization": f"Bearer {token(role, **kw)}"}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mail_sink() -> AsyncIterator[MailSink]:
+    """An SMTP sink on a free loopback port (mailsink.py): `.mails`, `.to(address)`, `.refuse(451)`;
+    `.partner_env()` points partner-notification at it."""
+    async with MailSink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -19,12 +20,14 @@ from tsunagu_partners.domain.webhooks import RETRY_SCHEDULE_S
 from tsunagu_partners.entrypoints import http, kafka
 from tsunagu_partners.adapters.kafka_access import BrokerPartnerAccess
 from tsunagu_partners.handlers.registry import PartnerKafkaAccess
+from tsunagu_partners.handlers.mail import MailMetrics, MailSender, SmtpServer
 from tsunagu_partners.handlers.sweep import HeldSweeper
 from tsunagu_partners.handlers.webhooks import (
     DeliveryPolicy, WebhookMetrics, WebhookSender, check_lease, quiet_http_client_logs,
 )
 from tsunagu_servicehost import Runtime, Service
 
+log = logging.getLogger("tsunagu.partners")
 MIGRATIONS = Path(__file__).resolve().parent / "adapters" / "migrations"
 
 
@@ -51,6 +54,16 @@ class PartnerSettings(BaseSettings):
         default=sorted(STACK_PORTS), description="Ports no webhook may use, on any host: the stack's own (a JSON list).")
     public_url: str = Field(default="http://127.0.0.1:8004", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", description="This service's public base URL, as "
                             "partners reach it: webhooks link a referral's details there (`detailsurl`).")
+    smtp_host: str = Field(default="", description="The SMTP server mail notices go through (partners without "
+                           "a webhook); empty: notices are queued and shown in the delivery log, not sent.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = Field(default=None, description="Set with smtp_password, or neither.")
+    smtp_password: SecretStr | None = Field(default=None, description="A secret: from the environment or a "
+                                            "secrets file, never a command line.")
+    smtp_starttls: bool = Field(default=True, description="Require STARTTLS; false only for a loopback sink.")
+    mail_from: str = Field(default="tsunagu-noreply@localhost", max_length=200, pattern=r"^[^@\s]+@[^@\s]+$",
+                           description="The From address of mail notices.")
+    console_url: str = Field(default="http://127.0.0.1:8000", description="The web console mail notices link to.")
     static_hosts: str = Field(default="", description="A JSON object of host name to addresses that webhooks "
                               "resolve before DNS (drills and tests); the addresses are checked like any others.")
 
@@ -66,6 +79,17 @@ class PartnerSettings(BaseSettings):
     def _a_send_ends_before_its_lease(self) -> "PartnerSettings":
         check_lease(self.timeout_s, self.lease_s)
         return self
+
+    @model_validator(mode="after")
+    def _smtp_credentials_go_together(self) -> "PartnerSettings":
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("set TSUNAGU_PARTNERS_SMTP_USERNAME and TSUNAGU_PARTNERS_SMTP_PASSWORD together, or neither")
+        return self
+
+    def smtp_server(self) -> SmtpServer:
+        return SmtpServer(host=self.smtp_host, port=self.smtp_port, username=self.smtp_username,
+                          password=self.smtp_password.get_secret_value() if self.smtp_password else None,
+                          starttls=self.smtp_starttls, sender=self.mail_from, console_url=self.console_url)
 
     def delivery_policy(self) -> DeliveryPolicy:
         return DeliveryPolicy(retry_schedule=tuple(w * self.retry_scale for w in self.retry_schedule_s),
@@ -118,6 +142,14 @@ def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
                             url_rules=settings.url_rules(), resolve=settings.resolver(),
                             public_url=settings.public_url).run()
 
+    async def mail(runtime: Runtime) -> None:
+        if not settings.smtp_host:
+            log.warning("TSUNAGU_PARTNERS_SMTP_HOST is not set: mail notices are queued, not sent")
+            return
+        await MailSender(runtime.db, partial(unit_of_work, runtime.db), settings.smtp_server(), policy,
+                         MailMetrics(runtime.registry),
+                         runtime.tracer_provider.get_tracer("tsunagu.partner-notification.mail")).run()
+
     async def held_events(runtime: Runtime) -> None:
         await HeldSweeper(partial(unit_of_work, runtime.db), runtime.registry,
                           interval_s=settings.held_sweep_s).run()
@@ -128,7 +160,7 @@ def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
         migrations=MIGRATIONS,
         http=routers,
         subscribe=kafka.subscribe,
-        on_start=(webhooks, held_events),
+        on_start=(webhooks, mail, held_events),
         gauges=GAUGES,
         checks=(check_settings,),
     )

@@ -144,7 +144,16 @@ class RecordStatutoryBasis(Command):
         return self
 
 
-def duplicate_key_text(person: NewPerson) -> str:
+class PersonKey(Command):
+    """What the duplicate check compares: kana name and birth date, nothing else of the person."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name_kana": "ざま はなこ",
+                                                               "birth_date": "1968-04-02"}]})
+    name_kana: Kana = Field(description="氏名（かな）")
+    birth_date: CalendarDate = Field(description="生年月日")
+
+
+def duplicate_key_text(person: NewPerson | PersonKey) -> str:
     """Kana name and birth date, normalised so the same person typed twice compares equal."""
     kana = unicodedata.normalize("NFKC", person.name_kana)
     katakana = "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in kana)
@@ -152,5 +161,5 @@ def duplicate_key_text(person: NewPerson) -> str:
     return f"{compact}|{person.birth_date.isoformat()}"
 
 
-__all__ = ["ConsentRequest", "GrantConsent", "NewPerson", "RecipientKind", "RecordStatutoryBasis",
+__all__ = ["ConsentRequest", "GrantConsent", "NewPerson", "PersonKey", "RecipientKind", "RecordStatutoryBasis",
            "RegisterConsultation", "ScreenCues", "Screening", "duplicate_key_text"]

@@ -21,12 +21,14 @@ from tsunagu_contracts.codes import ConsentPurpose, Division, LegalBasis, NeedCa
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
 from tsunagu_intake.adapters.idempotency import once, request_hash
 from tsunagu_intake.adapters.repository import Repository, unit_of_work
-from tsunagu_intake.domain.commands import GrantConsent, RecordStatutoryBasis, RegisterConsultation, ScreenCues
+from tsunagu_intake.domain.commands import (
+    GrantConsent, PersonKey, RecordStatutoryBasis, RegisterConsultation, ScreenCues,
+)
 from tsunagu_intake.domain.model import StatutoryBasis
 from tsunagu_intake.domain.screening import current_chart
 from tsunagu_intake.handlers.consents import grant_consent, withdraw_consent
 from tsunagu_intake.handlers.provisions import provide_person
-from tsunagu_intake.handlers.consultations import identify_need, register_consultation
+from tsunagu_intake.handlers.consultations import identify_need, possible_duplicates, register_consultation
 from tsunagu_intake.handlers.screening import screen
 from tsunagu_intake.handlers.statutory_bases import end_statutory_basis, record_statutory_basis
 from tsunagu_servicehost import Runtime
@@ -51,6 +53,14 @@ class ConsultationCreated(BaseModel):
     consultation_id: UUID
     person_ref: UUID
     consent_ids: list[UUID]
+    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
+    warning_ja: str | None = None
+
+
+DUPLICATE_WARNING_JA = "同じ氏名（かな）と生年月日の方がすでに登録されています。同一人物か確認してください。"
+
+
+class PossibleDuplicates(BaseModel):
     possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
     warning_ja: str | None = None
 
@@ -97,13 +107,22 @@ def build_router(runtime: Runtime, *, cipher: Callable[[], PersonalDataCipher],
             body = ConsultationCreated(
                 case_id=done.case_id, consultation_id=done.consultation_id, person_ref=done.person_ref,
                 consent_ids=done.consent_ids, possible_duplicates=done.possible_duplicates,
-                warning_ja="同じ氏名（かな）と生年月日の方がすでに登録されています。同一人物か確認してください。"
-                if done.possible_duplicates else None)
+                warning_ja=DUPLICATE_WARNING_JA if done.possible_duplicates else None)
             return 201, body.model_dump(mode="json")
 
         async with unit_of_work(runtime.db) as uow:
             status, body = await once(uow.repo, who.subject, idempotency_key, request_hash(await request.body()), work)
         return JSONResponse(body, status_code=status)
+
+    @router.post("/persons/possible-duplicates", response_model=PossibleDuplicates,
+                 summary="同一人物の可能性がある登録済みの相談者 (persons with the same kana name and birth date)",
+                 dependencies=[Depends(require(*STAFF))])
+    async def post_possible_duplicates(key: PersonKey) -> PossibleDuplicates:
+        """Asked before registering someone as new, so staff can register the consultation to the person
+        already known instead. Answers pseudonymous ids only; a POST keeps the name out of URLs and logs."""
+        async with runtime.db.acquire() as conn:
+            found = await possible_duplicates(Repository(conn), key, cipher=personal_data())
+        return PossibleDuplicates(possible_duplicates=found, warning_ja=DUPLICATE_WARNING_JA if found else None)
 
     @router.post("/screening", summary="相談チャートで気づきから課題を提案する (screening suggestions)",
                  dependencies=[Depends(require(*STAFF))])

@@ -9,7 +9,7 @@ from uuid import UUID
 from tsunagu_contracts import ConsentGranted, ConsultationRegistered, NeedIdentified, uuid7
 from tsunagu_contracts.codes import Division, NeedCategory
 from tsunagu_intake.adapters.crypto import PersonalDataCipher
-from tsunagu_intake.domain.commands import RegisterConsultation, duplicate_key_text
+from tsunagu_intake.domain.commands import PersonKey, RegisterConsultation, duplicate_key_text
 from tsunagu_intake.domain.model import Case
 from tsunagu_intake.handlers.screening import chart_named, suggestions
 from tsunagu_servicehost.errors import Rejected
@@ -35,6 +35,12 @@ def check_screening(cmd: RegisterConsultation) -> None:
     if extra:
         raise Rejected.invalid("screening.confirmed", "チャートが提案していない課題が「確認済み」になっています。",
                                f"not suggested by the chart for these cues: {', '.join(extra)}")
+
+
+async def possible_duplicates(repo, key: PersonKey, *, cipher: PersonalDataCipher) -> list[UUID]:
+    """Persons already registered with the same kana name and birth date: a hint for staff before they
+    register someone as new. Read only; the same check runs again at registration."""
+    return await repo.persons_with_duplicate_key(cipher.blind_index(duplicate_key_text(key)))
 
 
 async def register_consultation(uow, cmd: RegisterConsultation, *, cipher: PersonalDataCipher, staff: str,

@@ -1,7 +1,13 @@
-"""Deliveries: one event queued for one partner's webhook, and what became of it.
+"""Deliveries: one event queued for one partner's webhook (or, for a partner without one, a mail
+notice of a referral addressed to it), and what became of it.
 
 Concurrency rules, stated here and beside each statement that needs one:
 
+- A mail notice is a delivery on the `email` channel, queued by the same fan-out in the same
+  transaction. One mail per referral per partner is the partial unique index
+  deliveries_one_mail_per_referral (partner_id, referral_id) WHERE channel = 'email' (0009): a second
+  event asking for the same referral's notice finds it there (ON CONFLICT DO NOTHING). Webhook and
+  mail senders claim only their own channel's rows, by the same leased claim.
 - Queueing is idempotent on (partner_id, event_id): a redelivered event finds its delivery there
   (ON CONFLICT DO NOTHING). It runs under the case's advisory lock like all of the fan-out.
 - The sender claims with a lease: due rows are chosen without locks (a window function cannot
@@ -50,6 +56,11 @@ MAY_STILL_SEE = (
     "AND g.partner_id = d.partner_id AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $1) "
     # A consent counts only for the purposes the delivery's event needs (NULL: any); a basis for all.
     "AND (g.basis <> 'consent' OR d.purposes IS NULL OR g.purpose = ANY(d.purposes))))")
+CLAIMABLE = {
+    "webhook": "y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL",
+    "email": "y.contact->>'email' IS NOT NULL",
+}
+"""What a partner needs for a delivery of each channel to be sent (y: its row in the claim)."""
 DUE = ("((d.status = 'pending' AND d.next_attempt_at <= now()) "
        "OR (d.status = 'sending' AND d.lease_until < now()))")
 
@@ -61,16 +72,20 @@ class Deliveries:
     # the fan-out -----------------------------------------------------------------------------
 
     async def queue(self, delivery_id: UUID, partner_id: UUID, event_id: UUID, event_type: str, case_id: UUID,
-                    body: str, purposes: list[str] | None) -> None:
-        """Once per (partner, event); the sender is woken when the transaction commits. The delivery
-        keeps the current trace (the consumed event's), which its sends continue."""
+                    body: str, purposes: list[str] | None, channel: str = "webhook",
+                    referral_id: UUID | None = None) -> None:
+        """Once per (partner, event), and a mail once per (partner, referral); the sender is woken when
+        the transaction commits. The delivery keeps the current trace (the consumed event's), which
+        its sends continue."""
+        # No conflict target: either unique rule (the event's, or the mail's per referral) makes a
+        # second queueing a no-op, which is what a redelivered or repeated event must be.
         await self.conn.execute(
             "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at, purposes, traceparent) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7, $8) "
-            "ON CONFLICT (partner_id, event_id) DO NOTHING",
+            "next_attempt_at, created_at, purposes, traceparent, channel, referral_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7, $8, $9, $10) "
+            "ON CONFLICT DO NOTHING",
             delivery_id, partner_id, event_id, event_type, case_id, body, purposes,
-            current_trace_context().get("traceparent"))
+            current_trace_context().get("traceparent"), channel, referral_id)
         await self.conn.execute(f"SELECT pg_notify('{DELIVERIES_CHANNEL}', '')")
 
     async def published(self, event_id: UUID, topic: str) -> bool:
@@ -112,7 +127,7 @@ class Deliveries:
     async def of_partner(self, partner_id: UUID, status: str | None, limit: int) -> list[asyncpg.Record]:
         """The partner's delivery log, newest first."""
         return await self.conn.fetch(
-            "SELECT delivery_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
+            "SELECT delivery_id, channel, referral_id, event_id, event_type, case_id, status, attempts, next_attempt_at, last_status, "
             "last_error, created_at, delivered_at FROM deliveries WHERE partner_id = $1 "
             "AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC LIMIT $3", partner_id, status, limit)
 
@@ -168,9 +183,10 @@ class Deliveries:
         return int(cancelled.split()[-1])
 
     async def claim(self, today: date, busy: dict[UUID, int], per_partner: int, limit: int,
-                    lease_s: float) -> list[asyncpg.Record]:
-        """Due deliveries, at most `per_partner` in flight for any one partner (counting `busy`),
-        leased to the caller for `lease_s`."""
+                    lease_s: float, channel: str = "webhook") -> list[asyncpg.Record]:
+        """Due deliveries of `channel`, at most `per_partner` in flight for any one partner (counting
+        `busy`), leased to the caller for `lease_s`."""
+        reachable = CLAIMABLE[channel]
         partners = list(busy)
         # Chosen without locks (a window function cannot lock), then claimed by an UPDATE that
         # checks again that each is still due and allowed, so two senders never claim the same
@@ -182,16 +198,16 @@ class Deliveries:
             "  FROM deliveries x JOIN partners y USING (partner_id) LEFT JOIN busy b USING (partner_id) "
             "  WHERE ((x.status = 'pending' AND x.next_attempt_at <= now()) "
             "         OR (x.status = 'sending' AND x.lease_until < now())) "
-            "    AND y.webhook_url IS NOT NULL AND y.webhook_disabled_at IS NULL AND y.deactivated_at IS NULL), "
+            f"    AND x.channel = $8 AND {reachable} AND y.deactivated_at IS NULL), "
             "chosen AS (SELECT delivery_id FROM due WHERE slot <= $5 ORDER BY slot LIMIT $6) "
             "UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, "
             "lease_until = now() + make_interval(secs => $7) FROM partners p, chosen c "
             f"WHERE d.delivery_id = c.delivery_id AND p.partner_id = d.partner_id AND {DUE} AND {MAY_STILL_SEE} "
-            "AND p.deactivated_at IS NULL "
+            "AND p.deactivated_at IS NULL AND d.channel = $8 "
             "RETURNING d.delivery_id, d.partner_id, d.case_id, d.event_id, d.event_type, d.body, d.attempts, "
-            "d.traceparent, p.webhook_url, p.webhook_secret, CASE WHEN p.previous_webhook_secret_valid_until > now() "
+            "d.traceparent, d.channel, p.contact->>'email' AS email, p.webhook_url, p.webhook_secret, CASE WHEN p.previous_webhook_secret_valid_until > now() "
             "THEN p.previous_webhook_secret END AS previous_webhook_secret",
-            today, NOTICES_OF_AN_END, partners, [busy[p] for p in partners], per_partner, limit, lease_s)
+            today, NOTICES_OF_AN_END, partners, [busy[p] for p in partners], per_partner, limit, lease_s, channel)
 
     async def delivered(self, delivery_id: UUID, status: int) -> None:
         await self.conn.execute("UPDATE deliveries SET status = 'delivered', delivered_at = now(), "

@@ -116,6 +116,19 @@ class Registry:
             "UPDATE partners SET deactivated_at = coalesce(deactivated_at, now()) WHERE partner_id = $1 "
             "RETURNING kafka_topic, deactivated_at", partner_id)
 
+    # Reads for coordinators: plain SELECTs of committed rows; nothing here is written.
+    _VIEW = ("SELECT p.partner_id, p.name, p.need_categories, p.areas, p.registered_at, p.deactivated_at, "
+             "p.webhook_url, p.webhook_disabled_at, p.kafka_topic IS NOT NULL AS kafka_topic, p.contact, "
+             "s.event_types AS subscribed_event_types, s.need_categories AS subscribed_need_categories, "
+             "s.areas AS subscribed_areas FROM partners p LEFT JOIN subscriptions s USING (partner_id)")
+
+    async def partners(self) -> list[asyncpg.Record]:
+        """Every partner, active ones first, then by name."""
+        return await self.conn.fetch(self._VIEW + " ORDER BY p.deactivated_at IS NOT NULL, p.name, p.partner_id")
+
+    async def partner(self, partner_id: UUID) -> asyncpg.Record | None:
+        return await self.conn.fetchrow(self._VIEW + " WHERE p.partner_id = $1", partner_id)
+
     async def enable_webhook(self, partner_id: UUID) -> None:
         await self.conn.execute("UPDATE partners SET webhook_disabled_at = NULL WHERE partner_id = $1", partner_id)
 

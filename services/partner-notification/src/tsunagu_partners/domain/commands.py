@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
@@ -26,7 +26,9 @@ class Body(BaseModel):
 
 class Contact(Body):
     department: str = Field(max_length=100, description="Team or desk, not a person.")
-    email: str = Field(max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    # A plain dot-atom address (RFC 5322): no comma, semicolon, bracket, quote or comment, which a
+    # mail header or an SMTP client would read as a second address or a name (mail notices go here).
+    email: str = Field(max_length=200, pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
     phone: str | None = Field(default=None, max_length=30, pattern=r"^[0-9+\-() ]+$")
 
 
@@ -42,14 +44,11 @@ class RegisterPartner(Body):
     need_categories: list[NeedCategory] = Field(min_length=1, max_length=16)
     areas: list[Area] = Field(min_length=1, max_length=MAX_AREAS)
     contact: Contact
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: AnyHttpUrl | None = Field(default=None, description="Where events are sent. With neither a "
+                                           "webhook nor a Kafka topic, the partner is mailed a notice of each "
+                                           "referral addressed to it at contact.email, with a link to its "
+                                           "inbox in the web console.")
     kafka_topic: bool = Field(default=False, description="Also deliver to the partner's own Kafka topic.")
-
-    @model_validator(mode="after")
-    def _areas_are_codes(self) -> "RegisterPartner":
-        if self.webhook_url is None and not self.kafka_topic:
-            raise ValueError("give a webhook_url, kafka_topic, or both")
-        return self
 
 
 class Subscription(Body):
@@ -115,6 +114,42 @@ class Deactivated(BaseModel):
     deliveries_cancelled: int
 
 
+class WebhookState(BaseModel):
+    """`enabled`; `disabled` after the partner's endpoint answered 410 Gone (until a coordinator
+    enables it again or the URL moves); `none` when the partner receives on Kafka only."""
+
+    state: Literal["enabled", "disabled", "none"]
+    disabled_at: datetime | None = None
+
+
+class PartnerSummary(BaseModel):
+    """A partner as the registry lists it; no credential, not even a hash."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "partner_id": "01938a6e-7f00-7000-8000-000000000001", "name": "NPO法人 ざまフードバンク",
+        "need_categories": ["no_food"], "areas": ["142166"], "registered_at": "2026-11-27T01:00:00Z",
+        "active": True, "deactivated_at": None, "webhook": {"state": "enabled", "disabled_at": None},
+        "kafka_topic": False, "subscription": {"event_types": [], "need_categories": [], "areas": []}}]})
+
+    partner_id: UUID
+    name: str
+    need_categories: list[str]
+    areas: list[str]
+    registered_at: datetime
+    active: bool
+    deactivated_at: datetime | None = None
+    webhook: WebhookState
+    kafka_topic: bool = Field(description="Whether deliveries also go to the partner's own Kafka topic.")
+    subscription: Subscription | None = None
+
+
+class PartnerDetail(PartnerSummary):
+    """A partner with its contact desk and webhook URL."""
+
+    contact: dict
+    webhook_url: str | None = None
+
+
 class RespondToReferral(Body):
     """A partner's answer to a referral addressed to it."""
 
@@ -153,4 +188,5 @@ class AddressedReferral(BaseModel):
 
 
 __all__ = ["EVENT_TYPES", "AddressedReferral", "ChangeWebhook", "ChangedWebhook", "Contact", "Deactivated",
-           "RegisterPartner", "RespondToReferral", "RotatedSecret", "RotatedToken", "Subscription"]
+           "PartnerDetail", "PartnerSummary", "RegisterPartner", "RespondToReferral", "RotatedSecret", "RotatedToken",
+           "Subscription", "WebhookState"]

@@ -19,21 +19,22 @@ from tsunagu_partners.adapters.repository import unit_of_work
 from tsunagu_partners.adapters.webhook_transport import Resolve, system_resolve
 from tsunagu_partners.domain.answers import STATUS_JA
 from tsunagu_partners.domain.commands import (
-    AddressedReferral, ChangeWebhook, ChangedWebhook, Deactivated, RegisterPartner, RespondToReferral, RotatedSecret,
-    RotatedToken, Subscription,
+    AddressedReferral, ChangeWebhook, ChangedWebhook, Deactivated, PartnerDetail, PartnerSummary, RegisterPartner,
+    RespondToReferral, RotatedSecret, RotatedToken, Subscription,
 )
 from tsunagu_partners.domain.webhook_urls import WebhookUrlRules
 from tsunagu_partners.handlers.details import provide
 from tsunagu_partners.handlers.registry import (
     TOKEN_PREFIX, NoKafkaAccess, PartnerKafkaAccess, change_webhook_url, check_webhook_url, deactivate,
-    partner_of_token, register_partner, rotate_api_token, rotate_webhook_secret, set_subscription,
+    get_partner, list_partners, partner_of_token, register_partner, rotate_api_token, rotate_webhook_secret,
+    set_subscription,
 )
 from tsunagu_partners.handlers.responses import respond
 from tsunagu_partners.handlers.webhook_tests import TooSoonToTest, WebhookTestResult, send_webhook_test
 from tsunagu_partners.handlers.webhooks import webhook_client
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import PARTNER_SESSION_SECONDS, Role, authenticate, require
-from tsunagu_servicehost.errors import CONFLICT, ErrorAnswer, Refused, needs_token
+from tsunagu_servicehost.errors import CONFLICT, NOT_FOUND, ErrorAnswer, Refused, needs_token
 from tsunagu_servicehost.rows import jsonable
 from tsunagu_servicehost.tracing import continue_trace
 from tsunagu_topics import ensure_topics
@@ -133,6 +134,24 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
                 "group_prefix": runtime.settings.topic_namespace + PartnerDeliveries.acl_prefix(partner_id)}
         return created | {"notice_ja": "API トークン、Webhook シークレットと Kafka のパスワードは今回だけ表示されます。"
                                        "安全に保管してください。"}
+
+    # The registry as coordinators read it ------------------------------------------------------
+
+    @router.get("", summary="連携団体の一覧 (the partner registry: needs, areas, webhook state, subscription)",
+                dependencies=[Depends(require(Role.COORDINATOR, Role.OPS, Role.COUNTER))])
+    async def get_partners() -> list[PartnerSummary]:
+        """Active partners first, then by name; deactivated ones stay listed with their history. Counters
+        read it too: a person's consent names the partner it is for. No contact details or credentials."""
+        async with unit_of_work(runtime.db) as uow:
+            return await list_partners(uow)
+
+    @router.get("/{partner_id}", responses=NOT_FOUND, summary="連携団体の登録内容 (a partner's record with its contact desk)",
+                dependencies=[Depends(partner_or(Role.COORDINATOR, Role.OPS))])
+    async def get_partner_record(partner_id: UUID) -> PartnerDetail:
+        async with unit_of_work(runtime.db) as uow:
+            return await get_partner(uow, partner_id)
+
+    # ---------------------------------------------------------------------------------------------
 
     @router.post("/{partner_id}/api-token/rotate", status_code=201, dependencies=[Depends(COORDINATOR)],
                  summary="API トークンを更新する (rotate the API token; the new one shown once, the old one "

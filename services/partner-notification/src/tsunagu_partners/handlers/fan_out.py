@@ -15,10 +15,11 @@ from tsunagu_contracts import (
     NeedIdentified, ReferralRequested,
     StatutoryBasisEnded, StatutoryBasisRecorded, decode, encode, uuid7,
 )
-from tsunagu_contracts.codes import RecipientKind
+from tsunagu_contracts.codes import DeliveryChannel, RecipientKind
 from tsunagu_contracts.events.referral import ReferralEvent
 from tsunagu_contracts.japan import japan_date
 from tsunagu_partners.domain.answers import CLOSED
+from tsunagu_partners.domain.mail import mailed_referral
 from tsunagu_partners.domain.routing import Wants, permits, purposes_for
 from tsunagu_partners.domain.webhooks import cloudevent_body
 from tsunagu_partners.handlers.access import ACTIVE
@@ -56,6 +57,15 @@ async def deliver(uow, partner, envelope: Envelope, need: str | None = None) -> 
     if partner["webhook_url"]:
         await uow.repo.deliveries.queue(uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id,
                                         cloudevent_body(envelope), _values(purposes_for(e, need)))
+    elif not partner["kafka_topic"]:
+        # A partner with neither a webhook nor a topic of its own is mailed a notice of each referral
+        # addressed to it (domain/mail.py), queued here like a webhook: sent once the fan-out commits.
+        body = cloudevent_body(envelope)
+        referral_id = mailed_referral(body, partner["partner_id"])
+        if referral_id is not None:
+            await uow.repo.deliveries.queue(uuid7(), partner["partner_id"], envelope.id, e.type, e.case_id, body,
+                                            _values(purposes_for(e, need)), channel=DeliveryChannel.EMAIL.value,
+                                            referral_id=referral_id)
     if partner["kafka_topic"]:
         if not await uow.repo.deliveries.published(envelope.id, partner["kafka_topic"]):
             uow.forward(e, topic=partner["kafka_topic"], source=envelope.source, event_id=envelope.id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -18,7 +19,9 @@ from cryptography.fernet import MultiFernet
 
 from tsunagu_contracts import PartnerDeliveries
 from tsunagu_outbox import NewUnitOfWork
-from tsunagu_partners.domain.commands import RegisterPartner, Subscription
+from tsunagu_partners.domain.commands import (
+    PartnerDetail, PartnerSummary, RegisterPartner, Subscription, WebhookState,
+)
 from tsunagu_partners.domain.webhook_urls import UrlRefused, WebhookUrlRules
 from tsunagu_servicehost.errors import Rejected
 
@@ -160,6 +163,38 @@ async def set_subscription(uow, partner_id: UUID, cmd: Subscription) -> None:
     if not await uow.repo.registry.set_subscription(partner_id, cmd.event_types,
                                                     [n.value for n in cmd.need_categories], cmd.areas):
         raise Rejected.not_found("連携団体", "partner")
+
+
+def partner_view(row) -> PartnerDetail:
+    """A registry row as coordinators read it: its webhook's state, never a credential."""
+    if row["webhook_url"] is None:
+        webhook = WebhookState(state="none")
+    elif row["webhook_disabled_at"] is not None:
+        webhook = WebhookState(state="disabled", disabled_at=row["webhook_disabled_at"])
+    else:
+        webhook = WebhookState(state="enabled")
+    subscription = None if row["subscribed_event_types"] is None else Subscription(
+        event_types=row["subscribed_event_types"], need_categories=row["subscribed_need_categories"],
+        areas=row["subscribed_areas"])
+    contact = row["contact"]
+    return PartnerDetail(
+        partner_id=row["partner_id"], name=row["name"], need_categories=list(row["need_categories"]),
+        areas=list(row["areas"]), registered_at=row["registered_at"], active=row["deactivated_at"] is None,
+        deactivated_at=row["deactivated_at"], webhook=webhook, kafka_topic=row["kafka_topic"],
+        subscription=subscription, contact=json.loads(contact) if isinstance(contact, str) else dict(contact),
+        webhook_url=row["webhook_url"])
+
+
+async def list_partners(uow) -> list[PartnerSummary]:
+    return [PartnerSummary(**partner_view(row).model_dump(exclude={"contact", "webhook_url"}))
+            for row in await uow.repo.registry.partners()]
+
+
+async def get_partner(uow, partner_id: UUID) -> PartnerDetail:
+    row = await uow.repo.registry.partner(partner_id)
+    if row is None:
+        raise Rejected.not_found("連携団体", "partner")
+    return partner_view(row)
 
 
 async def partner_of_token(uow, token: str) -> UUID | None:

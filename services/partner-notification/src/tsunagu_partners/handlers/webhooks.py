@@ -92,7 +92,10 @@ class WebhookMetrics:
 
 class WebhookSender:
     """`pool` gives the connection that listens for new deliveries; everything else is done in units
-    of work from `new_uow`."""
+    of work from `new_uow`. It sends the deliveries of its `channel` (handlers/mail.py sends mail
+    notices through the same loop, claims, retries and dead letters)."""
+
+    channel = DeliveryChannel.WEBHOOK
 
     def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy,
                  metrics: WebhookMetrics | None = None, tracer: Tracer | None = None,
@@ -181,7 +184,7 @@ class WebhookSender:
         async with self.new_uow() as uow:
             # Claimed under a lease (adapters/deliveries.py): two senders never claim one delivery.
             return await uow.repo.deliveries.claim(today, busy, self.policy.per_partner,
-                                                   min(room, 100), self.policy.lease_s)
+                                                   min(room, 100), self.policy.lease_s, self.channel.value)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         """One attempt, as a CLIENT span of the trace of the event that queued the delivery: a retry
@@ -240,7 +243,7 @@ class WebhookSender:
                      error: str | None, permanent: bool = False) -> str:
         """Record how the attempt went; returns it as WebhookMetrics counts it. A `permanent` failure
         (a URL the rules refuse) is not retried: the delivery is a dead letter at once."""
-        result = outcome(status)
+        result = self.settle(status)
         async with self.new_uow() as uow:
             # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
             deliveries = uow.repo.deliveries
@@ -256,6 +259,10 @@ class WebhookSender:
             await deliveries.retry_at(row["delivery_id"], datetime.now(UTC) + timedelta(seconds=delay), status, error)
             return "retrying"
 
+    def settle(self, status: int | None) -> str:
+        """What an answer's status means: `delivered`, `gone` or `retry` (domain/webhooks.py `outcome`)."""
+        return outcome(status)
+
     async def dead_letter(self, uow, row: asyncpg.Record, status: int | None, error: str | None) -> None:
         if not await uow.repo.deliveries.dead(row["delivery_id"], status, error):
             return
@@ -266,7 +273,7 @@ class WebhookSender:
         uow.emit(DeliveryFailed(
             case_id=row["case_id"], municipality_code=data["municipality_code"], occurred_at=now,
             delivery_id=row["delivery_id"], partner_id=row["partner_id"], event_id=row["event_id"],
-            channel=DeliveryChannel.WEBHOOK, attempts=row["attempts"], last_status=status,
+            channel=self.channel, attempts=row["attempts"], last_status=status,
             event_type=row["event_type"], referral_id=referral_id))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)

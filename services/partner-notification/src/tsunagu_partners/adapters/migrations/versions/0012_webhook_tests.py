@@ -8,7 +8,7 @@ instance of the service shares the one limit.
 from tsunagu_servicehost.migrations import run_sql
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0009"
 
 
 def upgrade() -> None:

@@ -87,6 +87,8 @@ def service_env(name: str, traces: bool = True) -> dict[str, str]:
         # Partners' receivers during development run on this machine; never on a deployment.
         env["TSUNAGU_PARTNERS_ALLOW_LOOPBACK_WEBHOOKS"] = "true"
         env["TSUNAGU_PARTNERS_INTAKE_URL"] = f"http://127.0.0.1:{cfg['services']['intake']['internal_port']}"
+        # Where partners reach this service: webhooks link a referral's details there.
+        env["TSUNAGU_PARTNERS_PUBLIC_URL"] = f"http://127.0.0.1:{svc['port']}"
         # Mail notices go to the development sink (deploy/mailsink.py), on loopback without STARTTLS.
         env["TSUNAGU_PARTNERS_SMTP_HOST"] = cfg["mailsink"]["host"]
         env["TSUNAGU_PARTNERS_SMTP_PORT"] = str(cfg["mailsink"]["smtp_port"])

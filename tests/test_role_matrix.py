@@ -90,6 +90,7 @@ ALLOWED: dict[str, dict[str, frozenset[str]]] = {
         "GET /v1/partners/{partner_id}/deliveries": roles("coordinator", "ops") | PARTNER,
         "POST /v1/partners/{partner_id}/deliveries/{delivery_id}/redelivery": roles("coordinator", "ops"),
         "POST /v1/partners/{partner_id}/webhook/enable": roles("coordinator"),
+        "POST /v1/partners/{partner_id}/webhook/test": roles("coordinator") | PARTNER,
         "PUT /v1/partners/{partner_id}/webhook": roles("coordinator"),
         "POST /v1/partners/{partner_id}/api-token/rotate": roles("coordinator"),
         "POST /v1/partners/{partner_id}/webhook-secret/rotate": roles("coordinator"),

@@ -36,6 +36,8 @@ class Receiver:
     retry_after: str | None = None  # sent with every non-2xx answer
     drip: float = 0.0
     drip_for: float = 60.0
+    body: bytes = b""  # the answer's body, with `content_type`
+    content_type: str | None = None
     received: list[Received] = field(default_factory=list)
     open: int = 0
     most_open: int = 0
@@ -98,11 +100,13 @@ class ReceiverServer:
         if receiver.drip:
             await self.drip(receiver, status, receive, send)
             return
-        headers = [(b"content-length", b"0")]
+        headers = [(b"content-length", str(len(receiver.body)).encode())]
+        if receiver.content_type:
+            headers.append((b"content-type", receiver.content_type.encode()))
         if receiver.retry_after and status >= 300:
             headers.append((b"retry-after", receiver.retry_after.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": receiver.body})
 
     @staticmethod
     async def drip(receiver: Receiver, status: int, receive: Callable, send: Callable) -> None:

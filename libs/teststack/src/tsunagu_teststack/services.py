@@ -65,6 +65,9 @@ class ServiceProcess:
             **SERVICE_SECRETS,
             **token_env(service),
             **({"TSUNAGU_INTERNAL_PORT": str(self.internal_port)} if self.internal_port else {}),
+            # Webhooks link a referral's details on the service's own address (`detailsurl`).
+            **({"TSUNAGU_PARTNERS_PUBLIC_URL": f"http://127.0.0.1:{self.port}"}
+               if service == "partner-notification" else {}),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None

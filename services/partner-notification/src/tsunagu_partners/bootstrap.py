@@ -52,6 +52,8 @@ class PartnerSettings(BaseSettings):
                                           "to the loopback (127.0.0.0/8, ::1, localhost), over http too.")
     refused_webhook_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
         default=sorted(STACK_PORTS), description="Ports no webhook may use, on any host: the stack's own (a JSON list).")
+    public_url: str = Field(default="http://127.0.0.1:8004", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", description="This service's public base URL, as "
+                            "partners reach it: webhooks link a referral's details there (`detailsurl`).")
     smtp_host: str = Field(default="", description="The SMTP server mail notices go through (partners without "
                            "a webhook); empty: notices are queued and shown in the delivery log, not sent.")
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -130,13 +132,15 @@ def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
                                  intake_timeout_s=settings.intake_timeout_s, url_rules=settings.url_rules(),
                                  credential_overlap_s=settings.credential_overlap_s,
                                  kafka_access=kafka_access or BrokerPartnerAccess(runtime.settings),
-                                 lease_s=settings.lease_s)
+                                 lease_s=settings.lease_s, resolve=settings.resolver(),
+                                 webhook_timeout_s=settings.timeout_s)
 
     async def webhooks(runtime: Runtime) -> None:
         await WebhookSender(runtime.db, partial(unit_of_work, runtime.db), cipher_from(settings), policy,
                             WebhookMetrics(runtime.registry),
                             runtime.tracer_provider.get_tracer("tsunagu.partner-notification.webhooks"),
-                            url_rules=settings.url_rules(), resolve=settings.resolver()).run()
+                            url_rules=settings.url_rules(), resolve=settings.resolver(),
+                            public_url=settings.public_url).run()
 
     async def mail(runtime: Runtime) -> None:
         if not settings.smtp_host:

@@ -17,6 +17,10 @@ lock on the row of every partner it delivers to (`lock_receiving`) before it que
 a fan-out that saw the partner active has committed its deliveries before the deactivation goes on
 to cancel them, and a fan-out after it sees the partner deactivated. The lock order is always the
 partner's row before any delivery row.
+
+A webhook test takes its partner's one slot with a single UPDATE that succeeds only when the last
+test is `min_interval_s` old (`take_webhook_test`): two tests at once, on one instance or two, queue
+on the row lock, and the second re-reads the row the first committed and finds the slot taken.
 """
 
 from __future__ import annotations
@@ -130,6 +134,25 @@ class Registry:
 
     async def disable_webhook(self, partner_id: UUID) -> None:
         await self.conn.execute("UPDATE partners SET webhook_disabled_at = now() WHERE partner_id = $1", partner_id)
+
+    async def take_webhook_test(self, partner_id: UUID, min_interval_s: float) -> asyncpg.Record | None:
+        """Marks a webhook test as sent now and returns where and with which secrets to send it
+        (webhook_url, webhook_secret, previous_webhook_secret while its overlap lasts,
+        webhook_disabled_at); None when the partner is not an active one with a webhook, or was
+        tested less than `min_interval_s` ago. One UPDATE under the row lock: see the module's rule."""
+        return await self.conn.fetchrow(
+            "UPDATE partners SET webhook_tested_at = now() WHERE partner_id = $1 AND deactivated_at IS NULL "
+            "AND webhook_url IS NOT NULL AND webhook_secret IS NOT NULL "
+            "AND (webhook_tested_at IS NULL OR webhook_tested_at <= now() - make_interval(secs => $2)) "
+            "RETURNING webhook_url, webhook_secret, webhook_disabled_at, "
+            "CASE WHEN previous_webhook_secret_valid_until > now() THEN previous_webhook_secret END "
+            "AS previous_webhook_secret", partner_id, min_interval_s)
+
+    async def webhook_test_state(self, partner_id: UUID) -> asyncpg.Record | None:
+        """Why no test was taken: webhook_url, deactivated_at and the seconds since the last test."""
+        return await self.conn.fetchrow(
+            "SELECT webhook_url, deactivated_at, extract(epoch FROM now() - webhook_tested_at)::float8 AS since_s "
+            "FROM partners WHERE partner_id = $1", partner_id)
 
 
 __all__ = ["Registry"]

@@ -30,6 +30,34 @@ def cloudevent_body(envelope: Envelope) -> str:
     }, ensure_ascii=False, separators=(",", ":"))
 
 
+DETAILS_LINK = "detailsurl"
+"""The CloudEvents extension attribute that links a referral's webhook to its details.
+
+CloudEvents attribute names are lower-case letters and digits only (the official SDKs refuse any
+other, `details_url` included), and the event's `data` is the contract's schema, which admits no
+field it does not declare: an extension attribute is the one place a link is additive for every
+receiver."""
+
+
+def details_url(public_url: str, partner_id: UUID, referral_id: UUID) -> str:
+    """`GET /v1/partners/{partner_id}/referrals/{referral_id}` on the service's public address."""
+    return f"{public_url.rstrip('/')}/v1/partners/{partner_id}/referrals/{referral_id}"
+
+
+def with_details_link(body: str, partner_id: UUID, public_url: str | None) -> str:
+    """The body as sent: a referral asked of this partner (`referral_asked_of`) carries the link to its
+    details as `detailsurl`; every other body is sent as queued. Added at send time, so a redelivery
+    of an older delivery carries it too, on the address the service has now."""
+    if not public_url:
+        return body
+    referral_id = referral_asked_of(body, partner_id)
+    if referral_id is None:
+        return body
+    event = json.loads(body)
+    event[DETAILS_LINK] = details_url(public_url, partner_id, referral_id)
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
 def signed_headers(secret: str, delivery_id: str, body: str, now: datetime,
                    previous_secret: str | None = None) -> dict[str, str]:
     """The Standard Webhooks headers. While a rotated secret's overlap lasts, the signature header

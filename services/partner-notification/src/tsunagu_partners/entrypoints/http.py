@@ -16,6 +16,7 @@ from tsunagu_contracts import PartnerDeliveries, uuid7
 from tsunagu_contracts.japan import JST, japan_date
 from tsunagu_partners.adapters.kafka_access import provision_partner, remove_partner
 from tsunagu_partners.adapters.repository import unit_of_work
+from tsunagu_partners.adapters.webhook_transport import Resolve, system_resolve
 from tsunagu_partners.domain.answers import STATUS_JA
 from tsunagu_partners.domain.commands import (
     AddressedReferral, ChangeWebhook, ChangedWebhook, Deactivated, PartnerDetail, PartnerSummary, RegisterPartner,
@@ -29,9 +30,11 @@ from tsunagu_partners.handlers.registry import (
     set_subscription,
 )
 from tsunagu_partners.handlers.responses import respond
+from tsunagu_partners.handlers.webhook_tests import TooSoonToTest, WebhookTestResult, send_webhook_test
+from tsunagu_partners.handlers.webhooks import webhook_client
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import PARTNER_SESSION_SECONDS, Role, authenticate, require
-from tsunagu_servicehost.errors import CONFLICT, NOT_FOUND, Refused, needs_token
+from tsunagu_servicehost.errors import CONFLICT, NOT_FOUND, ErrorAnswer, Refused, needs_token
 from tsunagu_servicehost.rows import jsonable
 from tsunagu_servicehost.tracing import continue_trace
 from tsunagu_topics import ensure_topics
@@ -46,7 +49,8 @@ def japan_time(at: datetime) -> str:
 
 def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, intake_timeout_s: float = 10.0,
                  url_rules: WebhookUrlRules = WebhookUrlRules(), credential_overlap_s: float = 24 * 3600,
-                 kafka_access: PartnerKafkaAccess = NoKafkaAccess(), lease_s: float = 30.0) -> list[APIRouter]:
+                 kafka_access: PartnerKafkaAccess = NoKafkaAccess(), lease_s: float = 30.0,
+                 resolve: Resolve = system_resolve, webhook_timeout_s: float = 10.0) -> list[APIRouter]:
     router = APIRouter(prefix="/v1/partners", tags=["partner-notification 連携団体"])
     answers_tracer = runtime.tracer_provider.get_tracer("tsunagu.partner-notification.answers")
 
@@ -274,6 +278,31 @@ def build_router(runtime: Runtime, *, cipher: MultiFernet, intake_url: str, inta
         async with unit_of_work(runtime.db) as uow:
             rows = await uow.repo.referrals.addressed_to(partner_id, before, limit)
         return [AddressedReferral(**row, status_ja=STATUS_JA.get(row["status"], row["status"])) for row in rows]
+
+    # Testing the partner's webhook -------------------------------------------------------------
+
+    tested_too_recently = {429: {"model": ErrorAnswer, "description": "The partner's webhook was tested less than "
+                                 "5 s ago; nothing was sent. Try again after `Retry-After` seconds.",
+                                 "headers": {"Retry-After": {"description": "Seconds until the next test may be sent.",
+                                                             "schema": {"type": "integer"}}}}}
+
+    @router.post("/{partner_id}/webhook/test", responses=CONFLICT | tested_too_recently,
+                 summary="Webhook をテストする (send a signed test event to the webhook now and show how it answered)",
+                 dependencies=[Depends(partner_or(Role.COORDINATOR))])
+    async def test_webhook(partner_id: UUID) -> WebhookTestResult:
+        """Sends `tsunagu.partners.webhook-test.v1` (no case, no person) to the partner's webhook at once,
+        signed as real deliveries are and checked against the same URL rules at send time; not queued,
+        not retried, not in the delivery log. Answers 200 with the endpoint's status, the time it took,
+        the start of a text answer or the kind of connection failure. One test per partner every 5 s
+        (409 without a webhook or for a deactivated partner)."""
+        try:
+            return await send_webhook_test(
+                partial(unit_of_work, runtime.db), partner_id, cipher=cipher, timeout_s=webhook_timeout_s,
+                client=lambda: webhook_client(url_rules, resolve, httpx.Timeout(webhook_timeout_s)))
+        except TooSoonToTest as too_soon:
+            raise Refused(429, "Webhook のテストは 5 秒に 1 回までです。しばらくしてから再度お試しください。",
+                          "one webhook test per partner every 5 s; try again shortly",
+                          headers={"Retry-After": str(too_soon.retry_after_s)}) from None
 
     return [router]
 

@@ -35,7 +35,7 @@ from tsunagu_outbox import NewUnitOfWork
 from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL
 from tsunagu_partners.adapters.webhook_transport import CheckedTransport, Resolve, system_resolve
 from tsunagu_partners.domain.webhooks import (
-    RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers,
+    RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers, with_details_link,
 )
 from tsunagu_partners.domain.webhook_urls import UrlRefused, WebhookUrlRules
 from tsunagu_partners.handlers.referral_status import left_undelivered
@@ -99,9 +99,12 @@ class WebhookSender:
 
     def __init__(self, pool: asyncpg.Pool, new_uow: NewUnitOfWork, cipher: MultiFernet, policy: DeliveryPolicy,
                  metrics: WebhookMetrics | None = None, tracer: Tracer | None = None,
-                 url_rules: WebhookUrlRules = WebhookUrlRules(), resolve: Resolve = system_resolve):
+                 url_rules: WebhookUrlRules = WebhookUrlRules(), resolve: Resolve = system_resolve,
+                 public_url: str | None = None):
+        """`public_url`: the service's public address, for the link to a referral's details
+        (domain/webhooks.py `with_details_link`); None sends bodies as queued."""
         self.pool, self.new_uow, self.cipher, self.policy = pool, new_uow, cipher, policy
-        self.url_rules, self.resolve = url_rules, resolve
+        self.url_rules, self.resolve, self.public_url = url_rules, resolve, public_url
         self.metrics = metrics or WebhookMetrics(CollectorRegistry())
         self.tracer = tracer or trace.get_tracer(__name__)
         self.in_flight: Counter = Counter()
@@ -158,8 +161,7 @@ class WebhookSender:
         """The client every webhook goes through: each URL and each address it resolves to is checked
         (adapters/webhook_transport.py), redirects are not followed, and no proxy is taken from the
         environment."""
-        return httpx.AsyncClient(timeout=timeout or httpx.Timeout(self.policy.timeout_s), follow_redirects=False,
-                                 transport=CheckedTransport(self.url_rules, self.resolve), trust_env=False)
+        return webhook_client(self.url_rules, self.resolve, timeout or httpx.Timeout(self.policy.timeout_s))
 
     async def claim(self) -> list[asyncpg.Record]:
         """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.
@@ -201,13 +203,14 @@ class WebhookSender:
         try:
             now = datetime.now(UTC)
             previous = row.get("previous_webhook_secret")
+            body = with_details_link(row["body"], row["partner_id"], self.public_url)
             headers = signed_headers(webhook_secret(self.cipher, row["webhook_secret"]), str(row["delivery_id"]),
-                                     row["body"], now,
+                                     body, now,
                                      webhook_secret(self.cipher, previous) if previous is not None else None)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
-                    status, retry_after_header = await self.post(client, row["webhook_url"], row["body"], headers)
+                    status, retry_after_header = await self.post(client, row["webhook_url"], body, headers)
                 retry_after = retry_after_seconds(retry_after_header, now)
             except TimeoutError:
                 error = "TimeoutError"  # the deadline passed: whatever the answer began with, it is a failure
@@ -274,6 +277,14 @@ class WebhookSender:
             event_type=row["event_type"], referral_id=referral_id))
         log.warning("delivery %s to partner %s is a dead letter after %d attempt(s) (status %s, %s)",
                     row["delivery_id"], row["partner_id"], row["attempts"], status, error)
+
+
+def webhook_client(url_rules: WebhookUrlRules, resolve: Resolve, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """The client every webhook, real or a test, goes through: each URL and each address it resolves to
+    is checked (adapters/webhook_transport.py), redirects are not followed, and no proxy is taken from
+    the environment."""
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=CheckedTransport(url_rules, resolve),
+                             trust_env=False)
 
 
 def quiet_http_client_logs() -> None:

@@ -60,9 +60,9 @@ deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_mod
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps
 	.venv/bin/tsunagu-contracts generate --contracts contracts
-	@for s in intake:tsunagu_intake referral:tsunagu_referral housing-support:tsunagu_housing \
-		partner-notification:tsunagu_partners; do \
-		.venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; done
+	@set -e; for s in $$(.venv/bin/python -c 'import tomllib; print(*(n + ":" + s["module"] for n, s in \
+		tomllib.load(open("deploy/stack.toml", "rb"))["services"].items()))'); do \
+		if [ -d services/$${s%%:*} ]; then .venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; fi; done
 	@echo "services/*/openapi.json regenerated"
 	.venv/bin/python -m tsunagu_servicehost.alerting > deploy/prometheus/alerts.yml
 
@@ -72,6 +72,8 @@ contracts: deps
 new-subscriber: python-deps
 	@.venv/bin/tsunagu-new-subscriber "$(NAME)" "$(EVENTS)" $(if $(DEST),--dest "$(DEST)")
 	$(UV) lock --offline
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch .venv/.synced
 
 infra: python-deps
 	$(PYTHON) deploy/stack.py infra

@@ -74,6 +74,8 @@ new-subscriber: python-deps
 	$(UV) lock --offline
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch .venv/.synced
+	@if [ -z "$(DEST)" ]; then name="$(NAME)"; \
+		.venv/bin/python -m "tsunagu_$${name//-/_}" openapi > "services/$(NAME)/openapi.json"; fi
 
 infra: python-deps
 	$(PYTHON) deploy/stack.py infra

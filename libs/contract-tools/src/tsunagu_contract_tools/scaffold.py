@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[tsunagu] {made.name}: written to {where}; registered in contracts/src/tsunagu_contracts/"
           f"subscribers.toml and deploy/stack.toml (port {made.port}, database {made.database}).\n"
           f"[tsunagu] next: `make contracts` (the AsyncAPI document lists the new consumer), then "
-          f"`make run`; its test: .venv/bin/pytest {where}/tests")
+          f"`make run`; its test: .venv/bin/pytest {where}/tests\n"
+          f"[tsunagu] for docker compose, add it to docker-compose.yml and deploy/prometheus/prometheus.yml "
+          f"by hand, like housing-support (tests/test_docker_compose.py checks them)")
 
 
 if __name__ == "__main__":

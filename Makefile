@@ -12,13 +12,14 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
+.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
 	@echo "make test   start or reuse the infrastructure and run all tests"
 	@echo "make stop   stop everything 'make run' started"
 	@echo "make status the running stack on one screen (exit 1 when something needs a person)"
+	@echo "make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1   a new subscriber service"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
@@ -67,11 +68,22 @@ deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_mod
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps
 	.venv/bin/tsunagu-contracts generate --contracts contracts
-	@for s in intake:tsunagu_intake referral:tsunagu_referral housing-support:tsunagu_housing \
-		partner-notification:tsunagu_partners; do \
-		.venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; done
+	@set -e; for s in $$(.venv/bin/python -c 'import tomllib; print(*(n + ":" + s["module"] for n, s in \
+		tomllib.load(open("deploy/stack.toml", "rb"))["services"].items()))'); do \
+		if [ -d services/$${s%%:*} ]; then .venv/bin/python -m $${s#*:} openapi > services/$${s%%:*}/openapi.json; fi; done
 	@echo "services/*/openapi.json regenerated"
 	.venv/bin/python -m tsunagu_servicehost.alerting > deploy/prometheus/alerts.yml
+
+# A runnable subscriber service from the contracts: make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1[,...]
+# (services/<name>/, or DEST=<folder>); registers it in the topic registry and deploy/stack.toml, then
+# locks it into the workspace so the next `make run` installs and starts it.
+new-subscriber: python-deps
+	@.venv/bin/tsunagu-new-subscriber "$(NAME)" "$(EVENTS)" $(if $(DEST),--dest "$(DEST)")
+	$(UV) lock --offline
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch .venv/.synced
+	@if [ -z "$(DEST)" ]; then name="$(NAME)"; \
+		.venv/bin/python -m "tsunagu_$${name//-/_}" openapi > "services/$(NAME)/openapi.json"; fi
 
 infra: python-deps
 	$(PYTHON) deploy/stack.py infra

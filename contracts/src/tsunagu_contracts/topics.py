@@ -6,6 +6,8 @@ here, never from string literals. A topic's name carries the major version of it
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +23,8 @@ from tsunagu_contracts.events import (
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
-SERVICES = ("intake", "referral", "housing-support", "partner-notification")
+CORE_SERVICES = ("intake", "referral", "housing-support", "partner-notification")
+SUBSCRIBERS_FILE = Path(__file__).with_name("subscribers.toml")
 
 
 class Topic(BaseModel):
@@ -78,6 +81,42 @@ PARTNER_RESPONSES = Topic(
     consumers=("referral",),
     events=(PartnerResponded, DeliveryFailed),
 )
+
+
+def read_subscribers(path: Path = SUBSCRIBERS_FILE) -> dict[str, tuple[str, ...]]:
+    """The subscriber services of `subscribers.toml`: name → the event types it consumes.
+
+    Read strictly: a name or an event type the registry does not know stops the import with the
+    reason, so a hand edit cannot silently leave a service without its topic or its ACLs."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        tables = tomllib.load(f).get("subscribers", {})
+    known = {e.type for e in CATALOGUE}
+    subscribers: dict[str, tuple[str, ...]] = {}
+    for name, table in tables.items():
+        events = tuple(table.get("events", ()))
+        unknown = sorted(set(events) - known)
+        if name in CORE_SERVICES or not events or unknown:
+            raise ValueError(f"{path.name}: subscriber {name!r} needs event types of the catalogue, "
+                             f"a name of its own and at least one event (unknown: {unknown})")
+        subscribers[name] = events
+    return subscribers
+
+
+SUBSCRIBERS = read_subscribers()
+SERVICES: tuple[str, ...] = CORE_SERVICES + tuple(SUBSCRIBERS)
+
+
+def _with_subscribers(topic: Topic) -> Topic:
+    """The topic with every subscriber that consumes one of its events among its consumers."""
+    extra = tuple(name for name, events in SUBSCRIBERS.items()
+                  if set(events) & set(topic.event_types) and name not in topic.consumers)
+    return topic.model_copy(update={"consumers": topic.consumers + extra}) if extra else topic
+
+
+INTAKE_CASES, REFERRALS, TENANCIES, PARTNER_RESPONSES = map(
+    _with_subscribers, (INTAKE_CASES, REFERRALS, TENANCIES, PARTNER_RESPONSES))
 EVENT_TOPICS: tuple[Topic, ...] = (INTAKE_CASES, REFERRALS, TENANCIES, PARTNER_RESPONSES)
 
 

@@ -47,8 +47,8 @@ class Event(Contract):
     producer: ClassVar[str]
 
     case_id: UUID = Field(description=(
-        "The case (相談): a pseudonymous id, never derived from the person. The record key and `ce_subject`, "
-        "so events of one case arrive in order."))
+        "The case (相談) as a pseudonymous id. The record key and `ce_subject`, so events of one case "
+        "arrive in order."))
     municipality_code: CheckedMunicipalityCode
     occurred_at: AwareDatetime = Field(description=(
         "When the fact happened, RFC 3339 with its UTC offset; also `ce_time`. The Japan date of it "

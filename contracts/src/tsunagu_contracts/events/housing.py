@@ -49,8 +49,8 @@ class HousingSupportOpened(ForResponsibleMember):
         "responsible_member_id": MEMBER, "responsible": LEAD}]})
 
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     referral_id: UUID | None = Field(default=None, description=(
         "The housing referral (紹介) that opened it; absent when the council opened it by hand."))
     stage: TenancyStage = Field(description="The stage it opened at (code list TenancyStage); usually house_hunting.")

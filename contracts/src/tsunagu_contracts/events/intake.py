@@ -40,8 +40,8 @@ class ConsultationRegistered(Event):
 
     consultation_id: UUID = Field(description="The consultation (相談) inside intake; a case may hold several.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     counter: Division = Field(description="The counter (窓口) where the person was heard (code list Division).")
     channel: IntakeChannel = Field(description="How the person reached the city (code list IntakeChannel).")
     urgency: Urgency = Field(description="How soon the person needs help, as staff judged it (code list Urgency).")
@@ -92,8 +92,8 @@ class ConsentGranted(Event):
 
     consent_id: UUID = Field(description="The consent (本人同意); ConsentWithdrawn names the same id.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     recipient: Recipient = Field(description="Who may receive the person's information: a division or a partner.")
     purpose: ConsentPurpose = Field(description="What the information may be used for (code list ConsentPurpose).")
     method: ConsentMethod = Field(description="How the person gave the consent (code list ConsentMethod).")
@@ -115,8 +115,8 @@ class ConsentWithdrawn(Event):
 
     consent_id: UUID = Field(description="The consent (本人同意) withdrawn, as ConsentGranted named it.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     recipient: Recipient = Field(description="The recipient who gets nothing more for `purpose` from now on.")
     purpose: ConsentPurpose = Field(description="The purpose the consent was for (code list ConsentPurpose).")
 
@@ -144,8 +144,8 @@ class StatutoryBasisRecorded(Event):
 
     basis_id: UUID = Field(description="This grant: one member, one purpose of the decision.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     basis: LegalBasis = Field(description="The statute that allows sharing without consent (code list LegalBasis).")
     recipient: Recipient = Field(description="The member (a division or a partner) who may receive the information.")
     purpose: ConsentPurpose = Field(description="What the information may be used for (code list ConsentPurpose).")
@@ -173,8 +173,8 @@ class StatutoryBasisEnded(Event):
     basis_id: UUID = Field(description="The grant that ends, as StatutoryBasisRecorded named it.")
     decision_id: UUID = Field(description="The recorded decision (支援会議) that was ended.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     basis: LegalBasis = Field(description="The statute the grant rested on (code list LegalBasis).")
     recipient: Recipient = Field(description="The member who gets nothing more for `purpose` under this grant.")
     purpose: ConsentPurpose = Field(description="The purpose the grant was for (code list ConsentPurpose).")

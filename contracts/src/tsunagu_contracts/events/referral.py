@@ -46,8 +46,8 @@ class ReferralSheetOpened(Event):
 
     sheet_id: UUID = Field(description="The referral sheet (つなぐシート); referrals made from it name it.")
     person_ref: UUID = Field(description=(
-        "The person (相談者/本人) as a pseudonymous id, the same at every counter; never a name or contact "
-        "detail. Partners fetch details through intake's API, which records each provision."))
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     needs: Needs
     primary_need: NeedCategory = Field(description=(
         "The most pressing need (◎ on the national form); one of `needs` (code list NeedCategory)."))

@@ -1,7 +1,8 @@
 # Tsunagu: `make run` starts the whole system, `make test` runs every test, `make status` shows
 # the running stack. They install what is missing first: uv and the locked Python packages, Kafka's
 # jars from Maven Central, PostgreSQL from Debian's packages, Jaeger built with Go from the Go
-# module proxy; `make test` also the AsyncAPI parser (Node.js), which only the contracts' tests use.
+# module proxy; `make test` also the AsyncAPI parser and HTML generator (Node.js), which only the
+# contracts' tests and `make docs` use.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts bench bench-partners bench-held bench-housing test-faults
+.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -21,6 +22,7 @@ help:
 	@echo "make status the running stack on one screen (exit 1 when something needs a person)"
 	@echo "make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1   a new subscriber service"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
+	@echo "make docs   the AsyncAPI document as one HTML page, docs/asyncapi/index.html (works offline)"
 	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
@@ -39,6 +41,11 @@ $(UV):
 # The official AsyncAPI parser, for the contracts' tests.
 contracts/tools/node_modules/.installed: contracts/tools/package-lock.json
 	npm ci --prefix contracts/tools --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The official AsyncAPI generator and HTML template, for `make docs` and its test.
+docs/asyncapi-tools/node_modules/.installed: docs/asyncapi-tools/package-lock.json
+	npm ci --prefix docs/asyncapi-tools --no-audit --no-fund --loglevel=error
 	@touch $@
 
 python-deps: .venv/.synced
@@ -63,7 +70,8 @@ examples/webhook-receiver-node/node_modules/.installed: examples/webhook-receive
 
 examples-deps: examples/webhook-receiver-node/node_modules/.installed
 
-deps: python-deps contracts/tools/node_modules/.installed tests/browser/node_modules/.installed browser-deps examples-deps
+deps: python-deps contracts/tools/node_modules/.installed docs/asyncapi-tools/node_modules/.installed \
+	tests/browser/node_modules/.installed browser-deps examples-deps
 
 # Regenerate contracts/asyncapi.yaml, schemas/ and examples/ from the code (the tests fail when they differ).
 contracts: deps
@@ -74,6 +82,7 @@ contracts: deps
 	@echo "services/*/openapi.json regenerated"
 	.venv/bin/python -m tsunagu_servicehost.alerting > deploy/prometheus/alerts.yml
 
+<<<<<<< HEAD
 # A runnable subscriber service from the contracts: make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1[,...]
 # (services/<name>/, or DEST=<folder>); registers it in the topic registry and deploy/stack.toml, then
 # locks it into the workspace so the next `make run` installs and starts it.
@@ -84,6 +93,12 @@ new-subscriber: python-deps
 	@touch .venv/.synced
 	@if [ -z "$(DEST)" ]; then name="$(NAME)"; \
 		.venv/bin/python -m "tsunagu_$${name//-/_}" openapi > "services/$(NAME)/openapi.json"; fi
+=======
+# contracts/asyncapi.yaml as one self-contained HTML page (scripts and styles inside): built, not
+# checked in; run `make contracts` first when the models changed.
+docs: docs/asyncapi-tools/node_modules/.installed
+	node docs/asyncapi-tools/generate-docs.mjs contracts/asyncapi.yaml docs/asyncapi
+>>>>>>> field-docs
 
 infra: python-deps
 	$(PYTHON) deploy/stack.py infra

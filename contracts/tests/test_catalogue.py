@@ -119,3 +119,25 @@ def test_a_partner_response_carries_exactly_the_detail_its_kind_needs():
     with pytest.raises(ValidationError, match="outcome does not belong"):
         PartnerResponded(**{**base, "response": "accepted", "outcome": "supported"})
     assert PartnerResponded(**{**base, "response": "declined", "decline_reason": "capacity_full"})
+
+
+def _undescribed_properties(schema: dict, path: str) -> list[str]:
+    """Paths of properties, anywhere in the schema, that carry no description of their own."""
+    found = []
+    for name, sub in schema.get("properties", {}).items():
+        if not str(sub.get("description", "")).strip():
+            found.append(f"{path}.{name}")
+        found += _undescribed_properties(sub, f"{path}.{name}")
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for i, sub in enumerate(schema.get(key, [])):
+            found += _undescribed_properties(sub, f"{path}<{i}>")
+    if isinstance(schema.get("items"), dict):
+        found += _undescribed_properties(schema["items"], f"{path}[]")
+    for name, sub in schema.get("$defs", {}).items():
+        found += _undescribed_properties(sub, f"$defs.{name}")
+    return found
+
+
+@pytest.mark.parametrize("event", CATALOGUE, ids=lambda e: e.__name__)
+def test_every_field_of_every_event_says_what_it_means_to_a_consumer(event):
+    assert _undescribed_properties(event.model_json_schema(), event.__name__) == []

@@ -66,3 +66,23 @@ def test_the_document_has_every_topic_with_its_kafka_binding_and_every_message()
     receivers = [op for op in document["operations"].values() if op["action"] == "receive"]
     assert all(op["bindings"]["kafka"]["groupId"]["enum"][0].startswith("tsunagu-") for op in receivers)
     json.dumps(document)  # plain data, no YAML-only constructs
+
+
+def _refs_with_siblings(node, path="$") -> list[str]:
+    if isinstance(node, list):
+        return [p for i, item in enumerate(node) for p in _refs_with_siblings(item, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    found = [path] if "$ref" in node and len(node) > 1 else []
+    return found + [p for key, value in node.items() for p in _refs_with_siblings(value, f"{path}.{key}")]
+
+
+def test_a_field_that_refers_to_a_code_list_keeps_its_own_description_in_the_asyncapi_document():
+    # AsyncAPI schemas follow JSON Schema draft-07, which ignores keywords beside a $ref.
+    from tsunagu_contract_tools.artifacts import asyncapi_document
+
+    schemas = asyncapi_document()["components"]["schemas"]
+    assert _refs_with_siblings(schemas) == []
+    counter = schemas["ConsultationRegistered"]["properties"]["counter"]
+    assert counter["allOf"] == [{"$ref": "#/components/schemas/Division"}]
+    assert counter["description"].startswith("The counter (窓口)")

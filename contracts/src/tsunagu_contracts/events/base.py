@@ -16,7 +16,8 @@ from tsunagu_contracts.codes import Division, RecipientKind
 
 MunicipalityCode = Annotated[str, Field(
     pattern=r"^\d{6}$",
-    description="全国地方公共団体コード (6 digits, with check digit) of the city that owns the case.",
+    description=("The municipality code (全国地方公共団体コード, JIS X 0401: 6 digits, the last a check digit) "
+                 "of the city that owns the case, e.g. 142166 for Zama."),
     examples=["142166"],
 )]
 
@@ -45,9 +46,13 @@ class Event(Contract):
     type: ClassVar[str]
     producer: ClassVar[str]
 
-    case_id: UUID = Field(description="Pseudonymous case id; the record key (`ce_subject`), so order holds per case.")
+    case_id: UUID = Field(description=(
+        "The case (相談) as a pseudonymous id. The record key and `ce_subject`, so events of one case "
+        "arrive in order."))
     municipality_code: CheckedMunicipalityCode
-    occurred_at: AwareDatetime = Field(description="When the fact happened; also `ce_time`.")
+    occurred_at: AwareDatetime = Field(description=(
+        "When the fact happened, RFC 3339 with its UTC offset; also `ce_time`. The Japan date of it "
+        "(Asia/Tokyo, `tsunagu_contracts.japan.japan_date`) is the day for deadlines and validity."))
 
     @classmethod
     def event_name(cls) -> str:
@@ -61,9 +66,14 @@ class Event(Contract):
 class Recipient(Contract):
     """Who a referral or a consent is for: a city division, or a partner organisation by its id."""
 
-    kind: RecipientKind
-    division: Division | None = Field(default=None, description="Set when kind is `division`.")
-    partner_id: UUID | None = Field(default=None, description="Set when kind is `partner`.")
+    kind: RecipientKind = Field(description=(
+        "A city division (庁内の窓口) or a Team Zama partner organisation (code list RecipientKind); "
+        "says which of `division` and `partner_id` is set."))
+    division: Division | None = Field(default=None, description=(
+        "The division (code list Division); set when `kind` is `division`, absent otherwise."))
+    partner_id: UUID | None = Field(default=None, description=(
+        "The partner organisation's id in partner-notification's registry; set when `kind` is `partner`, "
+        "absent otherwise."))
 
     @model_validator(mode="after")
     def _one_of(self) -> "Recipient":

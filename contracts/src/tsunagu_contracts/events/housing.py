@@ -24,7 +24,8 @@ class HousingEvent(Event):
 
     producer: ClassVar[str] = "housing-support"
 
-    support_id: UUID
+    support_id: UUID = Field(description=(
+        "The housing support case (居住支援) inside housing-support; every event about it names the same id."))
 
 
 class ForResponsibleMember(HousingEvent):
@@ -47,9 +48,12 @@ class HousingSupportOpened(ForResponsibleMember):
         "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "stage": "house_hunting",
         "responsible_member_id": MEMBER, "responsible": LEAD}]})
 
-    person_ref: UUID
-    referral_id: UUID | None = Field(default=None, description="The housing referral that opened it, if any.")
-    stage: TenancyStage
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    referral_id: UUID | None = Field(default=None, description=(
+        "The housing referral (紹介) that opened it; absent when the council opened it by hand."))
+    stage: TenancyStage = Field(description="The stage it opened at (code list TenancyStage); usually house_hunting.")
 
 
 class TenancyStageChanged(HousingEvent):
@@ -59,9 +63,10 @@ class TenancyStageChanged(HousingEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "support_id": SUPPORT, "from_stage": "house_hunting", "to_stage": "application"}]})
 
-    from_stage: TenancyStage
-    to_stage: TenancyStage
-    end_reason: TenancyEndReason | None = Field(default=None, description="Why the support ended; set when `to_stage` is `ended`.")
+    from_stage: TenancyStage = Field(description="The stage the support left (code list TenancyStage).")
+    to_stage: TenancyStage = Field(description="The stage the support moved to (code list TenancyStage).")
+    end_reason: TenancyEndReason | None = Field(default=None, description=(
+        "Why the support ended (code list TenancyEndReason); set when `to_stage` is `ended`, absent otherwise."))
 
 
 class TenancyStarted(HousingEvent):
@@ -72,9 +77,11 @@ class TenancyStarted(HousingEvent):
         **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY, "moved_in_on": "2027-01-15",
         "check_in_every_days": 14}]})
 
-    tenancy_id: UUID
-    moved_in_on: date
-    check_in_every_days: int = Field(ge=1, le=366)
+    tenancy_id: UUID = Field(description="The tenancy: one move-in to one home, from TenancyStarted to TenancyEnded.")
+    moved_in_on: date = Field(description="The day (a Japan date, Asia/Tokyo) the person moved in.")
+    check_in_every_days: int = Field(ge=1, le=366, description=(
+        "Days between scheduled check-ins (見守り), counted from `moved_in_on`: the shortest interval when "
+        "the support has several schedules."))
 
 
 class CheckInRecorded(HousingEvent):
@@ -86,11 +93,12 @@ class CheckInRecorded(HousingEvent):
         "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300001", "scheduled_for": "2027-01-29", "result": "well",
         "kind": "visit"}]})
 
-    tenancy_id: UUID
-    check_in_id: UUID
-    scheduled_for: date = Field(description="The day (Japan time) of the check-in.")
-    result: CheckInResult
-    kind: CheckInKind | None = Field(default=None, description="A visit or a safety contact.")
+    tenancy_id: UUID = Field(description="The tenancy: one move-in to one home, from TenancyStarted to TenancyEnded.")
+    check_in_id: UUID = Field(description="The check-in (見守り): one scheduled occurrence of the tenancy's schedule.")
+    scheduled_for: date = Field(description="The day (a Japan date, Asia/Tokyo) the check-in was scheduled for.")
+    result: CheckInResult = Field(description="What the check-in found (code list CheckInResult).")
+    kind: CheckInKind | None = Field(default=None, description=(
+        "A visit or a safety contact (code list CheckInKind); absent when it was not recorded."))
 
 
 class CheckInMissed(ForResponsibleMember):
@@ -102,10 +110,12 @@ class CheckInMissed(ForResponsibleMember):
         "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300002", "scheduled_for": "2027-02-12",
         "responsible_member_id": MEMBER, "responsible": LEAD, "kind": "safety_contact", "missed_occurrences": 1}]})
 
-    tenancy_id: UUID
-    check_in_id: UUID
-    scheduled_for: date = Field(description="The day (Japan time) of the latest occurrence that was missed.")
-    kind: CheckInKind | None = Field(default=None, description="The kind of check-in the schedule asked for.")
+    tenancy_id: UUID = Field(description="The tenancy: one move-in to one home, from TenancyStarted to TenancyEnded.")
+    check_in_id: UUID = Field(description="The check-in (見守り): one scheduled occurrence of the tenancy's schedule.")
+    scheduled_for: date = Field(description=(
+        "The day (a Japan date, Asia/Tokyo) of the latest occurrence that was missed."))
+    kind: CheckInKind | None = Field(default=None, description=(
+        "The kind of check-in the schedule asked for (code list CheckInKind); absent when it was not recorded."))
     missed_occurrences: int = Field(default=1, ge=1, description=(
         "Occurrences of the schedule missed since the last report: more than one after the service was stopped."))
 
@@ -119,9 +129,9 @@ class CheckInEscalated(ForResponsibleMember):
         "check_in_id": "0192f0c1-7a2e-7cc3-9a41-000000300003", "reason": "not_at_home_twice",
         "responsible_member_id": MEMBER, "responsible": LEAD}]})
 
-    tenancy_id: UUID
-    check_in_id: UUID = Field(description="The check-in that caused the escalation.")
-    reason: CheckInEscalationReason
+    tenancy_id: UUID = Field(description="The tenancy: one move-in to one home, from TenancyStarted to TenancyEnded.")
+    check_in_id: UUID = Field(description="The check-in (見守り) that caused the escalation.")
+    reason: CheckInEscalationReason = Field(description="Why it was escalated at once (code list CheckInEscalationReason).")
 
 
 class TenancyEnded(HousingEvent):
@@ -132,9 +142,9 @@ class TenancyEnded(HousingEvent):
         **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY, "ended_on": "2029-03-31",
         "reason": "moved_to_facility"}]})
 
-    tenancy_id: UUID
-    ended_on: date
-    reason: TenancyEndReason
+    tenancy_id: UUID = Field(description="The tenancy: one move-in to one home, from TenancyStarted to TenancyEnded.")
+    ended_on: date = Field(description="The tenancy's last day (a Japan date, Asia/Tokyo).")
+    reason: TenancyEndReason = Field(description="Why the tenancy ended (code list TenancyEndReason).")
 
 
 class EstateClearanceRequested(HousingEvent):
@@ -145,7 +155,7 @@ class EstateClearanceRequested(HousingEvent):
         **example_base(), "support_id": SUPPORT, "tenancy_id": TENANCY,
         "partner_id": "0192f0c1-7a2e-7cc3-9a41-00000000b003"}]})
 
-    tenancy_id: UUID
+    tenancy_id: UUID = Field(description="The ended tenancy whose home is to be cleared.")
     partner_id: UUID = Field(description="The partner asked to clear the home; the event is addressed to it.")
 
     def addressees(self) -> tuple[Recipient, ...]:

@@ -13,8 +13,9 @@ from tsunagu_contracts.codes import (
 )
 from tsunagu_contracts.events.base import Event, Recipient, example_base
 
-Needs = Annotated[tuple[NeedCategory, ...], Field(min_length=1, max_length=16, description="Needs, without repeats.")]
-ChartVersion = Annotated[str, Field(pattern=r"^\d{4}\.\d{1,3}$", description="Screening chart version, `YYYY.N`.",
+Needs = Annotated[tuple[NeedCategory, ...], Field(min_length=1, max_length=16, description=(
+    "The needs (課題) heard, without repeats: 1 to 16 codes of the national intake form (code list NeedCategory)."))]
+ChartVersion = Annotated[str, Field(pattern=r"^\d{4}\.\d{1,3}$", description="Screening chart (相談チャート) version, `YYYY.N`.",
                                     examples=["2026.1"])]
 
 
@@ -37,16 +38,20 @@ class ConsultationRegistered(Event):
         "screening_chart_version": "2026.1", "known_person": False,
     }]})
 
-    consultation_id: UUID = Field(description="The consultation inside intake.")
-    person_ref: UUID = Field(description="Pseudonymous person id; never a name or contact detail.")
-    counter: Division = Field(description="The counter where the person was heard.")
-    channel: IntakeChannel
-    urgency: Urgency
+    consultation_id: UUID = Field(description="The consultation (相談) inside intake; a case may hold several.")
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    counter: Division = Field(description="The counter (窓口) where the person was heard (code list Division).")
+    channel: IntakeChannel = Field(description="How the person reached the city (code list IntakeChannel).")
+    urgency: Urgency = Field(description="How soon the person needs help, as staff judged it (code list Urgency).")
     needs: Needs
     primary_need: NeedCategory = Field(description="The most pressing need (◎ on the national form); one of `needs`.")
     screening_chart_version: ChartVersion | None = Field(
-        default=None, description="Version of the 相談チャート whose suggestions staff confirmed, if used.")
-    known_person: bool = Field(description="The person had been registered before (at any counter).")
+        default=None, description="Version of the screening chart (相談チャート) whose suggestions staff confirmed; absent when "
+                     "no chart was used.")
+    known_person: bool = Field(description=(
+        "True when the person had been registered before, at any counter; false for a first consultation."))
 
     @model_validator(mode="after")
     def _primary_is_a_need(self) -> "ConsultationRegistered":
@@ -66,10 +71,11 @@ class NeedIdentified(Event):
         "need": "no_food", "identified_by": "living_support", "via_screening": True,
     }]})
 
-    consultation_id: UUID
-    need: NeedCategory
-    identified_by: Division
-    via_screening: bool = Field(description="Suggested by the screening chart and confirmed by staff.")
+    consultation_id: UUID = Field(description="The consultation (相談) during which the need was heard.")
+    need: NeedCategory = Field(description="The further need (課題), code list NeedCategory; not yet on the case.")
+    identified_by: Division = Field(description="The division (窓口) whose staff identified it (code list Division).")
+    via_screening: bool = Field(description=(
+        "True when the screening chart (相談チャート) suggested it and staff confirmed; false when staff noticed it."))
 
 
 class ConsentGranted(Event):
@@ -84,12 +90,15 @@ class ConsentGranted(Event):
         "purpose": "housing_support", "method": "written", "valid_until": "2027-11-26",
     }]})
 
-    consent_id: UUID
-    person_ref: UUID
-    recipient: Recipient
-    purpose: ConsentPurpose
-    method: ConsentMethod
-    valid_until: date | None = Field(default=None, description="Last day the consent holds; none: until withdrawn.")
+    consent_id: UUID = Field(description="The consent (本人同意); ConsentWithdrawn names the same id.")
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    recipient: Recipient = Field(description="Who may receive the person's information: a division or a partner.")
+    purpose: ConsentPurpose = Field(description="What the information may be used for (code list ConsentPurpose).")
+    method: ConsentMethod = Field(description="How the person gave the consent (code list ConsentMethod).")
+    valid_until: date | None = Field(default=None, description=(
+        "Last day (a Japan date, Asia/Tokyo) the consent holds, inclusive; absent: until withdrawn."))
 
 
 class ConsentWithdrawn(Event):
@@ -104,10 +113,12 @@ class ConsentWithdrawn(Event):
         "purpose": "housing_support",
     }]})
 
-    consent_id: UUID
-    person_ref: UUID
-    recipient: Recipient
-    purpose: ConsentPurpose
+    consent_id: UUID = Field(description="The consent (本人同意) withdrawn, as ConsentGranted named it.")
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    recipient: Recipient = Field(description="The recipient who gets nothing more for `purpose` from now on.")
+    purpose: ConsentPurpose = Field(description="The purpose the consent was for (code list ConsentPurpose).")
 
 
 class StatutoryBasisRecorded(Event):
@@ -132,14 +143,17 @@ class StatutoryBasisRecorded(Event):
     }]})
 
     basis_id: UUID = Field(description="This grant: one member, one purpose of the decision.")
-    person_ref: UUID
-    basis: LegalBasis
-    recipient: Recipient
-    purpose: ConsentPurpose
-    decided_on: date
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    basis: LegalBasis = Field(description="The statute that allows sharing without consent (code list LegalBasis).")
+    recipient: Recipient = Field(description="The member (a division or a partner) who may receive the information.")
+    purpose: ConsentPurpose = Field(description="What the information may be used for (code list ConsentPurpose).")
+    decided_on: date = Field(description="The day (a Japan date, Asia/Tokyo) the decision was taken.")
     decision_id: UUID | None = Field(default=None, description=(
         "The recorded decision (支援会議) this grant is part of, as intake's `GET /v1/cases/{case_id}` shows it."))
-    valid_until: date | None = Field(default=None, description="Last day the decision holds; none: until ended.")
+    valid_until: date | None = Field(default=None, description=(
+        "Last day (a Japan date, Asia/Tokyo) the decision holds, inclusive; absent: until ended."))
 
 
 class StatutoryBasisEnded(Event):
@@ -158,7 +172,9 @@ class StatutoryBasisEnded(Event):
 
     basis_id: UUID = Field(description="The grant that ends, as StatutoryBasisRecorded named it.")
     decision_id: UUID = Field(description="The recorded decision (支援会議) that was ended.")
-    person_ref: UUID
-    basis: LegalBasis
-    recipient: Recipient
-    purpose: ConsentPurpose
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
+    basis: LegalBasis = Field(description="The statute the grant rested on (code list LegalBasis).")
+    recipient: Recipient = Field(description="The member who gets nothing more for `purpose` under this grant.")
+    purpose: ConsentPurpose = Field(description="The purpose the grant was for (code list ConsentPurpose).")

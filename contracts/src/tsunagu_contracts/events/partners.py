@@ -27,13 +27,17 @@ class PartnerResponded(Event):
          "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001", "response": "completed", "outcome": "no_funds"},
     ]})
 
-    response_id: UUID
-    partner_id: UUID
-    referral_id: UUID
-    response: PartnerResponseKind
-    decline_reason: DeclineReason | None = Field(default=None, description="Required when declined.")
-    contact_method: ContactMethod | None = Field(default=None, description="Required when contact was made.")
-    outcome: ReferralOutcome | None = Field(default=None, description="Required when completed.")
+    response_id: UUID = Field(description="The partner's answer as partner-notification recorded it.")
+    partner_id: UUID = Field(description="The partner organisation (Team Zama) that answered, by its registry id.")
+    referral_id: UUID = Field(description="The referral (紹介) answered; it was addressed to this partner.")
+    response: PartnerResponseKind = Field(description=(
+        "The answer (code list PartnerResponseKind); it decides which detail below, if any, is set."))
+    decline_reason: DeclineReason | None = Field(default=None, description=(
+        "Why the partner declined (code list DeclineReason); set exactly when `response` is `declined`."))
+    contact_method: ContactMethod | None = Field(default=None, description=(
+        "How the partner reached the person (code list ContactMethod); set exactly when `response` is `contact_made`."))
+    outcome: ReferralOutcome | None = Field(default=None, description=(
+        "How the referral ended (code list ReferralOutcome); set exactly when `response` is `completed`."))
 
     @model_validator(mode="after")
     def _details_match_the_response(self) -> "PartnerResponded":
@@ -68,14 +72,19 @@ class DeliveryFailed(Event):
         "event_id": "0192f0c1-7a2e-7cc3-9a41-000000600002", "channel": "webhook", "attempts": 8,
         "event_type": "tsunagu.referral.requested.v1", "referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0001"}]})
 
-    delivery_id: UUID
-    partner_id: UUID
+    delivery_id: UUID = Field(description=(
+        "The delivery inside partner-notification; its redelivery endpoint takes this id."))
+    partner_id: UUID = Field(description="The partner organisation (Team Zama) that did not receive the event.")
     event_id: UUID = Field(description="`ce_id` of the event that was not delivered.")
-    channel: DeliveryChannel
-    attempts: int = Field(ge=1)
-    last_status: int | None = Field(default=None, ge=100, le=599, description="Last HTTP status, if any answer came.")
+    channel: DeliveryChannel = Field(description="How the event was to reach the partner (code list DeliveryChannel).")
+    attempts: int = Field(ge=1, description="How many times delivery was tried, the first attempt included.")
+    last_status: int | None = Field(default=None, ge=100, le=599, description=(
+        "The HTTP status of the last webhook attempt; absent when no HTTP answer came (a timeout or a "
+        "refused connection)."))
     event_type: str | None = Field(default=None, pattern=r"^tsunagu\.[a-z-]+\.[a-z-]+\.v\d+$",
-                                   description="`ce_type` of the event that was not delivered.")
+                                   description=(
+                                       "`ce_type` of the event that was not delivered; absent when the delivery "
+                                       "did not record it."))
     referral_id: UUID | None = Field(default=None, description=(
         "Set when the event asked this partner to take a referral (a ReferralRequested to it, or a "
         "ReferralRerouted whose new recipient it is): that referral, which the partner never heard of."))

@@ -24,8 +24,10 @@ class ReferralEvent(Event):
 
     producer: ClassVar[str] = "referral"
 
-    referral_id: UUID
-    recipient: Recipient
+    referral_id: UUID = Field(description=(
+        "The referral (紹介/つなぎ): one need sent to one recipient. Every event about it names the same id."))
+    recipient: Recipient = Field(description=(
+        "The division or partner the referral is addressed to; only they (and the city) receive the event."))
 
     def addressees(self) -> tuple[Recipient, ...]:
         return (self.recipient,)
@@ -42,11 +44,14 @@ class ReferralSheetOpened(Event):
         "primary_need": "rent_loan", "urgency": "high",
     }]})
 
-    sheet_id: UUID
-    person_ref: UUID
+    sheet_id: UUID = Field(description="The referral sheet (つなぐシート); referrals made from it name it.")
+    person_ref: UUID = Field(description=(
+        "The person (相談者/本人) as a pseudonymous id, kept when the person comes back; never a name or "
+        "contact detail. Partners fetch details through intake's API, which records each provision."))
     needs: Needs
-    primary_need: NeedCategory
-    urgency: Urgency
+    primary_need: NeedCategory = Field(description=(
+        "The most pressing need (◎ on the national form); one of `needs` (code list NeedCategory)."))
+    urgency: Urgency = Field(description="How soon the person needs help (code list Urgency).")
 
 
 class ReferralRequested(ReferralEvent):
@@ -59,10 +64,13 @@ class ReferralRequested(ReferralEvent):
         "accept_by": "2026-12-02T17:00:00+09:00", "candidate_rank": 1,
     }]})
 
-    sheet_id: UUID
-    need: NeedCategory
-    urgency: Urgency
-    accept_by: AwareDatetime = Field(description="End of the acceptance window (N business days).")
+    sheet_id: UUID = Field(description="The referral sheet (つなぐシート) the referral was made from.")
+    need: NeedCategory = Field(description="The need (課題) referred (code list NeedCategory).")
+    urgency: Urgency = Field(description="How soon the person needs help (code list Urgency).")
+    accept_by: AwareDatetime = Field(description=(
+        "End of the acceptance window: close of business (17:15 Japan time) on the Nth business day after "
+        "the request, skipping weekends, national holidays and 29 December to 3 January; RFC 3339 with "
+        "its UTC offset (+09:00). When it passes unaccepted, ReferralOverdue follows."))
     candidate_rank: int = Field(ge=1, description="1 for the routing table's first choice, 2 for the next, ...")
 
 
@@ -81,7 +89,7 @@ class ReferralDeclined(ReferralEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "reason": "capacity_full"}]})
 
-    reason: DeclineReason
+    reason: DeclineReason = Field(description="Why the recipient declined (code list DeclineReason).")
 
 
 class ReferralContactMade(ReferralEvent):
@@ -91,7 +99,7 @@ class ReferralContactMade(ReferralEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "method": "home_visit"}]})
 
-    method: ContactMethod
+    method: ContactMethod = Field(description="How the recipient reached the person (code list ContactMethod).")
 
 
 class ReferralCompleted(ReferralEvent):
@@ -101,7 +109,8 @@ class ReferralCompleted(ReferralEvent):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), "referral_id": REFERRAL, "recipient": PARTNER, "outcome": "supported"}]})
 
-    outcome: ReferralOutcome
+    outcome: ReferralOutcome = Field(description=(
+        "Whether the referral led to help and, if not, why (code list ReferralOutcome)."))
 
 
 class ReferralOverdue(ReferralEvent):
@@ -112,8 +121,10 @@ class ReferralOverdue(ReferralEvent):
         **example_base(), "referral_id": REFERRAL, "recipient": PARTNER,
         "accept_by": "2026-12-02T17:00:00+09:00", "escalated_to": "self_reliance"}]})
 
-    accept_by: AwareDatetime
-    escalated_to: Division
+    accept_by: AwareDatetime = Field(description=(
+        "The acceptance deadline that passed, as ReferralRequested gave it; RFC 3339 with its UTC offset."))
+    escalated_to: Division = Field(description=(
+        "The division whose coordinator now chases the referral (code list Division); normally self_reliance."))
 
 
 class ReferralRerouted(ReferralEvent):
@@ -125,9 +136,9 @@ class ReferralRerouted(ReferralEvent):
         "new_referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0002",
         "new_recipient": {"kind": "division", "division": "housing"}, "reason": "declined"}]})
 
-    new_referral_id: UUID
-    new_recipient: Recipient
-    reason: RerouteReason
+    new_referral_id: UUID = Field(description="The new referral of the same need, to `new_recipient`.")
+    new_recipient: Recipient = Field(description="The division or partner the need went to; also an addressee.")
+    reason: RerouteReason = Field(description="Why the need went elsewhere (code list RerouteReason).")
 
     def addressees(self) -> tuple[Recipient, ...]:
         return (self.recipient, self.new_recipient)
@@ -142,9 +153,14 @@ class CaseContactOverdue(Event):
         **example_base(), "last_contact_at": "2026-11-01T14:00:00+09:00", "days_without_contact": 26,
         "escalated_to": "self_reliance"}]})
 
-    last_contact_at: AwareDatetime | None = Field(description="Last recorded contact; none if never.")
-    days_without_contact: int = Field(ge=0)
-    escalated_to: Division
+    last_contact_at: AwareDatetime | None = Field(description=(
+        "The last recorded contact with the person, RFC 3339 with its UTC offset; null when there was none "
+        "since the case opened."))
+    days_without_contact: int = Field(ge=0, description=(
+        "Whole days (24-hour periods) from the last contact, or from the case's opening when there was none, "
+        "to when the event was raised."))
+    escalated_to: Division = Field(description=(
+        "The division whose coordinator must reach the person (code list Division); normally self_reliance."))
 
 
 class CaseClosed(Event):
@@ -154,7 +170,7 @@ class CaseClosed(Event):
     producer: ClassVar[str] = "referral"
     model_config = ConfigDict(json_schema_extra={"examples": [{**example_base(), "reason": "stable_with_support"}]})
 
-    reason: CaseClosureReason
+    reason: CaseClosureReason = Field(description="Why the coordinator closed the case (code list CaseClosureReason).")
 
 
 class CaseReopened(Event):
@@ -182,12 +198,15 @@ class FollowUpDue(Event):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **example_base(), **FOLLOW_UP, "due_on": "2026-12-11", "answer_by": "2026-12-18T17:15:00+09:00"}]})
 
-    follow_up_id: UUID
+    follow_up_id: UUID = Field(description="The follow-up (フォローアップ); FollowUpAnswered names the same id.")
     referral_id: UUID = Field(description="The referral whose help the person is asked about.")
-    need: NeedCategory
-    counter: Division = Field(description="The counter that registered the case, which asks the person.")
-    due_on: date = Field(description="The business day the follow-up fell due (Japan time).")
-    answer_by: AwareDatetime = Field(description="After this the follow-up is listed as overdue.")
+    need: NeedCategory = Field(description="The need (課題) that referral was for (code list NeedCategory).")
+    counter: Division = Field(description=(
+        "The counter (窓口) that registered the case, which asks the person; the event's only addressee."))
+    due_on: date = Field(description="The business day the follow-up fell due (a Japan date, Asia/Tokyo).")
+    answer_by: AwareDatetime = Field(description=(
+        "After this moment the follow-up is listed as overdue: close of business (17:15 Japan time) some "
+        "business days after `due_on`; RFC 3339 with its UTC offset (+09:00)."))
 
     def addressees(self) -> tuple[Recipient, ...]:
         return (Recipient.of_division(self.counter),)
@@ -205,13 +224,14 @@ class FollowUpAnswered(Event):
          "reopened_referral_id": "0192f0c1-7a2e-7cc3-9a41-0000000e0009"},
     ]})
 
-    follow_up_id: UUID
-    referral_id: UUID
-    need: NeedCategory
-    counter: Division
-    outcome: FollowUpOutcome
+    follow_up_id: UUID = Field(description="The follow-up (フォローアップ) answered, as FollowUpDue named it.")
+    referral_id: UUID = Field(description="The referral whose help the person was asked about.")
+    need: NeedCategory = Field(description="The need (課題) that referral was for (code list NeedCategory).")
+    counter: Division = Field(description="The counter (窓口) that asked the person; the event's only addressee.")
+    outcome: FollowUpOutcome = Field(description="What the person said (code list FollowUpOutcome).")
     reopened_referral_id: UUID | None = Field(default=None, description=(
-        "The referral that opened the need again for the coordinator, when the help did not help."))
+        "The referral that opened the need again for the coordinator; set only when `outcome` is "
+        "`reached_not_helped`, absent otherwise."))
 
     def addressees(self) -> tuple[Recipient, ...]:
         return (Recipient.of_division(self.counter),)

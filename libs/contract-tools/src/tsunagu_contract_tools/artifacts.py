@@ -68,10 +68,27 @@ def _operation_id(service: str, action: str, channel_id: str) -> str:
     return words[0] + "".join(w.capitalize() for w in words[1:])
 
 
+def _ref_siblings_kept(schema):
+    """`{"$ref": …, "description": …}` as `{"allOf": [{"$ref": …}], "description": …}`.
+
+    An AsyncAPI Schema Object follows JSON Schema draft-07, where keywords beside a `$ref` are
+    ignored: the parser and the HTML documentation would show the code list's description in place
+    of the field's own. Inside `allOf` the reference keeps its meaning and the field its words.
+    """
+    if isinstance(schema, list):
+        return [_ref_siblings_kept(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept = {key: _ref_siblings_kept(value) for key, value in schema.items()}
+    if "$ref" in kept and len(kept) > 1:
+        return {"allOf": [{"$ref": kept.pop("$ref")}], **kept}
+    return kept
+
+
 def asyncapi_document() -> dict:
     _, definitions = models_json_schema([(e, "validation") for e in CATALOGUE],
                                         ref_template="#/components/schemas/{model}")
-    schemas = dict(sorted(definitions.get("$defs", {}).items()))
+    schemas = {name: _ref_siblings_kept(schema) for name, schema in sorted(definitions.get("$defs", {}).items())}
     schemas["CloudEventHeaders"] = shared_headers_schema()
     messages = {}
     for event in CATALOGUE:

@@ -82,7 +82,6 @@ contracts: deps
 	@echo "services/*/openapi.json regenerated"
 	.venv/bin/python -m tsunagu_servicehost.alerting > deploy/prometheus/alerts.yml
 
-<<<<<<< HEAD
 # A runnable subscriber service from the contracts: make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1[,...]
 # (services/<name>/, or DEST=<folder>); registers it in the topic registry and deploy/stack.toml, then
 # locks it into the workspace so the next `make run` installs and starts it.
@@ -93,12 +92,11 @@ new-subscriber: python-deps
 	@touch .venv/.synced
 	@if [ -z "$(DEST)" ]; then name="$(NAME)"; \
 		.venv/bin/python -m "tsunagu_$${name//-/_}" openapi > "services/$(NAME)/openapi.json"; fi
-=======
+
 # contracts/asyncapi.yaml as one self-contained HTML page (scripts and styles inside): built, not
 # checked in; run `make contracts` first when the models changed.
 docs: docs/asyncapi-tools/node_modules/.installed
 	node docs/asyncapi-tools/generate-docs.mjs contracts/asyncapi.yaml docs/asyncapi
->>>>>>> field-docs
 
 infra: python-deps
 	$(PYTHON) deploy/stack.py infra

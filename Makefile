@@ -90,8 +90,7 @@ new-subscriber: python-deps
 	$(UV) lock --offline
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 	@touch .venv/.synced
-	@if [ -z "$(DEST)" ]; then name="$(NAME)"; \
-		.venv/bin/python -m "tsunagu_$${name//-/_}" openapi > "services/$(NAME)/openapi.json"; fi
+	$(MAKE) contracts
 
 # contracts/asyncapi.yaml as one self-contained HTML page (scripts and styles inside): built, not
 # checked in; run `make contracts` first when the models changed.

@@ -24,6 +24,10 @@ def copy_of_the_repository(into: Path) -> Path:
         if source.is_file():
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             (into / name).write_bytes(source.read_bytes())
+    # What `make deps` installs, shared rather than installed again: the Python environment (stack.py
+    # runs its tools in it) and the AsyncAPI parser.
+    for installed in (".venv", "contracts/tools/node_modules"):
+        (into / installed).symlink_to(repo_root() / installed, target_is_directory=True)
     return into
 
 
@@ -52,12 +56,17 @@ def test_a_generated_subscriber_passes_its_own_test_on_the_real_broker(tmp_path,
     made = run(copy, env, "-m", "tsunagu_contract_tools.scaffold", "foodbank", ReferralRequested.type)
     assert made.returncode == 0, made.stderr
     env = environment_of(copy, infrastructure)  # with the new service's sources
+    generated = run(copy, env, "-c", "import sys; from tsunagu_contract_tools.cli import main; "
+                    "sys.argv = ['tsunagu-contracts', 'generate', '--contracts', 'contracts']; main()")
+    assert generated.returncode == 0, generated.stderr  # as `make new-subscriber` runs `make contracts`
     tested = run(copy, env, "-m", "pytest", "services/foodbank/tests", "tests/test_topic_registry_truth.py",
+                 "tests/test_docker_compose.py", "libs/contract-tools/tests/test_generated_artifacts.py",
                  "-v", "-p", "no:cacheprovider")
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
     assert "test_a_service_subscribes_to_exactly_the_topics_the_registry_lists_it_on[foodbank] PASSED" in tested.stdout
     assert "test_foodbank_on_real_broker.py::test_a_record_that_cannot_be_decoded_goes_to_its_dead_letters PASSED" \
         in tested.stdout
+    assert "test_each_service_has_the_same_port_database_and_module_as_make_run[foodbank] PASSED" in tested.stdout
 
     # The registry now says foodbank reads consent events (intake's topic), while it subscribes to referrals.
     subscribers = copy / "contracts" / "src" / "tsunagu_contracts" / "subscribers.toml"

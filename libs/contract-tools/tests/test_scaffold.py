@@ -7,6 +7,7 @@ import sys
 import tomllib
 
 import pytest
+import yaml
 
 from tsunagu_contract_tools.scaffold import Refused, scaffold
 from tsunagu_contracts import REFERRALS, ReferralRequested
@@ -18,8 +19,8 @@ SUBSCRIBERS = "contracts/src/tsunagu_contracts/subscribers.toml"
 
 @pytest.fixture
 def repository(tmp_path):
-    """The two files the scaffold registers a service in, as the repository has them."""
-    for path in ("deploy/stack.toml", SUBSCRIBERS):
+    """The files the scaffold registers a service in, as the repository has them."""
+    for path in ("deploy/stack.toml", SUBSCRIBERS, "docker-compose.yml", "deploy/prometheus/prometheus.yml"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(repo_root() / path, tmp_path / path)
     (tmp_path / "services").mkdir()
@@ -79,6 +80,23 @@ def test_a_new_subscriber_is_registered_as_a_consumer_of_its_topic_and_as_a_proc
     assert made.port not in ports | {stack["console"]["port"]}
     kafka = (made.dest / "src" / "tsunagu_foodbank" / "entrypoints" / "kafka.py").read_text()
     assert "EventConsumer(runtime, REFERRALS," in kafka and REFERRALS.name not in kafka
+    compose = yaml.safe_load((repository / "docker-compose.yml").read_text())
+    assert compose["services"]["foodbank"]["ports"] == [f"127.0.0.1:{made.port}:{made.port}"]
+    assert compose["services"]["postgres"]["environment"]["TSUNAGU_DATABASES"].split()[-1] == "foodbank"
+    assert "TSUNAGU_PASSWORD_FOODBANK" in compose["services"]["postgres"]["environment"]
+    assert f'"foodbank:{made.port}"' in (repository / "deploy" / "prometheus" / "prometheus.yml").read_text()
+
+
+def test_a_compose_file_laid_out_otherwise_is_refused_before_anything_is_written(repository):
+    compose = repository / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("`make new-subscriber` adds", "someone removed"))
+    before = everything_in(repository)
+
+    with pytest.raises(Refused) as refusal:
+        scaffold(repository, "foodbank", [ReferralRequested.type])
+
+    assert "docker-compose.yml" in refusal.value.message_en
+    assert everything_in(repository) == before
 
 
 def test_every_generated_python_file_parses(repository):

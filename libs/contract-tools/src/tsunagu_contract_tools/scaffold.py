@@ -139,8 +139,67 @@ def render(plan: Plan, into: Path) -> None:
             target.write_text(env.get_template(relative).render(plan=plan, event=event))
 
 
+COMPOSE_MARK = "  # `make new-subscriber` adds each new subscriber service above this line.\n"
+
+
+def compose_service(plan: Plan) -> str:
+    """The service's block in docker-compose.yml, as the core services' are written."""
+    upper = plan.name.upper().replace("-", "_")
+    db_upper = plan.database.upper()
+    return (
+        f"  {plan.name}:\n"
+        f"    <<: *service\n"
+        f"    build: {{ context: ., dockerfile: deploy/docker/Dockerfile, args: {{ SERVICE_PACKAGE: tsunagu-{plan.name} }} }}\n"
+        f"    command: [\"sh\", \"-c\", \"python -m {plan.package} migrate && exec python -m {plan.package} serve\"]\n"
+        f"    ports: [\"127.0.0.1:{plan.port}:{plan.port}\"]\n"
+        f"    environment:\n"
+        f"      TSUNAGU_HTTP_HOST: 0.0.0.0\n"
+        f"      TSUNAGU_HTTP_PORT: \"{plan.port}\"\n"
+        f"      TSUNAGU_KAFKA_BOOTSTRAP: kafka:29092\n"
+        f"      TSUNAGU_KAFKA_USERNAME: tsunagu-{plan.name}\n"
+        f"      TSUNAGU_KAFKA_PASSWORD: ${{TSUNAGU_KAFKA_PASSWORD_{upper}}}\n"
+        f"      TSUNAGU_DATABASE_URL: postgresql://{plan.database}:${{TSUNAGU_PASSWORD_{db_upper}}}"
+        f"@postgres:5432/{plan.database}\n"
+        f"      TSUNAGU_OTLP_ENDPOINT: http://otel-collector:4318\n"
+        f"      TSUNAGU_SERVICE_SIGNING_KEY: ${{TSUNAGU_SIGNING_KEY_{upper}:?run make compose-env first}}\n"
+        f"      TSUNAGU_SERVICE_CALLERS: ${{TSUNAGU_CALLERS_{upper}:?run make compose-env first}}\n"
+        f"      TSUNAGU_STAFF_ISSUER: ${{TSUNAGU_STAFF_ISSUER:?run make compose-env first}}\n"
+        f"      TSUNAGU_STAFF_AUDIENCE: ${{TSUNAGU_STAFF_AUDIENCE:?run make compose-env first}}\n"
+        f"      TSUNAGU_STAFF_JWKS_URL: ${{TSUNAGU_STAFF_JWKS_URL:-file:///run/tsunagu/dev-jwks.json}}\n\n")
+
+
+def compose_places(text: str) -> tuple[re.Match, list[re.Match]]:
+    """Where docker-compose.yml takes a new service's database and password; Refused when its layout
+    is not the one this scaffold writes into (checked before anything is written)."""
+    databases = re.search(r"^(      TSUNAGU_DATABASES: )(.*)$", text, re.M)
+    passwords = list(re.finditer(r"^      TSUNAGU_PASSWORD_\w+: .*\n", text, re.M))
+    if COMPOSE_MARK not in text or databases is None or not passwords:
+        raise Refused("docker-compose.yml の書式が想定と違うため、登録できません。",
+                      "docker-compose.yml is not laid out as expected (its new-subscriber line is missing)")
+    return databases, passwords
+
+
+def register_in_compose(plan: Plan) -> None:
+    """The service in docker-compose.yml (its block, its database and password for PostgreSQL's
+    start-up script) and in Prometheus's targets, so compose runs what `make run` runs."""
+    compose = plan.root / "docker-compose.yml"
+    text = compose.read_text()
+    databases, passwords = compose_places(text)
+    password = (f"      TSUNAGU_PASSWORD_{plan.database.upper()}: "
+                f"${{TSUNAGU_PASSWORD_{plan.database.upper()}:?run make compose-env first}}\n")
+    end = passwords[-1].end()
+    text = text[:end] + password + text[end:]
+    text = text.replace(databases.group(0), f"{databases.group(0)} {plan.database}", 1)
+    text = text.replace(COMPOSE_MARK, compose_service(plan) + COMPOSE_MARK, 1)
+    compose.write_text(text)
+    prometheus = plan.root / "deploy" / "prometheus" / "prometheus.yml"
+    with prometheus.open("a") as f:
+        f.write(f'      - targets: ["{plan.name}:{plan.port}"]\n        labels: {{ service: {plan.name} }}\n')
+
+
 def register(plan: Plan) -> None:
-    """The service's events in the registry's subscribers file, its process in deploy/stack.toml."""
+    """The service's events in the registry's subscribers file, its process in deploy/stack.toml,
+    docker-compose.yml and Prometheus's targets."""
     subscribers = plan.root / "contracts" / "src" / "tsunagu_contracts" / "subscribers.toml"
     events = ", ".join(f'"{e.type}"' for e in plan.events)
     with subscribers.open("a") as f:
@@ -148,10 +207,12 @@ def register(plan: Plan) -> None:
     with (plan.root / "deploy" / "stack.toml").open("a") as f:
         f.write(f'\n# A subscriber made with `make new-subscriber`.\n[services.{plan.name}]\n'
                 f'module = "{plan.package}"\nport = {plan.port}\ndatabase = "{plan.database}"\n')
+    register_in_compose(plan)
 
 
 def scaffold(root: Path, name: str, event_types: list[str], dest: Path | None = None) -> Plan:
     made = plan(root, name, event_types, dest)
+    compose_places((root / "docker-compose.yml").read_text())
     # Rendered aside first: a template that fails leaves no half-written service behind.
     with tempfile.TemporaryDirectory(dir=made.dest.parent if made.dest.parent.exists() else None) as scratch:
         render(made, Path(scratch))
@@ -185,9 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[tsunagu] {made.name}: written to {where}; registered in contracts/src/tsunagu_contracts/"
           f"subscribers.toml and deploy/stack.toml (port {made.port}, database {made.database}).\n"
           f"[tsunagu] next: `make contracts` (the AsyncAPI document lists the new consumer), then "
-          f"`make run`; its test: .venv/bin/pytest {where}/tests\n"
-          f"[tsunagu] for docker compose, add it to docker-compose.yml and deploy/prometheus/prometheus.yml "
-          f"by hand, like housing-support (tests/test_docker_compose.py checks them)")
+          f"`make run` (docker-compose.yml and Prometheus's targets list it too); "
+          f"its test: .venv/bin/pytest {where}/tests")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -21,21 +20,13 @@ from starlette.datastructures import FormData
 from tsunagu_console.adapters.apis import ApiRefused
 from tsunagu_console.adapters.sessions import Session
 from tsunagu_console.domain import labels
-from tsunagu_console.entrypoints.pages import apis, form, pages, redirect, signed_in
+from tsunagu_console.entrypoints.pages import apis, form, pages, path_id, redirect, signed_in
 from tsunagu_contracts import CATALOGUE
 
 COORDINATOR = signed_in("coordinator")
 EVENT_TYPES = [e.type for e in CATALOGUE]
 CANDIDATE_SLOTS = 4
 """How many candidates the routing form offers per need (the first is asked first)."""
-
-
-def _id(value: str) -> str:
-    """A path's id, only when it is a UUID: anything else is no page of ours."""
-    try:
-        return str(UUID(value))
-    except ValueError:
-        raise HTTPException(404) from None
 
 
 def _code(data: FormData, name: str, code_list: str) -> str | None:
@@ -112,14 +103,14 @@ def build_router() -> APIRouter:
     @router.post("/referrals/{referral_id}/accept")
     async def accept(referral_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         await form(request, session)
-        path = f"/v1/referrals/{_id(referral_id)}/acceptance"
+        path = f"/v1/referrals/{path_id(referral_id)}/acceptance"
         return await act(request, session, lambda: apis(request).post("referral", path, session.token),
                          "紹介の受理を記録しました。")
 
     @router.post("/referrals/{referral_id}/decline")
     async def decline(referral_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        path = f"/v1/referrals/{_id(referral_id)}/decline"
+        path = f"/v1/referrals/{path_id(referral_id)}/decline"
         if (reason := _code(data, "reason", "DeclineReason")) is None:
             return await invalid(request, session, "辞退の理由を選んでください。")
         return await act(request, session, lambda: apis(request).post(
@@ -128,7 +119,7 @@ def build_router() -> APIRouter:
     @router.post("/referrals/{referral_id}/reroute")
     async def reroute(referral_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        path = f"/v1/referrals/{_id(referral_id)}/reroute"
+        path = f"/v1/referrals/{path_id(referral_id)}/reroute"
         partners = await apis(request).get("partners", "/v1/partners", session.token)
         recipient = recipient_of(str(data.get("recipient", "")), {p["partner_id"] for p in partners})
         if recipient is None:
@@ -139,7 +130,7 @@ def build_router() -> APIRouter:
     @router.post("/cases/{case_id}/close")
     async def close_case(case_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        path = f"/v1/cases/{_id(case_id)}/closure"
+        path = f"/v1/cases/{path_id(case_id)}/closure"
         if (reason := _code(data, "reason", "CaseClosureReason")) is None:
             return await invalid(request, session, "終了の理由を選んでください。")
         return await act(request, session, lambda: apis(request).post(
@@ -240,7 +231,7 @@ def build_router() -> APIRouter:
 
     @router.get("/partners/{partner_id}")
     async def partner_detail(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
-        return await partner_page(request, session, _id(partner_id))
+        return await partner_page(request, session, path_id(partner_id))
 
     async def partner_act(request: Request, session: Session, partner_id: str, call, done: str) -> Response:
         try:
@@ -255,7 +246,7 @@ def build_router() -> APIRouter:
     @router.post("/partners/{partner_id}/subscription")
     async def subscription(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         body = {"event_types": [t for t in data.getlist("event_types") if t in EVENT_TYPES],
                 "need_categories": [str(n) for n in data.getlist("need_categories")],
                 "areas": str(data.get("areas", "")).replace("、", " ").replace(",", " ").split()}
@@ -266,14 +257,15 @@ def build_router() -> APIRouter:
     async def redeliver(partner_id: str, delivery_id: str, request: Request,
                         session: Session = Depends(COORDINATOR)) -> Response:
         await form(request, session)
-        partner_id, path = _id(partner_id), f"/v1/partners/{_id(partner_id)}/deliveries/{_id(delivery_id)}/redelivery"
+        partner_id = path_id(partner_id)
+        path = f"/v1/partners/{partner_id}/deliveries/{path_id(delivery_id)}/redelivery"
         return await partner_act(request, session, partner_id, lambda: apis(request).post(
             "partners", path, session.token), "再配信を予定しました。")
 
     @router.post("/partners/{partner_id}/webhook/enable")
     async def enable_webhook(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         return await partner_act(request, session, partner_id, lambda: apis(request).post(
             "partners", f"/v1/partners/{partner_id}/webhook/enable", session.token), "Webhook を再開しました。")
 
@@ -296,14 +288,14 @@ def build_router() -> APIRouter:
     @router.post("/partners/{partner_id}/api-token/rotate")
     async def rotate_token(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         return await show_secrets(request, session, partner_id, lambda: apis(request).post(
             "partners", f"/v1/partners/{partner_id}/api-token/rotate", session.token), "API トークンを更新しました")
 
     @router.post("/partners/{partner_id}/webhook-secret/rotate")
     async def rotate_secret(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         return await show_secrets(request, session, partner_id, lambda: apis(request).post(
             "partners", f"/v1/partners/{partner_id}/webhook-secret/rotate", session.token),
             "Webhook シークレットを更新しました")
@@ -311,7 +303,7 @@ def build_router() -> APIRouter:
     @router.post("/partners/{partner_id}/webhook")
     async def move_webhook(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         url = str(data.get("webhook_url", "")).strip()
         if not url:
             return await partner_page(request, session, partner_id, error="新しい Webhook URL を入力してください。",
@@ -323,13 +315,13 @@ def build_router() -> APIRouter:
     @router.get("/partners/{partner_id}/deactivate")
     async def confirm_deactivation(partner_id: str, request: Request,
                                    session: Session = Depends(COORDINATOR)) -> Response:
-        partner = await apis(request).get("partners", f"/v1/partners/{_id(partner_id)}", session.token)
+        partner = await apis(request).get("partners", f"/v1/partners/{path_id(partner_id)}", session.token)
         return pages(request).render(request, "coordinator/deactivate.html", session, partner=partner)
 
     @router.post("/partners/{partner_id}/deactivate")
     async def deactivate(partner_id: str, request: Request, session: Session = Depends(COORDINATOR)) -> Response:
         data = await form(request, session)
-        partner_id = _id(partner_id)
+        partner_id = path_id(partner_id)
         if data.get("confirm") != "yes":
             return redirect(f"/coordinator/partners/{partner_id}/deactivate")
         return await partner_act(request, session, partner_id, lambda: apis(request).post(

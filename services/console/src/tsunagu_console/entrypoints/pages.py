@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
+from uuid import UUID
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -92,6 +93,15 @@ def redirect(path: str, flash: str = "") -> RedirectResponse:
     if flash:
         response.set_cookie(FLASH, quote(flash), max_age=60, httponly=True, samesite="strict", path="/")
     return response
+
+
+def path_id(value: str) -> str:
+    """An id from a page's path, only when it is a UUID (it goes into an API path): anything else is no
+    page of ours, answered with the 404 page."""
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise StarletteHTTPException(404) from None
 
 
 def safe_next(path: str | None) -> str:

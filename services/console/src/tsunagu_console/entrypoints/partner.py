@@ -8,16 +8,14 @@ fetch is a provision of personal data (個人情報保護法 art. 29) recorded u
 
 from __future__ import annotations
 
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException
 
 from tsunagu_console.adapters.apis import ApiRefused
 from tsunagu_console.adapters.sessions import Session
 from tsunagu_console.domain.labels import label
-from tsunagu_console.entrypoints.pages import apis, form, pages, redirect, signed_in
+from tsunagu_console.entrypoints.pages import apis, form, pages, path_id, redirect, signed_in
 
 PARTNER = signed_in("partner")
 PAGE_SIZE = 200
@@ -50,13 +48,6 @@ def not_found() -> ApiRefused:
     return ApiRefused(404, "この団体宛ての紹介が見つかりません。", "no referral with this id is addressed to this partner")
 
 
-def referral_id_of(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise HTTPException(404) from None
-
-
 def basis_ja(basis: str) -> str:
     return "本人の同意" if basis == "consent" else label("LegalBasis", basis)
 
@@ -66,7 +57,7 @@ async def inbox_of(request: Request, session: Session, before: str | None = None
                                    limit=PAGE_SIZE, before=before)
 
 
-async def referral_of(request: Request, session: Session, referral_id: UUID) -> dict:
+async def referral_of(request: Request, session: Session, referral_id: str) -> dict:
     """The referral as the partner's inbox lists it; 404 when it is not addressed to this partner."""
     before = None
     for _ in range(PAGES_SEARCHED):
@@ -114,14 +105,14 @@ def build_router() -> APIRouter:
 
     @router.get("/referrals/{referral_id}")
     async def referral(request: Request, referral_id: str, session: Session = Depends(PARTNER)) -> Response:
-        return show_referral(request, session, await referral_of(request, session, referral_id_of(referral_id)))
+        return show_referral(request, session, await referral_of(request, session, path_id(referral_id)))
 
     @router.post("/referrals/{referral_id}/details")
     async def details(request: Request, referral_id: str, session: Session = Depends(PARTNER)) -> Response:
         """The person's details, fetched (and so recorded as a provision) only on this explicit request; shown
         on this answer alone, which no cache keeps (Cache-Control: no-store)."""
         await form(request, session)
-        rid = referral_id_of(referral_id)
+        rid = path_id(referral_id)
         found = await referral_of(request, session, rid)
         try:
             fetched = await apis(request).get("partners", f"/v1/partners/{session.partner_id}/referrals/{rid}",
@@ -133,7 +124,7 @@ def build_router() -> APIRouter:
     @router.post("/referrals/{referral_id}/responses")
     async def answer(request: Request, referral_id: str, session: Session = Depends(PARTNER)) -> Response:
         data = await form(request, session)
-        rid = referral_id_of(referral_id)
+        rid = path_id(referral_id)
         try:
             body = answer_body(data)
             await apis(request).post("partners", f"/v1/partners/{session.partner_id}/referrals/{rid}/responses",

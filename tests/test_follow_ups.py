@@ -88,9 +88,10 @@ async def test_an_accepted_referral_falls_due_for_its_counter_and_not_helped_giv
     assert await follow_ups(referral, auth_headers) == [], "an answered follow-up leaves the list"
 
 
-async def test_due_and_overdue_follow_ups_are_listed_overdue_first_and_filtered_by_state(services, auth_headers):
+async def test_due_and_overdue_follow_ups_are_listed_overdue_first_and_filtered_by_state_counter_and_case(
+        services, auth_headers):
     _, referral = services
-    _, late = await an_accepted_referral(services, auth_headers)
+    late_case, late = await an_accepted_referral(services, auth_headers)
     _, on_time = await an_accepted_referral(services, auth_headers)
     await eventually(lambda: follow_ups(referral, auth_headers), until=lambda f: len(f) == 2)
     conn = await asyncpg.connect(referral.database_url)
@@ -108,6 +109,8 @@ async def test_due_and_overdue_follow_ups_are_listed_overdue_first_and_filtered_
     assert [f["referral_id"] for f in overdue] == [late] and [f["referral_id"] for f in due] == [on_time]
     assert len(await follow_ups(referral, auth_headers, counter="tax")) == 2
     assert await follow_ups(referral, auth_headers, counter="housing") == [], "one counter's own follow-ups"
+    assert [f["referral_id"] for f in await follow_ups(referral, auth_headers, case_id=late_case)] == [late]
+    assert await follow_ups(referral, auth_headers, case_id=str(uuid.uuid4())) == [], "one case's own follow-ups"
 
 
 async def test_an_answer_that_is_not_an_outcome_is_422_in_japanese_first_and_an_unknown_follow_up_404(
@@ -119,8 +122,11 @@ async def test_an_answer_that_is_not_an_outcome_is_422_in_japanese_first_and_an_
                          json={"outcome": "reached_helped"})
     wrong_state = await call(referral, auth_headers, "GET", "/v1/follow-ups", "coordinator",
                              params={"state": "someday"})
+    not_a_case = await call(referral, auth_headers, "GET", "/v1/follow-ups", "coordinator",
+                            params={"case_id": "case-1"})
 
     assert bad.status_code == 422 and bad.json()["message_ja"] == "入力内容に誤りがあります。何も保存されていません。"
     assert bad.json()["errors"][0]["field"] == "outcome"
     assert unknown.status_code == 404 and unknown.json()["message_ja"] == "フォローアップが見つかりません。"
     assert wrong_state.status_code == 422
+    assert not_a_case.status_code == 422 and not_a_case.json()["errors"][0]["field"] == "case_id"

@@ -5,19 +5,23 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from tsunagu_contracts import HousingSupportOpened, Recipient, ReferralRequested, ReferralSheetOpened, uuid7
+from tsunagu_contracts import CheckInRecorded, HousingSupportOpened, Recipient, ReferralRequested, ReferralSheetOpened, uuid7
 from tsunagu_contracts.codes import Division
 from tsunagu_contracts.japan import JST
 from tsunagu_housing.adapters.repository import Repository
 from tsunagu_housing.adapters.sealing import Sealer
+from tsunagu_housing.bootstrap import build_service
 from tsunagu_housing.domain.commands import CheckInSchedule, MoveStage, OpenSupport, RecordCheckIn
 from tsunagu_servicehost.errors import Rejected
 from tsunagu_housing.domain.model import Actor
 from tsunagu_housing.handlers import check_ins, supports
 from tsunagu_outbox import UnitOfWork
+from tsunagu_servicehost import ServiceSettings, build_app
+from tsunagu_teststack.tokens import bearer_token, token_settings
 
 pytestmark = pytest.mark.stack
 COUNCIL = Actor("council-staff", "council")
@@ -51,6 +55,18 @@ def referral(case_id) -> ReferralRequested:
     return ReferralRequested(case_id=case_id, municipality_code="142166", occurred_at=NOW, referral_id=uuid7(),
                              recipient=Recipient.of_division(Division.HOUSING), sheet_id=uuid7(), need="housing",
                              urgency="high", accept_by=NOW + timedelta(days=3), candidate_rank=1)
+
+
+async def a_tenancy(pool, sealer: Sealer, moved_in: datetime):
+    """A support opened by hand a month before `moved_in`, the person moved in then."""
+    case = await a_case(pool)
+    support = await in_transaction(pool, lambda uow: supports.open_by_hand(
+        uow, OpenSupport(case_id=case), by=COUNCIL, now=moved_in - timedelta(days=30)))
+    for stage, body in (("application", {}), ("contract", {}), ("move_in", {"tenancy": HOME})):
+        await in_transaction(pool, lambda uow, s=stage, b=body: supports.move_stage(
+            uow, support.support_id, MoveStage(to_stage=s, **b), by=COUNCIL, now=moved_in,
+            sealer=sealer, default_every_days=14))
+    return support
 
 
 async def outcome(coroutine):
@@ -97,13 +113,7 @@ async def test_the_missed_check_in_timer_and_a_recording_at_once_never_report_an
     due = (datetime.now(JST) - timedelta(minutes=30)).replace(second=0, microsecond=0)
     supports_and_leads = []
     for _ in range(10):
-        case = await a_case(pool)
-        support = await in_transaction(pool, lambda uow, c=case: supports.open_by_hand(
-            uow, OpenSupport(case_id=c), by=COUNCIL, now=due - timedelta(days=30)))
-        for stage, body in (("application", {}), ("contract", {}), ("move_in", {"tenancy": HOME})):
-            await in_transaction(pool, lambda uow, s=stage, b=body: supports.move_stage(
-                uow, support.support_id, MoveStage(to_stage=s, **b), by=COUNCIL, now=due - timedelta(days=1),
-                sealer=sealer, default_every_days=14))
+        support = await a_tenancy(pool, sealer, moved_in=due - timedelta(days=1))
         rule = {"kind": "safety_contact", "grace_minutes": 60,
                 "rrule": f"DTSTART;TZID=Asia/Tokyo:{due:%Y%m%dT%H%M%S}\nRRULE:FREQ=DAILY"}
         await in_transaction(pool, lambda uow, s=support: check_ins.set_schedule(
@@ -129,3 +139,48 @@ async def test_the_missed_check_in_timer_and_a_recording_at_once_never_report_an
     assert all(c["due_at"] == due + timedelta(days=1) for c in cursors), "every cursor moved past today's check-in"
     assert not {r["support_id"] for r in missed} & recorded, "a check-in that answered was never also reported missed"
     assert len(recorded) + len(missed) == len(supports_and_leads)
+
+
+async def test_one_check_in_sent_several_times_at_once_with_one_idempotency_key_is_recorded_once(pool):
+    support = await a_tenancy(pool, Sealer([Fernet.generate_key().decode()]), moved_in=NOW - timedelta(days=1))
+    visit = RecordCheckIn(kind="visit", result="well", member_id=support.lead_member_id)
+
+    def record(cmd: RecordCheckIn, key: str | None):
+        return outcome(in_transaction(pool, lambda uow: check_ins.record_check_in(
+            uow, support.support_id, cmd, by=COUNCIL, now=NOW, idempotency_key=key)))
+
+    taps = await asyncio.gather(*(record(visit, "tap-1") for _ in range(4)))
+    another_result = await record(RecordCheckIn(kind="visit", result="not_at_home",
+                                                member_id=support.lead_member_id), "tap-1")
+    another_tap = await record(visit, "tap-2")
+    without_key = await record(visit, None)
+
+    async with pool.acquire() as conn:
+        recorded = await conn.fetch("SELECT check_in_id FROM check_ins WHERE support_id = $1", support.support_id)
+        published = await conn.fetchval("SELECT count(*) FROM outbox WHERE headers->>'ce_type' = $1",
+                                         CheckInRecorded.type)
+    assert len(set(taps)) == 1, f"every repeat is answered with the first check-in: {taps}"
+    assert {r["check_in_id"] for r in recorded} == {taps[0], another_tap, without_key}
+    assert published == 3, "one CheckInRecorded per check-in recorded"
+    assert isinstance(another_result, Rejected) and another_result.why == "invalid"
+    assert another_result.message_ja == "同じ Idempotency-Key で異なる内容が送られました。"
+
+
+async def test_the_idempotency_key_header_of_a_check_in_replays_the_first_answer_over_http(pool):
+    support = await a_tenancy(pool, Sealer([Fernet.generate_key().decode()]), moved_in=NOW - timedelta(days=1))
+    app = build_app(build_service(), ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/unused",
+                                                     **token_settings("housing-support")))
+    app.state.runtime.pool = pool
+    visit = {"kind": "visit", "result": "well", "member_id": str(support.lead_member_id)}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://housing-support") as client:
+        async def post(key: str) -> httpx.Response:
+            return await client.post(f"/v1/supports/{support.support_id}/check-ins", json=visit, headers={
+                "Authorization": f"Bearer {bearer_token('council')}", "Idempotency-Key": key})
+        first, again, too_long = await post("tap-1"), await post("tap-1"), await post("x" * 201)
+
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json() == first.json()
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "Idempotency-Key"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM check_ins WHERE support_id = $1", support.support_id) == 1

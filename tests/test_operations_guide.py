@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tsunagu_servicehost import alerting
-from tsunagu_servicehost.status import Figures, ServiceState, report
+from tsunagu_servicehost.status import Figures, ServiceState, report, services_of
 from tsunagu_teststack.infrastructure import stack_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,3 +84,26 @@ def test_status_flags_a_figure_past_its_alert_threshold_and_points_to_the_guide(
     assert code == 1
     assert "  referral: 3 dead letters waiting デッドレター (replay-dead-letters)  -> " \
            "docs/operations.md#dead-letters" in text
+
+
+def test_status_shows_the_console_by_its_readiness_with_no_pipeline_figures_to_flag():
+    # The console exports HTTP metrics only: no lag, outbox or dead-letter figure is its to miss.
+    console = ServiceState("console", "http://127.0.0.1:8000", answered=True, ready=True,
+                           figures=Figures.parse("# TYPE tsunagu_http_requests counter\n"))
+    referral = ServiceState("referral", "http://127.0.0.1:8002", answered=True, ready=True)
+
+    text, code = report([referral, console])
+    not_ready, _ = report([ServiceState("console", "http://127.0.0.1:8000", answered=True, ready=False,
+                                        reasons={"referral": "unreachable"})])
+
+    assert code == 0, text
+    assert re.search(r"^  console +ready 準備完了 +- +- +- +- +-$", text, re.M), text
+    assert re.search(r"^  referral +ready 準備完了 +0 +0 +0s +0 +0$", text, re.M), text
+    assert "  console: not ready 準備未完了: referral: unreachable  -> docs/operations.md#" in not_ready
+
+
+def test_make_status_looks_at_the_console_of_the_stack_file_beside_the_four_services():
+    services = services_of(REPO / "deploy/stack.toml")
+
+    assert set(services) == {*SERVICES, "console"}
+    assert services["console"] == f"http://127.0.0.1:{stack_config()['console']['port']}"

@@ -1,8 +1,8 @@
 """`make status` shows the running stack on one screen and exits non-zero when something needs a
 person; the alert rules and the dashboard read only figures the services really export.
 
-The four services run as real processes on the real broker and database; the status command runs
-as `make status` runs it, in a process of its own.
+The four services and the web console run as real processes on the real broker and database; the
+status command runs as `make status` runs it, in a process of its own.
 """
 
 import asyncio
@@ -32,7 +32,11 @@ async def running(service_process):
     intake = await service_process("intake")
     others = await asyncio.gather(*(service_process(name, extra_env={"TSUNAGU_PARTNERS_INTAKE_URL": intake.internal_url})
                                     for name in SERVICES if name != "intake"))
-    return {"intake": intake, **{p.service: p for p in others}}
+    running = {"intake": intake, **{p.service: p for p in others}}
+    console = await service_process("console", urls={
+        "intake": intake.url, "referral": running["referral"].url, "housing": running["housing-support"].url,
+        "partners": running["partner-notification"].url})
+    return running | {"console": console}
 
 
 async def status(services: dict) -> subprocess.CompletedProcess:
@@ -41,7 +45,8 @@ async def status(services: dict) -> subprocess.CompletedProcess:
                                    capture_output=True, text=True, timeout=60)
 
 
-async def test_status_shows_every_service_ready_and_exits_0_then_names_a_stopped_service_and_exits_1(running):
+async def test_status_shows_every_service_and_the_console_ready_and_exits_0_then_names_a_stopped_service_and_exits_1(
+        running):
     healthy = await eventually(lambda: status(running), until=lambda out: out.returncode == 0, attempts=60,
                                pause=0.5)
     await running["referral"].stop()
@@ -50,6 +55,7 @@ async def test_status_shows_every_service_ready_and_exits_0_then_names_a_stopped
     assert healthy.stderr == ""
     for name in SERVICES:
         assert re.search(rf"^  {re.escape(name)} +ready 準備完了 +0 +0 +0s +0 +0$", healthy.stdout, re.M), healthy.stdout
+    assert re.search(r"^  console +ready 準備完了 +- +- +- +- +-$", healthy.stdout, re.M), healthy.stdout
     assert "Nothing needs a person 対応が必要なものはありません." in healthy.stdout
     assert "overdue 期限超過 0" in healthy.stdout and "webhooks disabled 停止中 0" in healthy.stdout
     assert broken.returncode == 1, broken.stdout
@@ -57,6 +63,8 @@ async def test_status_shows_every_service_ready_and_exits_0_then_names_a_stopped
     assert "Needs a person 要対応:" in broken.stdout
     assert re.search(r"^  referral: not running 停止中 .*-> docs/operations\.md#service-down$", broken.stdout, re.M)
     assert re.search(r"^  intake +ready 準備完了", broken.stdout, re.M), "the others are still ready"
+    assert re.search(r"^  console: not ready 準備未完了: referral: unreachable ", broken.stdout, re.M), (
+        "the console cannot reach referral")
 
 
 async def test_status_sends_an_ops_token_so_a_service_that_is_not_ready_says_why(service_process):

@@ -1,6 +1,7 @@
 """The housing council's pages, on a fake of housing-support's API: what each page shows, what each
 form sends, and that a refused or forged form changes nothing."""
 
+import re
 from datetime import datetime
 from urllib.parse import unquote
 
@@ -56,6 +57,8 @@ class FakeHousing:
 
     def __init__(self):
         self.calls: list[tuple[str, str, dict]] = []
+        self.keys: list[str | None] = []
+        """The Idempotency-Key of each POST, in order."""
         self.refusal: ApiRefused | None = None
 
     async def get(self, service: str, path: str, token: str, **params):
@@ -89,7 +92,8 @@ class FakeHousing:
             raise self.refusal
         return {}
 
-    async def post(self, service: str, path: str, token: str, body=None):
+    async def post(self, service: str, path: str, token: str, body=None, *, idempotency_key: str | None = None):
+        self.keys.append(idempotency_key)
         return await self._write("POST", path, body)
 
     async def put(self, service: str, path: str, token: str, body):
@@ -353,3 +357,33 @@ async def test_a_refused_member_is_shown_again_with_what_was_typed(browser, hous
     assert 'value="高齢者関係課"' in response.text
     assert bad_partner.status_code == 422 and "連携団体IDが正しくありません。" in bad_partner.text
     assert len(housing.writes()) == 1, "the partner without an id was never sent"
+
+
+def request_keys(page: str) -> list[str]:
+    return re.findall(r'name="request_key" value="([^"]+)"', page)
+
+
+async def test_each_check_in_form_carries_its_own_key_and_a_double_tap_sends_it_twice_for_housing_to_record_once(
+        browser, housing):
+    client = browser()
+    first_page, second_page = (await client.get("/council/check-ins")).text, (await client.get("/council/check-ins")).text
+    tap = {"csrf": client.csrf, "support_id": SUPPORT, "kind": "visit", "member_id": LEAD, "result": "well",
+           "request_key": request_keys(first_page)[0]}
+
+    await client.post("/council/check-ins", data=tap)
+    await client.post("/council/check-ins", data=tap)
+
+    keys = request_keys(first_page)
+    assert len(keys) == 2 and len(set(keys + request_keys(second_page))) == 4, "one key per form, new on each page"
+    assert housing.keys == [keys[0], keys[0]], "both taps carry the form's key: housing-support records one"
+
+
+async def test_the_fuller_check_in_form_sends_its_key_and_a_key_of_another_shape_is_not_sent(browser, housing):
+    client = browser()
+    [key] = request_keys((await client.get(f"/council/supports/{SUPPORT}")).text)
+    form = {"csrf": client.csrf, "kind": "visit", "result": "well", "member_id": HELPER}
+
+    await client.post(f"/council/supports/{SUPPORT}/check-ins", data=form | {"request_key": key})
+    await client.post(f"/council/supports/{SUPPORT}/check-ins", data=form | {"request_key": "a\r\nX-Injected: 1"})
+
+    assert housing.keys == [key, None]

@@ -37,6 +37,8 @@ class FakeServices:
         self.writes: list[tuple[str, str, object]] = []
         self.refuse_next: ApiRefused | None = None
         self.follow_ups: list[dict] = []
+        self.follow_up_queries: list[dict] = []
+        """The query of each GET /v1/follow-ups, which referral filters as the real one does."""
         self.known: list[str] = []
         """Persons intake knows by the kana name and birth date asked about."""
         self.created = {"case_id": CASE, "consultation_id": str(uuid4()), "person_ref": str(uuid4()),
@@ -53,7 +55,8 @@ class FakeServices:
         if path == f"/v1/cases/{CASE}/referrals":
             raise ApiRefused(404, "つなぐシートが見つかりません。")
         if path == "/v1/follow-ups":
-            return self.follow_ups
+            self.follow_up_queries.append(params)
+            return [f for f in self.follow_ups if params.get("case_id") in {None, f["case_id"]}]
         if path == "/v1/partners":
             return PARTNERS
         raise AssertionError(f"unexpected GET {service} {path}")
@@ -325,13 +328,14 @@ async def test_an_answer_to_a_follow_up_is_sent_to_referral_and_the_list_says_it
     assert services.writes == [("referral", f"/v1/follow-ups/{follow_up_id}/answer", {"outcome": "reached_not_helped"})]
 
 
-async def test_the_case_page_shows_only_this_cases_follow_ups(console, services):
+async def test_the_case_page_asks_referral_for_this_cases_follow_ups_only(console, services):
     sign_in(console)
     services.follow_ups = [follow_up("overdue"), follow_up("due", need="housing", case_id=str(uuid4()))]
 
     page = await console.get(f"/counter/cases/{CASE}")
 
     assert "確認期限超過" in page.text and "確認待ち" not in page.text
+    assert services.follow_up_queries == [{"case_id": CASE}], "referral filters; the console does not fetch them all"
 
 
 async def test_a_need_intake_refuses_on_the_case_page_is_shown_beside_the_form_with_the_choice_kept(

@@ -8,6 +8,7 @@ consents arrive through the consumers' own handlers, each in its own transaction
 from __future__ import annotations
 
 import base64
+import json
 import os
 from datetime import datetime
 from uuid import UUID
@@ -20,6 +21,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from tsunagu_contracts import ConsentGranted, Envelope, ReferralRequested, uuid7
 from tsunagu_contracts.japan import JST
 from tsunagu_outbox import unit_of_work_on
+from tsunagu_partners.adapters.referrals import Referrals
 from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.bootstrap import build_service
 from tsunagu_partners.domain.commands import AddressedReferral, RegisterPartner
@@ -176,3 +178,32 @@ async def test_the_inbox_is_read_a_page_at_a_time(pool, api):
 
     assert [UUID(r["referral_id"]) for r in first_page + next_page] == referrals[::-1]
     assert (await inbox(api, food_bank, limit=201)).status_code == 422
+
+
+class Explained:
+    """A connection that answers a read with the plan PostgreSQL would run it by, not its rows."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args) -> list[dict]:
+        return json.loads(await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+
+
+def indexes_in(plan: dict) -> set[str]:
+    found = {plan["Index Name"]} if "Index Name" in plan else set()
+    return found.union(*(indexes_in(p) for p in plan.get("Plans", [])))
+
+
+async def test_the_inbox_finds_a_partners_referrals_their_request_and_last_answer_by_index(pool, api):
+    food_bank = await a_partner(pool)
+    _, referral_id = await a_referral(pool, food_bank)
+    await api.post(f"/v1/partners/{food_bank['partner_id']}/referrals/{referral_id}/responses",
+                   json={"response": "accepted"}, headers=as_partner(food_bank))
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")  # a few rows would be scanned whatever the indexes
+        [explained] = await Referrals(Explained(conn)).addressed_to(UUID(food_bank["partner_id"]), None, 50)
+
+    assert {"partner_referrals_by_partner", "deliveries_by_case", "responses_by_referral"} <= indexes_in(
+        explained["Plan"])

@@ -147,9 +147,10 @@ class FakeRepository:
                 self.follow_ups_by_referral[referral_id] = replace(
                     f, outcome=outcome, answered_at=at, reopened_referral_id=reopened_referral_id)
 
-    async def follow_ups(self, state, counter, now, limit):
+    async def follow_ups(self, state, counter, now, limit, case_id=None):
         waiting = [f for f in self.follow_ups_by_referral.values() if f.state(now) in {"due", "overdue"}
-                   and state in {None, f.state(now)} and counter in {None, f.counter}]
+                   and state in {None, f.state(now)} and counter in {None, f.counter}
+                   and case_id in {None, f.case_id}]
         return sorted(waiting, key=lambda f: (f.state(now) != "overdue", f.answer_by))[:limit]
 
     async def routes(self, need):

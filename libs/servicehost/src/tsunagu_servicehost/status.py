@@ -3,7 +3,8 @@
     python -m tsunagu_servicehost.status [--stack deploy/stack.toml] [--service NAME=URL ...]
 
 Exits 1 when something needs a person (a service down or not ready, a figure past the threshold
-its alert rule uses: tsunagu_servicehost.alerting), 0 otherwise. The figures for coordinators and
+its alert rule uses: tsunagu_servicehost.alerting), 0 otherwise. The web console is a row too: its
+readiness (whether it reaches the four APIs) only, as it has no consumer and no outbox. The figures for coordinators and
 the council (overdue referrals, check-ins to follow up) are shown, but are theirs to act on.
 """
 
@@ -26,6 +27,9 @@ from zoneinfo import ZoneInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from tsunagu_servicehost import alerting
+
+CONSOLE = "console"
+"""The stack's `[console]`: web pages over the services' APIs, with no consumer, outbox or dead letters."""
 
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
             "summary": ("_count", "_sum", "_created")}
@@ -69,6 +73,12 @@ class ServiceState:
     ready: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
     figures: Figures = field(default_factory=Figures)
+
+    @property
+    def pipeline(self) -> bool:
+        """Whether it consumes events and publishes through an outbox (all but the console), so the
+        lag, outbox and dead-letter figures are its to show and to be judged by."""
+        return self.name != CONSOLE
 
 
 def ops_headers() -> dict[str, str]:
@@ -129,6 +139,8 @@ def findings(state: ServiceState) -> list[Finding]:
         return [Finding(state.name, f"not running 停止中 ({state.reasons['process']})", "TsunaguServiceDown")]
     found = [Finding(state.name, f"not ready 準備未完了: {check}: {why}", "TsunaguServiceNotReady")
              for check, why in state.reasons.items()]
+    if not state.pipeline:
+        return found
     f = state.figures
     checks = (
         (f.largest("tsunagu_consumer_lag_records"), alerting.CONSUMER_LAG_RECORDS, "TsunaguConsumerLagHigh",
@@ -159,13 +171,14 @@ def _pad(text: str, width: int) -> str:
 def _row(state: ServiceState) -> str:
     f = state.figures
     if not state.answered:
-        readiness = "DOWN 停止"
+        readiness, figures = "DOWN 停止", ""
     else:
         readiness = "ready 準備完了" if state.ready else "NOT READY 準備未完了"
-    figures = "" if not state.answered else (
-        f"{f.total('tsunagu_consumer_lag_records'):>6g} {f.largest('tsunagu_outbox_backlog'):>7g} "
-        f"{f.largest('tsunagu_outbox_oldest_unpublished_age_seconds'):>7.0f}s {f.largest('tsunagu_outbox_parked'):>6g} "
-        f"{f.total('tsunagu_dead_letters'):>6g}")
+        figures = (
+            f"{f.total('tsunagu_consumer_lag_records'):>6g} {f.largest('tsunagu_outbox_backlog'):>7g} "
+            f"{f.largest('tsunagu_outbox_oldest_unpublished_age_seconds'):>7.0f}s {f.largest('tsunagu_outbox_parked'):>6g} "
+            f"{f.total('tsunagu_dead_letters'):>6g}") if state.pipeline else (
+            f"{'-':>6} {'-':>7} {'-':>8} {'-':>6} {'-':>6}")  # nothing of the kind to count
     return f"  {_pad(state.name, 22)}{_pad(readiness, 22)}{figures}".rstrip()
 
 
@@ -210,7 +223,10 @@ def report(states: list[ServiceState], now: datetime | None = None) -> tuple[str
 def services_of(stack_file: Path) -> dict[str, str]:
     with open(stack_file, "rb") as f:
         stack = tomllib.load(f)
-    return {name: f"http://127.0.0.1:{svc['port']}" for name, svc in stack["services"].items()}
+    services = {name: f"http://127.0.0.1:{svc['port']}" for name, svc in stack["services"].items()}
+    if CONSOLE in stack:
+        services[CONSOLE] = f"http://127.0.0.1:{stack[CONSOLE]['port']}"
+    return services
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,9 +65,11 @@ class Apis:
             await client.aclose()
 
     async def call(self, service: str, method: str, path: str, token: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None) -> Any:
+                   params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> Any:
         """The decoded JSON answer; `ApiRefused` on 4xx, `ApiUnavailable` when the service is down."""
         headers = {"Authorization": f"Bearer {token}"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         inject(headers)  # the page's trace continues into the service
         params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
@@ -83,8 +85,11 @@ class Apis:
     async def get(self, service: str, path: str, token: str, **params: Any) -> Any:
         return await self.call(service, "GET", path, token, params=params)
 
-    async def post(self, service: str, path: str, token: str, body: Any = None) -> Any:
-        return await self.call(service, "POST", path, token, json=body if body is not None else {})
+    async def post(self, service: str, path: str, token: str, body: Any = None, *,
+                   idempotency_key: str | None = None) -> Any:
+        """`idempotency_key`: the form's own key, so a form sent twice (a double tap) is acted on once."""
+        return await self.call(service, "POST", path, token, json=body if body is not None else {},
+                               idempotency_key=idempotency_key)
 
     async def put(self, service: str, path: str, token: str, body: Any) -> Any:
         return await self.call(service, "PUT", path, token, json=body)

@@ -48,6 +48,13 @@ def text(data: FormData, name: str) -> str:
     return str(data.get(name, "")).strip()
 
 
+def request_key(data: FormData) -> str | None:
+    """The form's Idempotency-Key (a hidden field made when the page was rendered); none when it is
+    missing or not of the shape the console makes, and the request is then sent without one."""
+    key = text(data, "request_key")
+    return key if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", key) else None
+
+
 def uuid_field(data: FormData, name: str, label_ja: str) -> str:
     """A UUID from a form; it goes into an API path, so nothing else ever does."""
     try:
@@ -200,7 +207,8 @@ def build_router() -> APIRouter:
                     "member_id": uuid_field(data, "member_id", "見守りをした構成員")}
             if at := japan_moment(text(data, "at"), "at", "見守り"):
                 body["at"] = at
-            await apis(request).post(HOUSING, f"/v1/supports/{support_id}/check-ins", session.token, body)
+            await apis(request).post(HOUSING, f"/v1/supports/{support_id}/check-ins", session.token, body,
+                                     idempotency_key=request_key(data))
         return await act(request, session, support_id, "check_in", do, "見守りを記録しました。")
 
     # check-ins ----------------------------------------------------------------------------------
@@ -227,7 +235,8 @@ def build_router() -> APIRouter:
             support_id = uuid_field(data, "support_id", "居住支援")
             body = {"kind": text(data, "kind"), "result": text(data, "result"),
                     "member_id": uuid_field(data, "member_id", "見守りをした構成員")}
-            await apis(request).post(HOUSING, f"/v1/supports/{support_id}/check-ins", session.token, body)
+            await apis(request).post(HOUSING, f"/v1/supports/{support_id}/check-ins", session.token, body,
+                                     idempotency_key=request_key(data))
         except Invalid as invalid:
             return await check_ins_page(request, session, invalid.refusal)
         except ApiRefused as refused:

@@ -232,8 +232,7 @@ def build_router() -> APIRouter:
             if exc.status != 404:
                 raise
             sheet = None  # the sheet is opened from intake's event, moments after the registration
-        follow_ups = [f for f in await apis(request).get("referral", "/v1/follow-ups", token, limit=500)
-                      if f.get("case_id") == str(case_id)]
+        follow_ups = await apis(request).get("referral", "/v1/follow-ups", token, case_id=str(case_id))
         primary = {c.get("primary_need") for c in case.get("consultations", [])}
         duplicates = []
         for ref in request.query_params.getlist("duplicate_of"):

@@ -9,6 +9,7 @@ the session's CSRF token, and answers with `redirect(...)` after a success (post
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,9 @@ class Pages:
         self.sessions = sessions
         self.templates = Jinja2Templates(directory=templates)
         env = self.templates.env
-        env.globals.update(label=labels.label, options=labels.options, nav=NAV, today=labels.today)
+        # request_key: a new Idempotency-Key for each form rendered, so a double tap is sent once.
+        env.globals.update(label=labels.label, options=labels.options, nav=NAV, today=labels.today,
+                           request_key=lambda: secrets.token_urlsafe(18))
         env.filters.update(wareki=labels.wareki, jdate=labels.japanese_date, jtime=labels.japanese_time)
 
     def render(self, request: Request, template: str, session: Session | None, status_code: int = 200,

@@ -3,7 +3,8 @@
 Concurrency rules, stated once here and beside each statement that needs one:
 
 - A support's row lock (`support(..., lock=True)`) serialises everything that changes one support:
-  stage moves, lead changes, tasks, schedules and check-ins. Take it first. It is FOR NO KEY UPDATE,
+  stage moves, lead changes, tasks, schedules and check-ins (and the check-in's Idempotency-Key,
+  looked up and recorded under it). Take it first. It is FOR NO KEY UPDATE,
   not FOR UPDATE: rows that refer to the support (a check-in the timer writes) take a key-share
   lock on it for their foreign key, and FOR UPDATE would make the timer wait for a recording that
   waits for the timer's rule lock (a deadlock the concurrency test found). The same holds for
@@ -243,6 +244,19 @@ class Repository:
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             check_in_id, support_id, tenancy_id, kind.value if kind else None, status, result, member_id,
             scheduled_for, at, missed_occurrences, escalation, by)
+
+    async def check_in_of_key(self, support_id: UUID, key: str) -> tuple[bytes, UUID] | None:
+        """The request hash and check-in an Idempotency-Key was first recorded with. Read under the
+        support's row lock (rule at the top), so a repeat sent at once waits for the first to commit."""
+        row = await self.conn.fetchrow("SELECT request_hash, check_in_id FROM check_in_keys "
+                                       "WHERE support_id = $1 AND key = $2", support_id, key)
+        return (bytes(row["request_hash"]), row["check_in_id"]) if row else None
+
+    async def remember_check_in_key(self, support_id: UUID, key: str, request_hash: bytes, check_in_id: UUID) -> None:
+        # In the recording's transaction, under the support's row lock; the primary key (support_id,
+        # key) refuses a second row should a writer ever skip the lock.
+        await self.conn.execute("INSERT INTO check_in_keys (support_id, key, request_hash, check_in_id) "
+                                "VALUES ($1, $2, $3, $4)", support_id, key, request_hash, check_in_id)
 
     async def last_result(self, support_id: UUID) -> str | None:
         return await self.conn.fetchval(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from tsunagu_contracts.codes import TenancyStage
 from tsunagu_contracts.dates import CalendarDate
@@ -127,9 +127,15 @@ def build_router(runtime: Runtime, *, sealer: Callable[[], Sealer], default_ever
         return {"check_in_schedule": (await detail(support_id, who))["check_in_schedule"]}
 
     @router.post("/supports/{support_id}/check-ins", responses=CONFLICT, status_code=201, summary="見守りを記録する (record a check-in)")
-    async def record_check_in(support_id: UUID, body: RecordCheckIn, who: Principal = Depends(ACTORS)) -> dict:
+    async def record_check_in(
+        support_id: UUID, body: RecordCheckIn, who: Principal = Depends(ACTORS),
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=200,
+            description="Sent again with the same request (a double tap), the first answer is given and "
+                        "nothing more is recorded")] = None,
+    ) -> dict:
         check_in_id = await write(lambda uow: check_ins.record_check_in(uow, support_id, body, by=actor(who),
-                                                                        now=now()))
+                                                                        now=now(), idempotency_key=idempotency_key))
         return {"check_in_id": str(check_in_id)}
 
     @router.get("/check-ins", summary="今日の見守り・未実施の見守り (check-ins due today, or missed)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time, timedelta
 from uuid import UUID
 
@@ -48,10 +49,21 @@ async def set_schedule(uow, support_id: UUID, schedule: CheckInSchedule, *, by: 
     return await uow.repo.rules(support_id)
 
 
-async def record_check_in(uow, support_id: UUID, cmd: RecordCheckIn, *, by: Actor, now: datetime) -> UUID:
+async def record_check_in(uow, support_id: UUID, cmd: RecordCheckIn, *, by: Actor, now: datetime,
+                          idempotency_key: str | None = None) -> UUID:
     """Record one check-in. It answers the occurrence whose window it falls in; an emergency, or a
-    second absence in a row, reaches the lead member at once (CheckInEscalated)."""
+    second absence in a row, reaches the lead member at once (CheckInEscalated).
+
+    With an `idempotency_key`, the same request sent again (a double tap) answers with the check-in
+    the first one recorded and records nothing; the key sent with another request is refused."""
     support = await support_for(uow, support_id, by, lock=True)
+    fingerprint = hashlib.sha256(f"{by.subject}\n{cmd.model_dump_json()}".encode()).digest()
+    if idempotency_key is not None and (first := await uow.repo.check_in_of_key(support_id, idempotency_key)):
+        recorded_for, check_in_id = first
+        if recorded_for != fingerprint:
+            raise Rejected.invalid("Idempotency-Key", "同じ Idempotency-Key で異なる内容が送られました。",
+                                   "this Idempotency-Key was used for a different request")
+        return check_in_id
     tenancy = await uow.repo.tenancy(support_id)
     if support.stage not in TENANCY_STAGES or tenancy is None or tenancy.ended_on is not None:
         raise Rejected.conflict("入居中の支援にだけ見守りを記録できます。", "check-ins are recorded during a tenancy")
@@ -70,6 +82,8 @@ async def record_check_in(uow, support_id: UUID, cmd: RecordCheckIn, *, by: Acto
     await uow.repo.add_check_in(check_in_id, support_id, tenancy.tenancy_id, kind=cmd.kind, status="recorded", at=at,
                                 by=by.subject, result=cmd.result.value, member_id=member.member_id,
                                 scheduled_for=answered, escalation=reason.value if reason else None)
+    if idempotency_key is not None:
+        await uow.repo.remember_check_in_key(support_id, idempotency_key, fingerprint, check_in_id)
     base = {"case_id": support.case_id, "municipality_code": support.municipality_code, "occurred_at": now,
             "support_id": support_id, "tenancy_id": tenancy.tenancy_id, "check_in_id": check_in_id}
     uow.emit(CheckInRecorded(**base, scheduled_for=japan_date(answered or at), result=cmd.result, kind=cmd.kind))

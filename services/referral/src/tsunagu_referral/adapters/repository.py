@@ -292,14 +292,16 @@ class Repository:
             "WHERE follow_up_id = $1", follow_up_id, outcome.value, by, at, reopened_referral_id)
 
     async def follow_ups(self, state: str | None, counter: Division | None, now: datetime,
-                         limit: int) -> list[FollowUp]:
+                         limit: int, case_id: UUID | None = None) -> list[FollowUp]:
         """Follow-ups waiting for their answer, overdue first, then by the day they fell due (as the
-        referrals' queue); `state` 'due' or 'overdue' keeps one of the two, `counter` one counter's."""
+        referrals' queue); `state` 'due' or 'overdue' keeps one of the two, `counter` one counter's,
+        `case_id` one case's."""
         rows = await self.conn.fetch(
             "SELECT * FROM follow_ups WHERE opened_at IS NOT NULL AND answered_at IS NULL "
             "AND ($1::text IS NULL OR ($1 = 'overdue') = (answer_by < $2)) AND ($4::text IS NULL OR counter = $4) "
+            "AND ($5::uuid IS NULL OR case_id = $5) "
             "ORDER BY (answer_by < $2) DESC, answer_by, due_on LIMIT $3", state, now, limit,
-            counter and counter.value)
+            counter and counter.value, case_id)
         return [_follow_up(r) for r in rows]
 
     # routing ----------------------------------------------------------------------------------

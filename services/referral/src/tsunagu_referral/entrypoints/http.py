@@ -191,10 +191,11 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
                 dependencies=[Depends(READERS)])
     async def follow_ups(state: Annotated[Literal["due", "overdue"] | None, Query()] = None,
                          counter: Annotated[Division | None, Query(description="One counter's follow-ups")] = None,
+                         case_id: Annotated[UUID | None, Query(description="One case's follow-ups")] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         at = now()
         async with reading() as repo:
-            return [follow_up_view(f, at) for f in await repo.follow_ups(state, counter, at, limit)]
+            return [follow_up_view(f, at) for f in await repo.follow_ups(state, counter, at, limit, case_id=case_id)]
 
     @router.post("/follow-ups/{follow_up_id}/answer", responses=CONFLICT,
                  summary="フォローアップの回答を記録する (record whether the help arrived; "

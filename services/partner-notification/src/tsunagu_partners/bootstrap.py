@@ -143,11 +143,12 @@ def build_service(kafka_access: PartnerKafkaAccess | None = None) -> Service:
                             public_url=settings.public_url).run()
 
     async def mail(runtime: Runtime) -> None:
+        # Registered even when nothing is sent: the alert on dead notices reads a series that exists (at 0).
+        metrics = MailMetrics(runtime.registry)
         if not settings.smtp_host:
             log.warning("TSUNAGU_PARTNERS_SMTP_HOST is not set: mail notices are queued, not sent")
             return
-        await MailSender(runtime.db, partial(unit_of_work, runtime.db), settings.smtp_server(), policy,
-                         MailMetrics(runtime.registry),
+        await MailSender(runtime.db, partial(unit_of_work, runtime.db), settings.smtp_server(), policy, metrics,
                          runtime.tracer_provider.get_tracer("tsunagu.partner-notification.mail")).run()
 
     async def held_events(runtime: Runtime) -> None:

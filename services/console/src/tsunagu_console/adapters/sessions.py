@@ -60,6 +60,20 @@ class SessionCookies:
     def seal(self, session: Session) -> str:
         return self._fernet.encrypt(json.dumps(asdict(session)).encode()).decode()
 
+    def seal_value(self, value: dict) -> str:
+        """Any small JSON value sealed like a session (a sign-in on its way through the identity provider)."""
+        return self._fernet.encrypt(json.dumps(value).encode()).decode()
+
+    def open_value(self, cookie: str | None, ttl: int) -> dict | None:
+        """A value sealed by seal_value at most `ttl` seconds ago; None when missing, tampered with or older."""
+        if not cookie:
+            return None
+        try:
+            value = json.loads(self._fernet.decrypt(cookie.encode(), ttl=ttl))
+        except (InvalidToken, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
     def open(self, cookie: str | None) -> Session | None:
         """The session in the cookie; None when there is none, it was tampered with, or it has expired."""
         if not cookie:

@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 
 from tsunagu_console.adapters.sessions import COOKIE
-from tsunagu_console.bootstrap import ConsoleSettings, build_app
+from tsunagu_console.bootstrap import ConsoleSettings, build_app, check_settings
 from tsunagu_servicehost.auth import new_signing_key
 from tsunagu_teststack.oidc_provider import CLIENT_ID, CLIENT_SECRET, TestIdentityProvider
 from tsunagu_teststack.tokens import STAFF_AUDIENCE, STAFF_ISSUER
@@ -243,3 +243,25 @@ def test_the_sign_in_button_needs_the_sign_in_pages_form_token(console):
 
     assert response.status_code == 403
     assert "tsunagu_oidc" not in console.cookies
+
+
+def test_an_access_token_too_large_for_the_session_cookie_is_said_so_instead_of_dropped_by_the_browser(
+        console, browser_at_provider, csrf_of, provider):
+    provider.access_token_changes = {"groups": [f"group-{n:04d}" for n in range(300)]}
+
+    assert_nobody_signed_in(console, sign_in(console, browser_at_provider, csrf_of), "トークンが大きすぎる")
+
+
+@pytest.mark.parametrize("missing", ["console_oidc_client_id", "console_oidc_redirect_url", "staff_audience"])
+def test_the_console_does_not_start_with_an_identity_provider_but_half_its_settings(missing):
+    settings = {"console_session_keys": Fernet.generate_key().decode(), "staff_issuer": STAFF_ISSUER,
+                "staff_audience": STAFF_AUDIENCE, "console_oidc_issuer": IDP, "console_oidc_client_id": CLIENT_ID,
+                "console_oidc_redirect_url": "https://console.example/signin/oidc/callback", missing: ""}
+
+    with pytest.raises(SystemExit, match=missing.upper()):
+        check_settings(ConsoleSettings(**settings))
+
+
+def test_staff_tokens_are_never_checked_with_a_shared_secret_algorithm():
+    with pytest.raises(ValueError, match="public keys only"):
+        ConsoleSettings(staff_algorithms=["HS256"])

@@ -162,13 +162,16 @@ def _sign(claims: dict, changes: dict, key: str) -> str:
 
 
 class IdentityProviderServer:
-    """The test provider served by uvicorn on a free loopback port: `async with IdentityProviderServer() as idp`."""
+    """The test provider served by uvicorn on a free loopback port: `async with IdentityProviderServer() as idp`.
 
-    def __init__(self):
+    Its URL names the host `localhost` while the console is at 127.0.0.1: to a browser they are two
+    sites, as a city's provider and console are, so cookies meet the same SameSite rules as there."""
+
+    def __init__(self, host_name: str = "localhost"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.provider = TestIdentityProvider(issuer=f"http://127.0.0.1:{self.port}")
+        self.provider = TestIdentityProvider(issuer=f"http://{host_name}:{self.port}")
         self.server = uvicorn.Server(uvicorn.Config(self.provider.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", lifespan="off"))
         self.task: asyncio.Task | None = None

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_console.adapters.apis import Apis
@@ -69,6 +69,13 @@ class ConsoleSettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest form the console reads.")
     api_timeout_s: float = Field(default=10.0, gt=0, description="Time one call to a service's API may take.")
+
+    @field_validator("staff_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
+            raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
+        return value
 
 
 def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBaseTransport | None = None,
@@ -133,8 +140,6 @@ def check_settings(settings: ConsoleSettings) -> None:
             if not value]
         if missing:
             raise SystemExit(f"[tsunagu] error: TSUNAGU_CONSOLE_OIDC_ISSUER is set but {', '.join(missing)} is not")
-        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in settings.staff_algorithms):
-            raise SystemExit("[tsunagu] error: TSUNAGU_STAFF_ALGORITHMS may hold public-key algorithms only")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,8 @@ from tsunagu_servicehost.auth import PARTNER_SESSION_SECONDS, Role, staff_token
 
 log = logging.getLogger("tsunagu.console")
 SIGN_IN_CSRF = "tsunagu_signin"
+MAX_COOKIE_CHARS = 3900
+"""Browsers keep cookies of up to 4096 bytes, name and attributes included."""
 OIDC_PENDING = "tsunagu_oidc"
 """The sign-in on its way through the identity provider (state, nonce, PKCE verifier), sealed. SameSite=Lax:
 the provider's redirect back is a cross-site navigation, which a Strict cookie would not come back with."""
@@ -139,6 +141,13 @@ def build_router(registry: CollectorRegistry, settings) -> APIRouter:
         session = pages(request).sessions.new(kind="staff", role=role, subject=signed.subject,
                                               display_name=STAFF_ROLES[role], token=signed.access_token,
                                               seconds=seconds)
+        if len(pages(request).sessions.seal(session)) > MAX_COOKIE_CHARS:
+            # A browser silently drops a larger cookie: the person would be sent round in circles.
+            log.warning("the identity provider's access token is too large for the session cookie")
+            return _forget_pending(pages(request).error(
+                request, 403, "認証基盤のトークンが大きすぎるため、サインインできません。システム管理者にお問い合わせください。",
+                "The identity provider's access token is too large for the session cookie; ask the administrator "
+                "to trim its claims."))
         # A page, not a redirect: the session cookie is SameSite=Strict, and a redirect continuing the
         # provider's cross-site navigation would arrive without it.
         response = pages(request).render(request, "signed_in.html", None, next=pending.next or HOME[role])

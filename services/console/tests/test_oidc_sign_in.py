@@ -265,3 +265,28 @@ def test_the_console_does_not_start_with_an_identity_provider_but_half_its_setti
 def test_staff_tokens_are_never_checked_with_a_shared_secret_algorithm():
     with pytest.raises(ValueError, match="public keys only"):
         ConsoleSettings(staff_algorithms=["HS256"])
+
+
+def test_signing_out_ends_the_providers_session_too_and_comes_back_to_the_sign_in_page(
+        console, browser_at_provider, csrf_of):
+    """On a counter's shared computer, the next person is not signed in by the provider's session."""
+    sign_in(console, browser_at_provider, csrf_of, "counter")
+    csrf = csrf_of(console.get("/any-page-shows-the-sign-out-form").text)
+
+    out = console.post("/signout", data={"csrf": csrf}, follow_redirects=False)
+
+    location = urlsplit(out.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{IDP}/logout"
+    assert dict(parse_qsl(location.query)) == {"client_id": CLIENT_ID,
+                                               "post_logout_redirect_uri": "http://127.0.0.1/signin"}
+    assert COOKIE not in console.cookies
+
+
+def test_signing_out_of_a_development_sign_in_stays_in_the_console(services, provider, csrf_of):
+    with oidc_console(services, provider, console_dev_staff_key=new_signing_key()[0]) as console:
+        console.post("/signin/staff", data={"csrf": csrf_of(console.get("/signin").text), "role": "ops"})
+        csrf = csrf_of(console.get("/any-page-shows-the-sign-out-form").text)
+
+        out = console.post("/signout", data={"csrf": csrf}, follow_redirects=False)
+
+    assert out.headers["location"] == "/signin"

@@ -70,6 +70,7 @@ class TestIdentityProvider:
     grants: dict[str, _Grant] = field(default_factory=dict)
     issued: list[dict] = field(default_factory=list)
     """Every token response, in order."""
+    signed_out: int = 0
 
     __test__ = False  # not a pytest test class
 
@@ -80,6 +81,7 @@ class TestIdentityProvider:
             Route("/jwks", self.jwks),
             Route("/authorize", self.authorize, methods=["GET", "POST"]),
             Route("/token", self.token, methods=["POST"]),
+            Route("/logout", self.logout),
         ])
 
     async def discovery(self, request: Request) -> Response:
@@ -88,7 +90,8 @@ class TestIdentityProvider:
             "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
             "response_types_supported": ["code"], "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["EdDSA"], "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"]})
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "end_session_endpoint": f"{self.issuer}/logout"})
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(jwks_of(staff_key(), STAFF_KID))
@@ -107,6 +110,14 @@ class TestIdentityProvider:
                                    subject=params.get("subject") or "staff-1", role=params.get("role", ""))
         query = urlencode({"code": code, **({"state": params["state"]} if "state" in params else {})})
         return RedirectResponse(f"{params['redirect_uri']}?{query}", status_code=302)
+
+    async def logout(self, request: Request) -> Response:
+        """RP-Initiated Logout: back to where the client asked (this provider keeps no session to end)."""
+        self.signed_out += 1
+        back = request.query_params.get("post_logout_redirect_uri", "")
+        if request.query_params.get("client_id") != self.client_id or not back.startswith(("http://", "https://")):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        return RedirectResponse(back, status_code=302)
 
     def _form(self, params: dict) -> str:
         hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'

@@ -214,3 +214,16 @@ class OidcProvider:
             if not stale:
                 break
         raise jwt.InvalidKeyError("no key of the provider has this token's kid")
+
+    async def end_session_url(self) -> str | None:
+        """The provider's sign-out page (OpenID Connect RP-Initiated Logout), when its discovery names one,
+        sending the browser back to the console's sign-in page."""
+        try:
+            endpoint = (await self.metadata()).get("end_session_endpoint")
+        except ProviderUnavailable:
+            return None
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        back = httpx.URL(self.redirect_url).copy_with(path="/signin", query=None, fragment=None)
+        return str(httpx.URL(endpoint).copy_merge_params({"client_id": self.client_id,
+                                                           "post_logout_redirect_uri": str(back)}))

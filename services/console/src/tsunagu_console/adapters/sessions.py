@@ -33,6 +33,8 @@ class Session:
     expires: int
     session_token: str = ""
     """A partner's 1-hour token for housing-support (from partner-notification's session exchange)."""
+    via_provider: bool = False
+    """Signed in at the city's identity provider: signing out ends the provider's session too."""
 
     @property
     def partner_id(self) -> str:
@@ -51,11 +53,11 @@ class SessionCookies:
         self.secure, self.seconds = secure, int(hours * 3600)
 
     def new(self, *, kind: str, role: str, subject: str, display_name: str, token: str, session_token: str = "",
-            seconds: int | None = None) -> Session:
+            seconds: int | None = None, via_provider: bool = False) -> Session:
         return Session(kind=kind, role=role, subject=subject, display_name=display_name, token=token,
                        csrf=secrets.token_urlsafe(24), expires=int(time.time()) + min(seconds or self.seconds,
                                                                                        self.seconds),
-                       session_token=session_token)
+                       session_token=session_token, via_provider=via_provider)
 
     def seal(self, session: Session) -> str:
         return self._fernet.encrypt(json.dumps(asdict(session)).encode()).decode()

@@ -140,7 +140,7 @@ def build_router(registry: CollectorRegistry, settings) -> APIRouter:
         role = signed.role.value
         session = pages(request).sessions.new(kind="staff", role=role, subject=signed.subject,
                                               display_name=STAFF_ROLES[role], token=signed.access_token,
-                                              seconds=seconds)
+                                              seconds=seconds, via_provider=True)
         if len(pages(request).sessions.seal(session)) > MAX_COOKIE_CHARS:
             # A browser silently drops a larger cookie: the person would be sent round in circles.
             log.warning("the identity provider's access token is too large for the session cookie")
@@ -188,6 +188,13 @@ def build_router(registry: CollectorRegistry, settings) -> APIRouter:
         data = await request.form()
         if session is not None and data.get("csrf") != session.csrf:
             return pages(request).error(request, 403, "フォームの有効期限が切れました。")
+        oidc = request.app.state.oidc
+        if session is not None and session.via_provider and oidc is not None:
+            # On a counter's shared computer the next person must not be signed in as this one by the
+            # provider's own session.
+            provider_sign_out = await oidc.end_session_url()
+            if provider_sign_out:
+                return pages(request).sign_out(RedirectResponse(provider_sign_out, status_code=303))
         return pages(request).sign_out(redirect("/signin", "サインアウトしました。"))
 
     @router.get("/ops")

@@ -290,3 +290,22 @@ def test_signing_out_of_a_development_sign_in_stays_in_the_console(services, pro
         out = console.post("/signout", data={"csrf": csrf}, follow_redirects=False)
 
     assert out.headers["location"] == "/signin"
+
+
+def test_an_id_token_for_several_clients_must_name_this_one_as_its_authorized_party(
+        console, browser_at_provider, csrf_of, provider):
+    provider.id_token_changes = {"aud": [CLIENT_ID, "another-client"]}
+    assert_nobody_signed_in(console, sign_in(console, browser_at_provider, csrf_of))
+
+    provider.id_token_changes = {"aud": [CLIENT_ID, "another-client"], "azp": CLIENT_ID}
+    assert sign_in(console, browser_at_provider, csrf_of).status_code == 200
+
+
+def test_a_discovery_document_naming_another_issuer_is_not_trusted(services, csrf_of):
+    impostor = TestIdentityProvider(issuer="http://impostor.test")
+    with oidc_console(services, impostor) as console:
+        response = console.post("/signin/oidc", data={"csrf": csrf_of(console.get("/signin").text)},
+                                follow_redirects=False)
+
+    assert response.status_code == 503
+    assert "tsunagu_oidc" not in console.cookies

@@ -75,6 +75,10 @@ class TokenRefused(Exception):
     """The token proves nothing: bad signature, wrong issuer or audience, expired, unknown key."""
 
 
+class NoStaffRole(TokenRefused):
+    """A valid staff token that names no staff role, or more than one."""
+
+
 class IssuerUnavailable(Exception):
     """The staff identity provider's keys cannot be read now; nothing is wrong with the token."""
 
@@ -248,12 +252,18 @@ class TokenVerifier:
                                 options={"require": ["exp", "iss", "aud", "sub"]})
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"staff token refused ({type(exc).__name__})") from None
-        granted = claims.get(self.role_claim)
-        roles = {granted} if isinstance(granted, str) else set(granted) if isinstance(granted, list) else set()
-        staff = [role for role in STAFF_ROLES if role.value in roles]
-        if len(staff) != 1:
-            raise TokenRefused(f"a staff token names exactly one staff role in `{self.role_claim}`")
-        return Principal(subject=claims["sub"], role=staff[0])
+        return Principal(subject=claims["sub"], role=staff_role(claims, self.role_claim))
+
+
+def staff_role(claims: dict, role_claim: str) -> Role:
+    """The one staff role a verified staff token's `role_claim` names (a string, or a list holding exactly
+    one staff role); NoStaffRole otherwise."""
+    granted = claims.get(role_claim)
+    roles = {granted} if isinstance(granted, str) else set(granted) if isinstance(granted, list) else set()
+    staff = [role for role in STAFF_ROLES if role.value in roles]
+    if len(staff) != 1:
+        raise NoStaffRole(f"a staff token names exactly one staff role in `{role_claim}`")
+    return staff[0]
 
 
 _UNAUTHENTICATED = {"message_ja": "認証が必要です。", "message_en": "A bearer token is required."}

@@ -44,6 +44,8 @@ class ConsoleProcess(ServiceProcess):
             **{f"TSUNAGU_CONSOLE_{name.upper()}_URL": url for name, url in urls.items()},
             **(extra_env or {}),
         }
+        if self.env.get("TSUNAGU_CONSOLE_OIDC_ISSUER") and not self.env.get("TSUNAGU_CONSOLE_OIDC_REDIRECT_URL"):
+            self.env["TSUNAGU_CONSOLE_OIDC_REDIRECT_URL"] = f"http://127.0.0.1:{self.port}/signin/oidc/callback"
 
     async def migrate(self) -> None:
         """The console has no database."""

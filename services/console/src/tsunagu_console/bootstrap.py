@@ -12,10 +12,11 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tsunagu_console.adapters.apis import Apis
+from tsunagu_console.adapters.oidc import OidcProvider
 from tsunagu_console.adapters.sessions import SessionCookies
 from tsunagu_console.entrypoints import coordinator, council, counter, partner, web
 from tsunagu_console.entrypoints.pages import Pages
@@ -49,17 +50,38 @@ class ConsoleSettings(BaseSettings):
         "Development only: the development issuer's Ed25519 key. When set, the sign-in page offers each "
         "staff role and the console signs that role's token itself; unset in production, where staff "
         "tokens come from the city's identity provider."))
+    console_oidc_issuer: str = Field(default="", description=(
+        "The city's OpenID Connect identity provider (its discovery document is at "
+        "<issuer>/.well-known/openid-configuration). When set, staff sign in there; unset: no such sign-in."))
+    console_oidc_client_id: str = Field(default="", description="The console's client id at the identity provider.")
+    console_oidc_client_secret: SecretStr = Field(default=SecretStr(""), description=(
+        "The console's client secret (client_secret_basic); empty for a public client, which PKCE protects."))
+    console_oidc_redirect_url: str = Field(default="", description=(
+        "The console's /signin/oidc/callback as registered at the identity provider (https://…)."))
+    console_oidc_scopes: str = Field(default="openid", description="Scopes asked for (space-separated).")
     staff_issuer: str = Field(default="", description="Issuer (`iss`) of staff tokens.")
     staff_audience: str = Field(default="", description="Audience (`aud`) of staff tokens.")
+    staff_role_claim: str = Field(default="tsunagu_role", description=(
+        "Claim of the staff access token naming the role (as the services read it)."))
+    staff_algorithms: list[str] = Field(default=["RS256", "ES256", "EdDSA"], description=(
+        "Signature algorithms accepted on the identity provider's tokens (JSON list); never an HMAC one."))
     dev_staff_kid: str = Field(default="tsunagu-dev-1", description="Key id of the development issuer.")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base URL; unset: no export.")
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024, description="Largest form the console reads.")
     api_timeout_s: float = Field(default=10.0, gt=0, description="Time one call to a service's API may take.")
 
+    @field_validator("staff_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
+            raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
+        return value
 
-def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+
+def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBaseTransport | None = None,
+              oidc_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """The console as an ASGI app; its HTTP clients are opened when the app starts. `transport`: for
-    tests, the four services answered in-process."""
+    tests, the four services answered in-process; `oidc_transport`: the identity provider."""
     settings = settings or ConsoleSettings()
     registry = CollectorRegistry()
     provider = tracer_provider("console", settings.otlp_endpoint)
@@ -69,20 +91,31 @@ def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBas
     pages = Pages(HERE / "templates", SessionCookies(
         settings.console_session_keys.get_secret_value(), secure=settings.console_secure_cookies,
         hours=settings.console_session_hours))
+    oidc = OidcProvider(
+        issuer=settings.console_oidc_issuer, client_id=settings.console_oidc_client_id,
+        client_secret=settings.console_oidc_client_secret.get_secret_value(),
+        redirect_url=settings.console_oidc_redirect_url, scopes=settings.console_oidc_scopes,
+        staff_issuer=settings.staff_issuer, staff_audience=settings.staff_audience,
+        role_claim=settings.staff_role_claim, algorithms=list(settings.staff_algorithms),
+        timeout=settings.api_timeout_s, transport=oidc_transport) if settings.console_oidc_issuer else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await apis.open()
+        if oidc is not None:
+            await oidc.open()
         log.info("console started")
         try:
             yield
         finally:
             await apis.close()
+            if oidc is not None:
+                await oidc.close()
             provider.shutdown()
 
     app = FastAPI(title="Tsunagu つなぐ (console)", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.state.apis, app.state.pages, app.state.settings = apis, pages, settings
+    app.state.apis, app.state.pages, app.state.settings, app.state.oidc = apis, pages, settings, oidc
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_request_body_bytes)
     install_request_tracing(app, provider, "console")
     app.add_middleware(HttpMetrics, registry=registry)
@@ -99,6 +132,14 @@ def check_settings(settings: ConsoleSettings) -> None:
         SessionCookies(settings.console_session_keys.get_secret_value(), secure=True, hours=1)
     except ValueError as exc:
         raise SystemExit(f"[tsunagu] error: {exc}") from None
+    if settings.console_oidc_issuer:
+        missing = [name for name, value in (
+            ("TSUNAGU_CONSOLE_OIDC_CLIENT_ID", settings.console_oidc_client_id),
+            ("TSUNAGU_CONSOLE_OIDC_REDIRECT_URL", settings.console_oidc_redirect_url),
+            ("TSUNAGU_STAFF_ISSUER", settings.staff_issuer), ("TSUNAGU_STAFF_AUDIENCE", settings.staff_audience))
+            if not value]
+        if missing:
+            raise SystemExit(f"[tsunagu] error: TSUNAGU_CONSOLE_OIDC_ISSUER is set but {', '.join(missing)} is not")
 
 
 def main(argv: list[str] | None = None) -> None:

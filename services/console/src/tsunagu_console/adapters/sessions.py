@@ -33,6 +33,8 @@ class Session:
     expires: int
     session_token: str = ""
     """A partner's 1-hour token for housing-support (from partner-notification's session exchange)."""
+    via_provider: bool = False
+    """Signed in at the city's identity provider: signing out ends the provider's session too."""
 
     @property
     def partner_id(self) -> str:
@@ -51,14 +53,28 @@ class SessionCookies:
         self.secure, self.seconds = secure, int(hours * 3600)
 
     def new(self, *, kind: str, role: str, subject: str, display_name: str, token: str, session_token: str = "",
-            seconds: int | None = None) -> Session:
+            seconds: int | None = None, via_provider: bool = False) -> Session:
         return Session(kind=kind, role=role, subject=subject, display_name=display_name, token=token,
                        csrf=secrets.token_urlsafe(24), expires=int(time.time()) + min(seconds or self.seconds,
                                                                                        self.seconds),
-                       session_token=session_token)
+                       session_token=session_token, via_provider=via_provider)
 
     def seal(self, session: Session) -> str:
         return self._fernet.encrypt(json.dumps(asdict(session)).encode()).decode()
+
+    def seal_value(self, value: dict) -> str:
+        """Any small JSON value sealed like a session (a sign-in on its way through the identity provider)."""
+        return self._fernet.encrypt(json.dumps(value).encode()).decode()
+
+    def open_value(self, cookie: str | None, ttl: int) -> dict | None:
+        """A value sealed by seal_value at most `ttl` seconds ago; None when missing, tampered with or older."""
+        if not cookie:
+            return None
+        try:
+            value = json.loads(self._fernet.decrypt(cookie.encode(), ttl=ttl))
+        except (InvalidToken, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
 
     def open(self, cookie: str | None) -> Session | None:
         """The session in the cookie; None when there is none, it was tampered with, or it has expired."""

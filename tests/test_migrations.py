@@ -1,5 +1,7 @@
 """Each service's migrations apply to an empty database, and a second run changes nothing."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -33,3 +35,12 @@ async def test_migrations_apply_from_empty_and_twice_without_harm(service, infra
 
     assert {"outbox", "applied_events", "alembic_version"} <= first[0]
     assert first == second
+
+
+async def test_two_services_migrated_at_once_in_the_test_process_each_get_their_own_tables(migrated_database):
+    referral, partners = await asyncio.gather(migrated_database("referral"), migrated_database("partner-notification"))
+
+    referral_tables, _ = await tables_and_revision(referral)
+    partner_tables, _ = await tables_and_revision(partners)
+    assert "referrals" in referral_tables and "referrals" not in partner_tables
+    assert "partners" in partner_tables and "partners" not in referral_tables

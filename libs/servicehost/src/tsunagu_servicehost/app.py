@@ -81,12 +81,37 @@ def credentials_given(settings: ServiceSettings) -> bool:
     return settings.kafka_credentials_missing is None
 
 
+class ServiceBroker(KafkaBroker):
+    """FastStream's Kafka broker, whose subscribers start together instead of one after another.
+
+    Starting a consumer waits until its group has assigned it partitions, and a service's consumers
+    share one group: each consumer that joins after the others makes them all rejoin on their next
+    heartbeat, so starting them one by one costs about a rebalance (1-1.5 s) per consumer. Started
+    together they join in one or two rebalances. `start` still returns only once every consumer has
+    its partitions, as FastStream's own does; the first failure cancels the others and is raised.
+    """
+
+    async def start(self) -> None:
+        await self.connect()
+        starting = [asyncio.create_task(subscriber.start()) for subscriber in self.subscribers]
+        try:
+            await asyncio.gather(*starting)
+        except BaseException:
+            for task in starting:
+                task.cancel()
+            await asyncio.gather(*starting, return_exceptions=True)
+            raise
+        for publisher in self.publishers:
+            await publisher.start()
+        self.running = True
+
+
 def build_broker(name: str, settings: ServiceSettings, registry: CollectorRegistry,
-                 provider: TracerProvider) -> KafkaBroker:
+                 provider: TracerProvider) -> ServiceBroker:
     """The service's Kafka broker: its own SCRAM user, idempotent producer, W3C trace context and
     Prometheus metrics."""
     credentials = settings.kafka_credentials if credentials_given(settings) else None
-    return KafkaBroker(
+    return ServiceBroker(
         settings.kafka_bootstrap,
         client_id=f"tsunagu-{name}",
         security=SASLScram512(credentials.username, credentials.password, use_ssl=False) if credentials else None,

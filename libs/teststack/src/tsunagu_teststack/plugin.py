@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 
@@ -53,10 +54,27 @@ async def migrated_database(scratch_databases: ScratchDatabases) -> Callable[[st
     service's migrations, for tests that call its handlers and adapters directly."""
     async def make(service: str) -> str:
         url = await scratch_databases.create(service)
-        built = importlib.import_module(f"{stack_config()['services'][service]['module']}.bootstrap").build_service()
-        await asyncio.to_thread(upgrade, built, url)
+        await migrate_in_process(service, url)
         return url
     return make
+
+
+_ALEMBIC = threading.Lock()
+"""Alembic's `context` in a migration environment is one module-level proxy per process: two
+upgrades at once in one process would run in each other's environment."""
+
+
+async def migrate_in_process(service: str, database_url: str) -> None:
+    """The service's migrations, applied as its `migrate` command applies them, in the test process.
+
+    A `migrate` subprocess spends about two seconds importing the service before a migration that
+    takes tenths; test_migrations.py runs each service's `migrate` command itself."""
+    def upgrade_under_lock() -> None:
+        built = importlib.import_module(f"{stack_config()['services'][service]['module']}.bootstrap").build_service()
+        with _ALEMBIC:
+            upgrade(built, database_url)
+
+    await asyncio.to_thread(upgrade_under_lock)
 
 
 NAMESPACES: dict[str, NamespaceAccess] = {}
@@ -109,7 +127,7 @@ async def service_process(infrastructure: Infrastructure, scratch_databases: Scr
                                  log_dir=log_dir, kafka_credentials=NAMESPACES[kafka_namespace].credentials(service),
                                  extra_env={"TSUNAGU_TOPIC_NAMESPACE": kafka_namespace, **telemetry, **(extra_env or {})})
         if migrate:
-            await process.migrate()
+            await migrate_in_process(service, url)
         started.append(process)
         await process.start()
         return process

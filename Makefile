@@ -12,6 +12,9 @@ export UV_PYTHON_DOWNLOADS := never
 # The system's trust store (Debian's ca-certificates), as pip, Maven and Go use it.
 export UV_NATIVE_TLS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+# Compiled bytecode is kept (in git-ignored __pycache__ folders): the tests start each service as a
+# process about a hundred times, and recompiling every module at each start costs seconds.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-partners bench-held bench-housing test-faults
 

@@ -7,10 +7,12 @@ import dataclasses
 from types import SimpleNamespace
 from uuid import UUID
 
+import anyio.to_thread
 import asyncpg
 import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.parser import AioKafkaParser
 from hypothesis import HealthCheck, given, settings
@@ -318,3 +320,34 @@ def test_any_record_bytes_are_applied_or_dead_lettered_with_a_typed_error_and_th
     else:
         assert runtime.dead_letters.written == []
         assert handled == ([envelope.id] if isinstance(envelope.data, ConsultationRegistered) else [])
+
+
+# A thread hop per record (FastStream resolving a handler parameter typed as the message from its
+# context) cost about 13% of a consumer's CPU.
+async def test_a_record_is_applied_without_handing_work_to_a_worker_thread(monkeypatch):
+    handed_to_threads = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def recording(func, *args, **kwargs):
+        handed_to_threads.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", recording)
+    database = FakeDatabase()
+    runtime = a_runtime(database)
+    runtime.broker = KafkaBroker()
+    runtime.consumed_topics = []
+    applied = []
+
+    async def handler(conn, envelope):
+        applied.append(envelope.data)
+
+    EventConsumer(runtime, INTAKE_CASES, {ConsultationRegistered: handler}).subscribe()
+    event = ConsultationRegistered.model_validate(ConsultationRegistered.model_json_schema()["examples"][0])
+    record = encode(event)
+    async with TestKafkaBroker(runtime.broker) as broker:
+        await broker.publish(record.value, runtime.topic(INTAKE_CASES.name), key=record.key,
+                             headers={k: v.decode() for k, v in record.headers})
+
+    assert applied == [event]
+    assert handed_to_threads == []

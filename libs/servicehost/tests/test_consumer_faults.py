@@ -4,6 +4,7 @@ dead-lettered with a typed error. Fakes stand in for the pool and Kafka."""
 
 import asyncio
 import dataclasses
+import logging
 from types import SimpleNamespace
 from uuid import UUID
 
@@ -20,11 +21,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, DecodeError, decode, encode
-from tsunagu_servicehost.app import Runtime
+from tsunagu_servicehost.app import Runtime, build_broker
 from tsunagu_servicehost.consumer import EventConsumer, RetryPolicy, _ForgetPauseWhenRevoked, readable_headers
 from tsunagu_servicehost.errors import database_unavailable
 from tsunagu_servicehost.health import check_consumers
 from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_telemetry import tracer_provider
 
 pg = asyncpg.exceptions
 
@@ -351,3 +353,10 @@ async def test_a_record_is_applied_without_handing_work_to_a_worker_thread(monke
 
     assert applied == [event]
     assert handed_to_threads == []
+
+
+def test_the_broker_logs_each_records_receipt_and_processing_at_debug_not_info():
+    settings = ServiceSettings(http_port=1, database_url="postgresql://unused@localhost/x")
+    broker = build_broker("referral", settings, CollectorRegistry(), tracer_provider("referral"))
+
+    assert broker.config.logger.log_level == logging.DEBUG

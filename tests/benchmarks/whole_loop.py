@@ -15,8 +15,8 @@ delivered, or nothing arrived for `--quiet` seconds. The run stops by itself aft
 after two rates in a row miss the target.
 
 Per rate it prints: sent, delivered, lost, p50/p95/p99 (ms), CPU ms per consultation per service
-(utime + stime from /proc/<pid>/stat over the rate's whole phase, so it includes the services' idle
-polling), and each service's RSS at the end of the phase. The knee is the highest rate with
+(utime + stime from /proc/<pid>/stat over the rate's whole phase; in brackets net of what the
+service spends idle, measured for 5 s after the warm-up), and each service's RSS at the end of the phase. The knee is the highest rate with
 p99 <= 100 ms and nothing lost or refused. The load generator and the receiver share one process
 and the machine's two cores with the services: the figures are upper bounds on latency. Prints
 figures; asserts nothing.
@@ -69,6 +69,7 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     unverified: int = 0
     cpu_ms: dict[str, float] = field(default_factory=dict)
+    net_cpu_ms: dict[str, float] = field(default_factory=dict)  # less what the service spends idle
     rss: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -178,21 +179,33 @@ async def deliveries_settled(partner: Partner, phase: Phase, quiet_s: float) -> 
         await asyncio.sleep(0.05)
 
 
+async def idle_cpu_ms_per_s(services: dict[str, ServiceProcess], seconds: float) -> dict[str, float]:
+    """What each service spends with nothing to do (sweeps, heartbeats, gauges), in CPU ms per second."""
+    before = {name: cpu_seconds(s.process.pid) for name, s in services.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_seconds(s.process.pid) - before[name]) * 1000 / seconds for name, s in services.items()}
+
+
 async def run_phase(http: httpx.AsyncClient, partner: Partner, services: dict[str, ServiceProcess], rate: float,
-                    seconds: float, quiet_s: float, first: int) -> Phase:
+                    seconds: float, quiet_s: float, first: int, idle: dict[str, float] | None = None) -> Phase:
     phase = Phase(rate)
+    loop = asyncio.get_running_loop()
     pids = {name: s.process.pid for name, s in services.items()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = loop.time()
     await post_on_schedule(http, partner, phase, seconds, first)
     await deliveries_settled(partner, phase, quiet_s)
+    took = loop.time() - began
     for name, pid in pids.items():
-        phase.cpu_ms[name] = (cpu_seconds(pid) - cpu_before[name]) * 1000 / max(1, phase.sent)
+        spent = (cpu_seconds(pid) - cpu_before[name]) * 1000
+        phase.cpu_ms[name] = spent / max(1, phase.sent)
+        phase.net_cpu_ms[name] = (spent - (idle or {}).get(name, 0.0) * took) / max(1, phase.sent)
         phase.rss[name] = rss_mb(pid)
     return phase
 
 
 def report(phase: Phase, names: list[str]) -> None:
-    cpu = "  ".join(f"{phase.cpu_ms[n]:5.1f}" for n in names)
+    cpu = "  ".join(f"{phase.cpu_ms[n]:5.1f} ({phase.net_cpu_ms[n]:4.1f})" for n in names)
     rss = "  ".join(f"{phase.rss[n]:5.0f}" for n in names)
     mark = "ok" if phase.on_target else "--"
     print(f"{phase.rate:6g}/s {phase.sent:5d} {phase.delivered:5d} {phase.lost:5d}  "
@@ -213,13 +226,16 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int) 
                                          limits=limits) as http:
                 warm = await run_phase(http, partner, services, 10, warmup / 10, quiet_s, 0)
                 print(f"warm-up: {warm.delivered}/{warm.sent} delivered at 10/s (not counted)")
+                idle = await idle_cpu_ms_per_s(services, 5.0)
+                print("idle CPU ms/s: " + ", ".join(f"{n} {idle[n]:.1f}" for n in names)
+                      + "; cpu ms/consultation below: all (net of idle)")
                 print(f"target: p99 <= {TARGET_P99_MS:g} ms from POST to the partner's verified webhook, "
                       f"nothing lost; {seconds:g} s per rate")
                 print(f"{'rate':>8} {'sent':>5} {'deliv':>5} {'lost':>5}  {'p50':>7} {'p95':>7} {'p99':>7} ms     "
                       f"services: {', '.join(names)}")
                 knee, misses, first = None, 0, warmup
                 for rate in rates:
-                    phase = await run_phase(http, partner, services, rate, seconds, quiet_s, first)
+                    phase = await run_phase(http, partner, services, rate, seconds, quiet_s, first, idle)
                     first += phase.sent
                     report(phase, names)
                     if phase.on_target:

@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # process about a hundred times, and recompiling every module at each start costs seconds.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-partners bench-held bench-housing test-faults
+.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-intake bench-partners bench-held bench-housing test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -26,7 +26,8 @@ help:
 	@echo "make new-subscriber NAME=foodbank EVENTS=tsunagu.referral.requested.v1   a new subscriber service"
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make docs   the AsyncAPI document as one HTML page, docs/asyncapi/index.html (works offline)"
-	@echo "make bench / make bench-partners   throughput figures (print, assert nothing)"
+	@echo "make bench   the whole loop at rising rates: counter POST -> partner's verified webhook, p50/p95/p99, knee"
+	@echo "make bench-intake / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
 	@echo "make compose-env   write .env for docker compose"
@@ -145,7 +146,14 @@ compose-env:
 	@$(PYTHON) deploy/stack.py compose-env .env
 
 # Consultations per second through intake -> Kafka -> referral (prints figures, asserts nothing).
+# The whole loop, open loop at rising rates: latency from the counter's POST to the partner's
+# verified webhook, the knee, CPU and RSS per service.
 bench: python-deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/whole_loop.py $(BENCH_ARGS)
+
+# Consultations per second through intake -> Kafka -> referral (closed loop, a few clients).
+bench-intake: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/intake_to_referral.py $(BENCH_ARGS)
 

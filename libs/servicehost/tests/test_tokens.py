@@ -9,6 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from uuid import uuid4
 
+import anyio.to_thread
+import asyncio
 import jwt
 import pytest
 
@@ -153,6 +155,70 @@ async def test_staff_keys_are_read_from_an_identity_providers_jwks_url():
         server.server_close()
 
     assert who.role is Role.COORDINATOR
+
+
+@pytest.fixture
+def worker_threads(monkeypatch) -> list:
+    """What is handed to a worker thread (asyncio's or anyio's) while the test runs."""
+    handed = []
+    to_thread, run_sync = asyncio.to_thread, anyio.to_thread.run_sync
+
+    async def recording_asyncio(func, *args, **kwargs):
+        handed.append(func)
+        return await to_thread(func, *args, **kwargs)
+
+    async def recording_anyio(func, *args, **kwargs):
+        handed.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", recording_asyncio)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", recording_anyio)
+    return handed
+
+
+async def test_a_staff_key_once_read_from_a_file_checks_the_next_tokens_without_a_worker_thread(jwks_file,
+                                                                                               worker_threads):
+    tokens = verifier(jwks_file)
+    await tokens.read(signed({"tsunagu_role": "counter"}))
+    read_the_file = len(worker_threads)
+
+    who = await tokens.read(signed({"tsunagu_role": "counter", "sub": "staff-8"}))
+
+    assert read_the_file == 1
+    assert len(worker_threads) == read_the_file
+    assert (who.subject, who.role) == ("staff-8", Role.COUNTER)
+
+
+async def test_a_staff_key_once_fetched_from_a_url_checks_the_next_tokens_without_a_worker_thread(worker_threads):
+    _Jwks.body = json.dumps(jwks_of(STAFF_KEY, KID)).encode()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tokens = verifier(f"http://127.0.0.1:{server.server_address[1]}/certs")
+        await tokens.read(signed({"tsunagu_role": "counter"}))
+        fetched = len(worker_threads)
+        who = await tokens.read(signed({"tsunagu_role": "counter", "sub": "staff-8"}))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert fetched == 1
+    assert len(worker_threads) == fetched
+    assert who.subject == "staff-8"
+
+
+async def test_a_token_naming_a_key_not_yet_held_still_reads_the_rotated_jwks(tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks_of(STAFF_KEY, KID)))
+    tokens = verifier(path.as_uri())
+    await tokens.read(signed({"tsunagu_role": "counter"}))
+    rotated = new_signing_key()[0]
+    path.write_text(json.dumps({"keys": jwks_of(STAFF_KEY, KID)["keys"] + jwks_of(rotated, "key-2")["keys"]}))
+    tokens._jwks._read_at = float("-inf")  # the reread interval has passed
+
+    who = await tokens.read(signed({"tsunagu_role": "ops"}, key=rotated, kid="key-2"))
+
+    assert who.role is Role.OPS
 
 
 def test_a_service_refuses_to_serve_without_a_staff_identity_provider():

@@ -70,8 +70,11 @@ class DatabaseUnavailable(Exception):
     """The database cannot apply any record now; the record in hand is not at fault."""
 
 
-async def raw_value(message: Any) -> bytes:
-    return message.body
+async def the_message(message: KafkaMessage) -> KafkaMessage:
+    """The decoder hands the handler the message itself. A handler parameter annotated as the
+    message would be resolved from FastStream's context, a synchronous lookup that fast_depends
+    runs on a worker thread for every record (measured: about 13% of a consumer's CPU)."""
+    return message
 
 
 async def readable_headers(record: "ConsumerRecord", parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
@@ -129,7 +132,7 @@ class EventConsumer:
             listener=_ForgetPauseWhenRevoked(self),
             # The value is decoded by the contracts, never by FastStream: a record that is not
             # JSON must reach `decode` and the dead letters, not fail before the handler.
-            decoder=raw_value,
+            decoder=the_message,
         )(self.on_message)
 
     def group_instance_id(self) -> str | None:
@@ -137,7 +140,8 @@ class EventConsumer:
         instance = self.runtime.settings.instance_id
         return f"{instance}.{self.topic.name}" if instance else None
 
-    async def on_message(self, message: KafkaMessage) -> None:
+    async def on_message(self, message: Any) -> None:
+        """`message`: the KafkaMessage (`the_message`), typed Any so that nothing resolves it."""
         raw = message.raw_message
         try:
             envelope = decode(raw.headers, raw.value)

@@ -1,0 +1,261 @@
+"""Benchmark: the whole loop, from a consultation posted at the counter to the partner's verified
+webhook, at rising rates, open loop.
+
+    make bench   (or: .venv/bin/python tests/benchmarks/whole_loop.py --rates 10,25,40,50,60,80,100,120)
+
+intake, referral and partner-notification run as real processes on scratch databases and a topic
+namespace of their own. One partner is registered with a webhook on a loopback receiver and routed
+for one need; every consultation has that need and the person's consent for that partner.
+
+For each rate, consultations are posted on a fixed schedule (one task per request at its time,
+whatever the answers take) for a bounded number of seconds; each is timed from its POST to the
+partner's receipt of the referral's webhook, counted only if the Standard Webhooks signature
+verifies with the partner's secret. Then the next rate starts once every accepted consultation was
+delivered, or nothing arrived for `--quiet` seconds. The run stops by itself after the last rate, or
+after two rates in a row miss the target.
+
+Per rate it prints: sent, delivered, lost, p50/p95/p99 (ms), CPU ms per consultation per service
+(utime + stime from /proc/<pid>/stat over the rate's whole phase; in brackets net of what the
+service spends idle, measured for 5 s after the warm-up), and each service's RSS at the end of the phase. The knee is the highest rate with
+p99 <= 100 ms and nothing lost or refused. The load generator and the receiver share one process
+and the machine's two cores with the services: the figures are upper bounds on latency. Prints
+figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+import httpx
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tsunagu_servicehost.auth import Role
+from tsunagu_teststack.bench import running
+from tsunagu_teststack.receivers import Received, Receiver, ReceiverServer
+from tsunagu_teststack.services import ServiceProcess
+from tsunagu_teststack.tokens import bearer_token
+
+REQUESTED = "tsunagu.referral.requested.v1"
+NEED = "no_food"
+TARGET_P99_MS = 100.0
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def bearer(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {bearer_token(role, 'bench')}"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_KB / 1024
+
+
+@dataclass
+class Phase:
+    rate: float
+    sent_at: dict[str, float] = field(default_factory=dict)  # case id -> loop time of the POST
+    refused: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    unverified: int = 0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    net_cpu_ms: dict[str, float] = field(default_factory=dict)  # less what the service spends idle
+    rss: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> int:
+        return len(self.sent_at) + self.refused
+
+    @property
+    def delivered(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.delivered
+
+    def quantile(self, q: float) -> float:
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
+
+    @property
+    def on_target(self) -> bool:
+        return self.lost == 0 and self.quantile(0.99) <= TARGET_P99_MS
+
+
+class Partner:
+    """The partner's side: its id, its webhook secret, and what its receiver got."""
+
+    def __init__(self, partner_id: str, secret: str, receiver: Receiver):
+        self.partner_id, self.webhook, self.receiver = partner_id, Webhook(secret), receiver
+        self.seen = 0
+
+    def verified_since_last(self) -> tuple[list[Received], int]:
+        """The referral webhooks received since the last call whose signature verifies, and how many did not."""
+        fresh = self.receiver.received[self.seen:]
+        self.seen += len(fresh)
+        good, bad = [], 0
+        for r in fresh:
+            try:
+                self.webhook.verify(r.body, r.headers)
+            except WebhookVerificationError:
+                bad += 1
+                continue
+            if r.event["type"] == REQUESTED:
+                good.append(r)
+        return good, bad
+
+
+async def partner_routed_for(need: str, partners: ServiceProcess, referral: ServiceProcess,
+                             server: ReceiverServer) -> Partner:
+    receiver = Receiver()
+    async with httpx.AsyncClient(timeout=30, headers=bearer(Role.COORDINATOR)) as http:
+        created = await http.post(f"{partners.url}/v1/partners", json={
+            "name": "ざまフードバンク", "need_categories": [need], "areas": ["142166"],
+            "contact": {"department": "相談窓口", "email": "desk@example.org"},
+            "webhook_url": server.add("partner", receiver)})
+        created.raise_for_status()
+        body = created.json()
+        routed = await http.put(f"{referral.url}/v1/routing/{need}",
+                                json={"candidates": [{"kind": "partner", "partner_id": body["partner_id"]}]})
+        routed.raise_for_status()
+    return Partner(body["partner_id"], body["webhook_secret"], receiver)
+
+
+async def post_on_schedule(http: httpx.AsyncClient, partner: Partner, phase: Phase, seconds: float,
+                           first: int) -> None:
+    """Open loop: request i starts at began + i/rate, whatever earlier answers take."""
+    loop = asyncio.get_running_loop()
+    consents = [{"recipient": {"kind": "partner", "partner_id": partner.partner_id}, "purpose": "referral",
+                 "method": "written"}]
+
+    async def post(i: int) -> None:
+        at = loop.time()
+        try:
+            response = await http.post("/v1/consultations", json={
+                "person": {"name": f"利用者 {i}", "name_kana": "りようしゃ", "birth_date": "1968-04-02"},
+                "counter": "self_reliance", "channel": "counter", "urgency": "high", "needs": [NEED],
+                "primary_need": NEED, "consents": consents})
+        except httpx.HTTPError:
+            phase.refused += 1
+            return
+        if response.status_code != 201:
+            phase.refused += 1
+            return
+        phase.sent_at[response.json()["case_id"]] = at
+
+    began, tasks = loop.time(), []
+    for i in range(int(phase.rate * seconds)):
+        await asyncio.sleep(max(0.0, began + i / phase.rate - loop.time()))
+        tasks.append(asyncio.create_task(post(first + i)))
+    await asyncio.gather(*tasks)
+
+
+async def deliveries_settled(partner: Partner, phase: Phase, quiet_s: float) -> None:
+    """Collect verified deliveries until every accepted consultation has one, or none came for `quiet_s`."""
+    loop = asyncio.get_running_loop()
+    last_change = loop.time()
+    while True:
+        good, bad = partner.verified_since_last()
+        phase.unverified += bad
+        for r in good:
+            sent = phase.sent_at.get(r.event["subject"])
+            if sent is not None:
+                phase.latencies_ms.append((r.at - sent) * 1000)
+        if good or bad:
+            last_change = loop.time()
+        if phase.delivered >= len(phase.sent_at) or loop.time() - last_change > quiet_s:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def idle_cpu_ms_per_s(services: dict[str, ServiceProcess], seconds: float) -> dict[str, float]:
+    """What each service spends with nothing to do (sweeps, heartbeats, gauges), in CPU ms per second."""
+    before = {name: cpu_seconds(s.process.pid) for name, s in services.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_seconds(s.process.pid) - before[name]) * 1000 / seconds for name, s in services.items()}
+
+
+async def run_phase(http: httpx.AsyncClient, partner: Partner, services: dict[str, ServiceProcess], rate: float,
+                    seconds: float, quiet_s: float, first: int, idle: dict[str, float] | None = None) -> Phase:
+    phase = Phase(rate)
+    loop = asyncio.get_running_loop()
+    pids = {name: s.process.pid for name, s in services.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = loop.time()
+    await post_on_schedule(http, partner, phase, seconds, first)
+    await deliveries_settled(partner, phase, quiet_s)
+    took = loop.time() - began
+    for name, pid in pids.items():
+        spent = (cpu_seconds(pid) - cpu_before[name]) * 1000
+        phase.cpu_ms[name] = spent / max(1, phase.sent)
+        phase.net_cpu_ms[name] = (spent - (idle or {}).get(name, 0.0) * took) / max(1, phase.sent)
+        phase.rss[name] = rss_mb(pid)
+    return phase
+
+
+def report(phase: Phase, names: list[str]) -> None:
+    cpu = "  ".join(f"{phase.cpu_ms[n]:5.1f} ({phase.net_cpu_ms[n]:4.1f})" for n in names)
+    rss = "  ".join(f"{phase.rss[n]:5.0f}" for n in names)
+    mark = "ok" if phase.on_target else "--"
+    print(f"{phase.rate:6g}/s {phase.sent:5d} {phase.delivered:5d} {phase.lost:5d}  "
+          f"{phase.quantile(.5):7.1f} {phase.quantile(.95):7.1f} {phase.quantile(.99):7.1f} {mark}  "
+          f"cpu ms/consultation {cpu}   rss MB {rss}"
+          + (f"  (refused {phase.refused}, bad signatures {phase.unverified})"
+             if phase.refused or phase.unverified else ""), flush=True)
+
+
+async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int) -> None:
+    async with running("intake", "referral", "partner-notification") as services:
+        names = list(services)
+        async with ReceiverServer() as server:
+            partner = await partner_routed_for(NEED, services["partner-notification"], services["referral"],
+                                               server)
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            async with httpx.AsyncClient(base_url=services["intake"].url, timeout=60, headers=bearer(Role.COUNTER),
+                                         limits=limits) as http:
+                warm = await run_phase(http, partner, services, 10, warmup / 10, quiet_s, 0)
+                print(f"warm-up: {warm.delivered}/{warm.sent} delivered at 10/s (not counted)")
+                idle = await idle_cpu_ms_per_s(services, 5.0)
+                print("idle CPU ms/s: " + ", ".join(f"{n} {idle[n]:.1f}" for n in names)
+                      + "; cpu ms/consultation below: all (net of idle)")
+                print(f"target: p99 <= {TARGET_P99_MS:g} ms from POST to the partner's verified webhook, "
+                      f"nothing lost; {seconds:g} s per rate")
+                print(f"{'rate':>8} {'sent':>5} {'deliv':>5} {'lost':>5}  {'p50':>7} {'p95':>7} {'p99':>7} ms     "
+                      f"services: {', '.join(names)}")
+                knee, misses, first = None, 0, warmup
+                for rate in rates:
+                    phase = await run_phase(http, partner, services, rate, seconds, quiet_s, first, idle)
+                    first += phase.sent
+                    report(phase, names)
+                    if phase.on_target:
+                        knee, misses = rate if knee is None or rate > knee else knee, 0
+                    else:
+                        misses += 1
+                        if misses == 2:
+                            print("two rates in a row missed the target: stopping")
+                            break
+        print(f"knee: {f'{knee:g} consultations/s' if knee is not None else 'none of the rates'} "
+              f"(highest rate with p99 <= {TARGET_P99_MS:g} ms and nothing lost)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="10,25,40,50,60,80,100,120",
+                        help="consultations per second, comma-separated, in the order to run them")
+    parser.add_argument("--seconds", type=float, default=8.0, help="how long to post at each rate")
+    parser.add_argument("--quiet", type=float, default=10.0,
+                        help="a rate's deliveries have settled once nothing arrived for this long (s)")
+    parser.add_argument("--warmup", type=int, default=30, help="consultations posted first at 10/s, not counted")
+    args = parser.parse_args()
+    asyncio.run(main([float(r) for r in args.rates.split(",")], args.seconds, args.quiet, args.warmup))

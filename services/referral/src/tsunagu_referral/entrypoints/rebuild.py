@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tsunagu_contracts import decode
+from tsunagu_contracts import Envelope, decode
 from tsunagu_referral.adapters.reports import ReportsStore
-from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
+from tsunagu_referral.handlers.reports import PROJECTIONS
 from tsunagu_servicehost import ServiceSettings
 
 log = logging.getLogger("tsunagu.referral.reports")
@@ -68,11 +70,9 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=500)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        await apply(conn, by_name[tp.topic], record, done)
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=BATCH)
+            await apply(conn, [(by_name[tp.topic], record) for tp, records in batch.items()
+                               for record in records if record.offset < ends[tp]], done)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -97,23 +97,85 @@ async def partitions_of(settings: ServiceSettings, topics: list[str]) -> list[To
             for p in sorted(d["partitions"], key=lambda p: p["partition"])]
 
 
-async def apply(conn: asyncpg.Connection, projections: dict, record, done: Rebuilt) -> None:
-    try:
-        envelope = decode(record.headers or [], record.value)
-    except Exception:  # noqa: BLE001 - whatever a record holds, the live consumer dead-lettered it too
-        done.unreadable += 1
+BATCH = 2000
+"""Records applied in one transaction."""
+
+
+async def apply(conn: asyncpg.Connection, records: list[tuple[dict, Any]], done: Rebuilt) -> None:
+    """Apply a batch of records (each partition's in its order) in one transaction."""
+    events = []
+    for projections, record in records:
+        try:
+            envelope = decode(record.headers or [], record.value)
+        except Exception:  # noqa: BLE001 - whatever a record holds, the live consumer dead-lettered it too
+            done.unreadable += 1
+            continue
+        projection = projections.get(type(envelope.data))
+        if projection is not None:
+            events.append((envelope, projection))
+    if not events:
         return
-    projection = projections.get(type(envelope.data))
-    if projection is None:
+    for attempt in itertools.count(1):
+        try:
+            applied = await apply_events(conn, events)
+        except asyncpg.DeadlockDetectedError:
+            # The live consumers' batches met this one's rows in another order, and PostgreSQL
+            # rolled this one back: nothing of it is applied, so it is applied again.
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise
+            log.info("a batch of the rebuild met the live consumers' in a deadlock; applying it again")
+            continue
+        done.events += applied
+        done.already += len(events) - applied
         return
-    # One transaction per event, as the live consumer's: each holds one event's rows at a time, so
-    # the two applying side by side never wait on each other in a circle.
+
+
+DEADLOCK_ATTEMPTS = 10
+
+
+async def apply_events(conn: asyncpg.Connection, events: list[tuple[Envelope, Any]]) -> int:
     async with conn.transaction():
-        if not await ReportsStore(conn).mark_applied(envelope.id):
-            done.already += 1
-            return
-        await projecting(projection)(conn, envelope)
-    done.events += 1
+        store = ReportsStore(conn)
+        await store.hold_off_rebuild()
+        # Exactly once between the rebuild and the live consumers: both record each event id in
+        # `applied_events` in the transaction of its effect; the primary key makes the second of two
+        # writers wait for the first and find its row. The ids are inserted in one order (sorted),
+        # as the live consumers' batches insert theirs, so two batches never wait on each other's ids
+        # in a circle; RETURNING names the ids this batch applies.
+        new = set(await store.mark_all_applied([envelope.id for envelope, _ in events]))
+        statements = Statements()
+        recorded = ReportsStore(statements)
+        applied = 0
+        for envelope, projection in events:
+            if envelope.id in new:
+                new.discard(envelope.id)  # a second copy in the batch is a duplicate
+                await projection(recorded, envelope.data, envelope.id)
+                applied += 1
+        await statements.run(conn)
+    return applied
+
+
+class Statements:
+    """Stands in for the connection while the projections run: their writes are gathered by
+    statement and then sent as one `executemany` each, in the order each statement first came.
+
+    Running a batch's writes grouped by statement, not in log order, gives the same rows: each write
+    is an insert keyed by an id (ON CONFLICT DO NOTHING), or an upsert whose columns meet the row's
+    earlier values with least() or coalesce() (adapters/reports.py), which any order gives alike; a
+    statement's own rows keep their log order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {}
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self.rows.setdefault(sql, []).append(args)
+
+    async def executemany(self, sql: str, rows: list[tuple]) -> None:
+        self.rows.setdefault(sql, []).extend(rows)
+
+    async def run(self, conn: asyncpg.Connection) -> None:
+        for sql, rows in self.rows.items():
+            await conn.executemany(sql, rows)
 
 
 def command(settings: ServiceSettings, argv: list[str]) -> None:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -378,9 +379,11 @@ class BatchEventConsumer(EventConsumer):
                     # second writer of an id (a redelivery, a rebuild, another instance after a
                     # rebalance) wait for this transaction and then find the id; RETURNING names
                     # only the ids inserted now, and an id twice in the batch is inserted once.
+                    # Sorted: two batches with ids in common lock them in the same order, never in
+                    # a circle.
                     new = {row["event_id"] for row in await conn.fetch(
-                        "INSERT INTO applied_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
-                        "ON CONFLICT DO NOTHING RETURNING event_id",
+                        "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
+                        "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id",
                         self.name, [envelope.id for envelope, _ in events])}
                 except Exception as exc:  # noqa: BLE001 - the same statement for every batch: never a record's fault
                     raise DatabaseUnavailable(_reason(exc)) from exc
@@ -410,6 +413,14 @@ class _ForgetPauseWhenRevoked(ConsumerRebalanceListener):
         pass
 
 
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+): .*?(?: \(([^()]*)\))?$")
+"""asyncpg's DataError quotes the value it could not send; only the argument and the cause are kept."""
+
+
 def _reason(exc: BaseException, limit: int = 200) -> str:
+    """The error by its type and message, without the values of the record it failed on: the reason
+    goes into logs and dead-letter headers."""
     text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, asyncpg.DataError) and (quoted := _ARGUMENT_VALUE.match(text)):
+        text = quoted[1] + (f" ({quoted[2]})" if quoted[2] else "")
     return f"{type(exc).__name__}: {text}"[:limit]

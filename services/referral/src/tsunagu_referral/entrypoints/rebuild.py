@@ -55,6 +55,7 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
     await consumer.start()
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     done = Rebuilt()
+    applying = None
     try:
         partitions = await partitions_of(settings, list(by_name))
         starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
@@ -69,14 +70,25 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        # One batch is applied while the next is fetched and decoded: the database and this process
+        # work at once. Batches are applied one after another, so each partition keeps its order.
+        applying: asyncio.Task | None = None
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=BATCH)
-            await apply(conn, [(by_name[tp.topic], record) for tp, records in batch.items()
-                               for record in records if record.offset < ends[tp]], done)
+            events = decoded([(by_name[tp.topic], record) for tp, records in batch.items()
+                              for record in records if record.offset < ends[tp]], done)
+            if applying is not None:
+                await applying
+            applying = asyncio.create_task(apply(conn, events, done))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        if applying is not None:
+            await applying
     finally:
+        if applying is not None and not applying.done():
+            applying.cancel()
+            await asyncio.gather(applying, return_exceptions=True)
         await conn.close()
         await consumer.stop()
     return done
@@ -101,8 +113,8 @@ BATCH = 2000
 """Records applied in one transaction."""
 
 
-async def apply(conn: asyncpg.Connection, records: list[tuple[dict, Any]], done: Rebuilt) -> None:
-    """Apply a batch of records (each partition's in its order) in one transaction."""
+def decoded(records: list[tuple[dict, Any]], done: Rebuilt) -> list[tuple[Envelope, Any]]:
+    """The events of a batch of records with the projection of each; the others are counted."""
     events = []
     for projections, record in records:
         try:
@@ -113,6 +125,11 @@ async def apply(conn: asyncpg.Connection, records: list[tuple[dict, Any]], done:
         projection = projections.get(type(envelope.data))
         if projection is not None:
             events.append((envelope, projection))
+    return events
+
+
+async def apply(conn: asyncpg.Connection, events: list[tuple[Envelope, Any]], done: Rebuilt) -> None:
+    """Apply a batch of events (each partition's in its order) in one transaction."""
     if not events:
         return
     for attempt in itertools.count(1):

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,7 @@ async def apply_events(conn: asyncpg.Connection, events: list[tuple[Envelope, An
 
 class Statements:
     """Stands in for the connection while the projections run: their writes are gathered by
-    statement and then sent as one `executemany` each, in the order each statement first came.
+    statement and then sent once each for the whole batch, in the order each statement first came.
 
     Running a batch's writes grouped by statement, not in log order, gives the same rows: each write
     is an insert keyed by an id (ON CONFLICT DO NOTHING), or an upsert whose columns meet the row's
@@ -192,7 +193,33 @@ class Statements:
 
     async def run(self, conn: asyncpg.Connection) -> None:
         for sql, rows in self.rows.items():
-            await conn.executemany(sql, rows)
+            await run_set_based(conn, sql, rows)
+
+
+_PARAMETER_TYPES: dict[str, list[str]] = {}
+"""The parameter types of each statement, as the database names them."""
+
+_VALUES = re.compile(r"VALUES \((\$\d+(?:, \$\d+)*)\)")
+
+
+async def run_set_based(conn: asyncpg.Connection, sql: str, rows: list[tuple]) -> None:
+    """`INSERT … VALUES ($1, …)` for many rows as one `INSERT … SELECT FROM unnest(…)`: one statement
+    instead of one per row. An upsert may not change a row twice in one statement (two events of one
+    referral of the same kind in a batch): then, the statement's changes undone to its savepoint, the
+    rows are sent one by one, in their order."""
+    if len(rows) < 2 or not _VALUES.search(sql):
+        await conn.executemany(sql, rows)
+        return
+    if sql not in _PARAMETER_TYPES:
+        _PARAMETER_TYPES[sql] = [t.name for t in (await conn.prepare(sql)).get_parameters()]
+    types = _PARAMETER_TYPES[sql]
+    columns = ", ".join(f"${i}::{name}[]" for i, name in enumerate(types, 1))
+    together = _VALUES.sub(f"SELECT * FROM unnest({columns})", sql, count=1)
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            await conn.execute(together, *map(list, zip(*rows)))
+    except asyncpg.CardinalityViolationError:
+        await conn.executemany(sql, rows)
 
 
 def command(settings: ServiceSettings, argv: list[str]) -> None:

@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # process about a hundred times, and recompiling every module at each start costs seconds.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-intake bench-partners bench-held bench-housing test-faults
+.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-intake bench-partners bench-held bench-housing bench-catch-up test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-intake / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
+	@echo "make bench-catch-up  a consumer behind 100,000 events next to raw aiokafka, and the reports' rebuild"
 	@echo "make compose-env   write .env for docker compose"
 
 $(UV):
@@ -171,3 +172,9 @@ bench-held: python-deps
 bench-housing: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/housing_support.py $(BENCH_ARGS)
+
+# A consumer started behind a backlog of 100,000 events: events/s applied, the ratio to raw aiokafka
+# relaying the same records, and the report read model rebuilt from the log.
+bench-catch-up: python-deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/catch_up.py $(BENCH_ARGS)

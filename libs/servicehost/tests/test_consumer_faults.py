@@ -360,3 +360,23 @@ def test_the_broker_logs_each_records_receipt_and_processing_at_debug_not_info()
     broker = build_broker("referral", settings, CollectorRegistry(), tracer_provider("referral"))
 
     assert broker.config.logger.log_level == logging.DEBUG
+
+
+@pytest.mark.parametrize("message", [
+    "invalid input for query argument $6: datetime.datetime(9999, 12, 31, 23, 0, t... (date value out of range)",
+    "invalid input for query argument $2: '山田 太郎 090-1234-5678' (expected str, got int)",
+    "invalid input for query argument $2: 'a (b) c'",
+])
+async def test_a_value_the_database_driver_cannot_send_is_dead_lettered_without_the_value(message):
+    database = FakeDatabase()
+
+    async def sends_a_bad_value(conn, envelope):
+        raise asyncpg.DataError(message)
+
+    runtime = a_runtime(database)
+    await a_consumer(runtime, sends_a_bad_value).on_message(a_message())
+
+    [(_, _, _, headers)] = runtime.dead_letters.written
+    error = dict(headers)["x-dlq-error"].decode()
+    assert error.startswith("DataError: invalid input for query argument $")
+    assert "9999" not in error and "山田" not in error and "a (b) c" not in error

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
 from tsunagu_teststack.databases import ScratchDatabases
-from tsunagu_teststack.infrastructure import provide
+from tsunagu_teststack.infrastructure import Infrastructure, provide
 from tsunagu_teststack.services import ServiceProcess
 from tsunagu_teststack.kafka_access import close_namespace_access, open_namespace_access
 from tsunagu_topics import ensure_topics
@@ -19,10 +19,13 @@ from tsunagu_topics.create import delete_namespace
 
 
 @asynccontextmanager
-async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
-                  settle_s: float = 3.0) -> AsyncIterator[dict[str, ServiceProcess]]:
+async def running(*names: str, env: dict[str, dict[str, str]] | None = None, settle_s: float = 3.0,
+                  before_start: Callable[[Infrastructure, str], Awaitable[None]] | None = None,
+                  ) -> AsyncIterator[dict[str, ServiceProcess]]:
     """Start the named services in order (migrated, serving) and give them by name; `env` adds
-    settings per service. Waits `settle_s` so their consumers have joined their groups."""
+    settings per service. Waits `settle_s` so their consumers have joined their groups.
+    `before_start(infrastructure, namespace)` runs once the namespace's topics exist and before any
+    service starts: a backlog written there is waiting for the services."""
     with ExitStack() as resources:
         infra = provide(resources)
         namespace = f"bench-{secrets.token_hex(3)}."
@@ -32,6 +35,8 @@ async def running(*names: str, env: dict[str, dict[str, str]] | None = None,
         logs = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
         started: dict[str, ServiceProcess] = {}
         try:
+            if before_start is not None:
+                await before_start(infra, namespace)
             for name in names:
                 wiring = {"TSUNAGU_TOPIC_NAMESPACE": namespace}
                 if name == "partner-notification" and "intake" in started:  # as `make run` wires them

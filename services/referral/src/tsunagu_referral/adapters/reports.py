@@ -91,6 +91,14 @@ class ReportsStore:
             CONSUMER, event_id)
         return status != "INSERT 0 0"
 
+    async def mark_all_applied(self, event_ids: list[UUID]) -> list[UUID]:
+        """`mark_applied` for many events at once: those not applied before. Inserted in sorted order,
+        so two writers of overlapping ids take their locks in the same order."""
+        rows = await self.conn.fetch(
+            "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
+            "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id", CONSUMER, event_ids)
+        return [row["event_id"] for row in rows]
+
     async def add_consultation(self, consultation_id: UUID, case_id: UUID, person_ref: UUID, at: datetime) -> None:
         # Keyed by the consultation: a second insert of it (never expected) changes nothing.
         await self.conn.execute(

@@ -21,7 +21,7 @@ from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
 from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.consumer import EventConsumer
+from tsunagu_servicehost.consumer import BatchEventConsumer, EventConsumer
 
 
 OWN_TOPICS = (INTAKE_CASES, PARTNER_RESPONSES, TENANCIES)
@@ -56,7 +56,9 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
 def subscribe_reports(runtime: Runtime) -> None:
     """The report read model's consumers, in a group of their own (`tsunagu-referral-reports`) with
     their own applied-event records: `rebuild-reports` can replay the log into it without touching
-    what moved the referrals."""
+    what moved the referrals. They apply what the broker gives in batches, one transaction each: a
+    projection's statements are cheap next to a transaction, and its rows are keyed by case, which
+    one partition carries, so two batches never take each other's rows in another order."""
     for topic, projections in PROJECTIONS.items():
-        EventConsumer(runtime, topic, {event: projecting(projection) for event, projection in projections.items()},
+        BatchEventConsumer(runtime, topic, {event: projecting(projection) for event, projection in projections.items()},
                       consumer=CONSUMER, leaves_undecodable=topic in OWN_TOPICS).subscribe()

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
+import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tsunagu_contracts import decode
+from tsunagu_contracts import Envelope, decode
 from tsunagu_referral.adapters.reports import ReportsStore
-from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
+from tsunagu_referral.handlers.reports import PROJECTIONS
 from tsunagu_servicehost import ServiceSettings
 
 log = logging.getLogger("tsunagu.referral.reports")
@@ -53,6 +56,7 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
     await consumer.start()
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     done = Rebuilt()
+    applying = None
     try:
         partitions = await partitions_of(settings, list(by_name))
         starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
@@ -67,16 +71,25 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        # One batch is applied while the next is fetched and decoded: the database and this process
+        # work at once. Batches are applied one after another, so each partition keeps its order.
+        applying: asyncio.Task | None = None
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=500)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        await apply(conn, by_name[tp.topic], record, done)
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=BATCH)
+            events = decoded([(by_name[tp.topic], record) for tp, records in batch.items()
+                              for record in records if record.offset < ends[tp]], done)
+            if applying is not None:
+                await applying
+            applying = asyncio.create_task(apply(conn, events, done))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        if applying is not None:
+            await applying
     finally:
+        if applying is not None and not applying.done():
+            applying.cancel()
+            await asyncio.gather(applying, return_exceptions=True)
         await conn.close()
         await consumer.stop()
     return done
@@ -97,23 +110,116 @@ async def partitions_of(settings: ServiceSettings, topics: list[str]) -> list[To
             for p in sorted(d["partitions"], key=lambda p: p["partition"])]
 
 
-async def apply(conn: asyncpg.Connection, projections: dict, record, done: Rebuilt) -> None:
-    try:
-        envelope = decode(record.headers or [], record.value)
-    except Exception:  # noqa: BLE001 - whatever a record holds, the live consumer dead-lettered it too
-        done.unreadable += 1
+BATCH = 2000
+"""Records applied in one transaction."""
+
+
+def decoded(records: list[tuple[dict, Any]], done: Rebuilt) -> list[tuple[Envelope, Any]]:
+    """The events of a batch of records with the projection of each; the others are counted."""
+    events = []
+    for projections, record in records:
+        try:
+            envelope = decode(record.headers or [], record.value)
+        except Exception:  # noqa: BLE001 - whatever a record holds, the live consumer dead-lettered it too
+            done.unreadable += 1
+            continue
+        projection = projections.get(type(envelope.data))
+        if projection is not None:
+            events.append((envelope, projection))
+    return events
+
+
+async def apply(conn: asyncpg.Connection, events: list[tuple[Envelope, Any]], done: Rebuilt) -> None:
+    """Apply a batch of events (each partition's in its order) in one transaction."""
+    if not events:
         return
-    projection = projections.get(type(envelope.data))
-    if projection is None:
+    for attempt in itertools.count(1):
+        try:
+            applied = await apply_events(conn, events)
+        except asyncpg.DeadlockDetectedError:
+            # The live consumers' batches met this one's rows in another order, and PostgreSQL
+            # rolled this one back: nothing of it is applied, so it is applied again.
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise
+            log.info("a batch of the rebuild met the live consumers' in a deadlock; applying it again")
+            continue
+        done.events += applied
+        done.already += len(events) - applied
         return
-    # One transaction per event, as the live consumer's: each holds one event's rows at a time, so
-    # the two applying side by side never wait on each other in a circle.
+
+
+DEADLOCK_ATTEMPTS = 10
+
+
+async def apply_events(conn: asyncpg.Connection, events: list[tuple[Envelope, Any]]) -> int:
     async with conn.transaction():
-        if not await ReportsStore(conn).mark_applied(envelope.id):
-            done.already += 1
-            return
-        await projecting(projection)(conn, envelope)
-    done.events += 1
+        store = ReportsStore(conn)
+        await store.hold_off_rebuild()
+        # Exactly once between the rebuild and the live consumers: both record each event id in
+        # `applied_events` in the transaction of its effect; the primary key makes the second of two
+        # writers wait for the first and find its row. The ids are inserted in one order (sorted),
+        # as the live consumers' batches insert theirs, so two batches never wait on each other's ids
+        # in a circle; RETURNING names the ids this batch applies.
+        new = set(await store.mark_all_applied([envelope.id for envelope, _ in events]))
+        statements = Statements()
+        recorded = ReportsStore(statements)
+        applied = 0
+        for envelope, projection in events:
+            if envelope.id in new:
+                new.discard(envelope.id)  # a second copy in the batch is a duplicate
+                await projection(recorded, envelope.data, envelope.id)
+                applied += 1
+        await statements.run(conn)
+    return applied
+
+
+class Statements:
+    """Stands in for the connection while the projections run: their writes are gathered by
+    statement and then sent once each for the whole batch, in the order each statement first came.
+
+    Running a batch's writes grouped by statement, not in log order, gives the same rows: each write
+    is an insert keyed by an id (ON CONFLICT DO NOTHING), or an upsert whose columns meet the row's
+    earlier values with least() or coalesce() (adapters/reports.py), which any order gives alike; a
+    statement's own rows keep their log order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {}
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self.rows.setdefault(sql, []).append(args)
+
+    async def executemany(self, sql: str, rows: list[tuple]) -> None:
+        self.rows.setdefault(sql, []).extend(rows)
+
+    async def run(self, conn: asyncpg.Connection) -> None:
+        for sql, rows in self.rows.items():
+            await run_set_based(conn, sql, rows)
+
+
+_PARAMETER_TYPES: dict[str, list[str]] = {}
+"""The parameter types of each statement, as the database names them."""
+
+_VALUES = re.compile(r"VALUES \((\$\d+(?:, \$\d+)*)\)")
+
+
+async def run_set_based(conn: asyncpg.Connection, sql: str, rows: list[tuple]) -> None:
+    """`INSERT … VALUES ($1, …)` for many rows as one `INSERT … SELECT FROM unnest(…)`: one statement
+    instead of one per row. An upsert may not change a row twice in one statement (two events of one
+    referral of the same kind in a batch): then, the statement's changes undone to its savepoint, the
+    rows are sent one by one, in their order."""
+    if len(rows) < 2 or not _VALUES.search(sql):
+        await conn.executemany(sql, rows)
+        return
+    if sql not in _PARAMETER_TYPES:
+        _PARAMETER_TYPES[sql] = [t.name for t in (await conn.prepare(sql)).get_parameters()]
+    types = _PARAMETER_TYPES[sql]
+    columns = ", ".join(f"${i}::{name}[]" for i, name in enumerate(types, 1))
+    together = _VALUES.sub(f"SELECT * FROM unnest({columns})", sql, count=1)
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            await conn.execute(together, *map(list, zip(*rows)))
+    except asyncpg.CardinalityViolationError:
+        await conn.executemany(sql, rows)
 
 
 def command(settings: ServiceSettings, argv: list[str]) -> None:

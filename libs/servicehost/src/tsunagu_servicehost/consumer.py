@@ -26,13 +26,14 @@ and dead-lettered; when the database is, the whole batch is delivered again afte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import random
 import re
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -211,8 +212,9 @@ class EventConsumer:
             # consumer dies at `after-commit-before-ack:<its name>`, the service's at the plain one.
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def apply_once(self, envelope: Envelope, handler: Handler) -> bool:
-        """Run the handler in one transaction with the applied-event record; False if already applied."""
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction; a pool that cannot give one is the database's fault."""
         pool = self.runtime.db
         try:
             conn = await pool.acquire()
@@ -220,17 +222,22 @@ class EventConsumer:
             raise DatabaseUnavailable(_reason(exc)) from exc
         try:
             async with conn.transaction():
-                try:
-                    status = await conn.execute(
-                        "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        self.name, envelope.id)
-                except Exception as exc:  # noqa: BLE001 - the same statement for every record: never its fault
-                    raise DatabaseUnavailable(_reason(exc)) from exc
-                if status == "INSERT 0 0":
-                    return False
-                await handler(conn, envelope)
+                yield conn
         finally:
             await pool.release(conn)
+
+    async def apply_once(self, envelope: Envelope, handler: Handler) -> bool:
+        """Run the handler in one transaction with the applied-event record; False if already applied."""
+        async with self.transaction() as conn:
+            try:
+                status = await conn.execute(
+                    "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    self.name, envelope.id)
+            except Exception as exc:  # noqa: BLE001 - the same statement for every record: never its fault
+                raise DatabaseUnavailable(_reason(exc)) from exc
+            if status == "INSERT 0 0":
+                return False
+            await handler(conn, envelope)
         return True
 
     async def unavailable(self, exc: Exception) -> str | None:
@@ -371,35 +378,27 @@ class BatchEventConsumer(EventConsumer):
     async def apply_batch(self, events: list[tuple[Envelope, Handler]]) -> int:
         """Run the handlers of the events not yet applied, in one transaction with their applied-event
         records; the number applied."""
-        pool = self.runtime.db
-        try:
-            conn = await pool.acquire()
-        except Exception as exc:  # noqa: BLE001 - no statement has run: whatever stops it is the database's
-            raise DatabaseUnavailable(_reason(exc)) from exc
-        try:
-            async with conn.transaction():
-                try:
-                    # Exactly once: the ids are recorded in the transaction of their effects, which
-                    # commits before the offsets do. The primary key (consumer, event_id) makes a
-                    # second writer of an id (a redelivery, a rebuild, another instance after a
-                    # rebalance) wait for this transaction and then find the id; RETURNING names
-                    # only the ids inserted now, and an id twice in the batch is inserted once.
-                    # Sorted: two batches with ids in common lock them in the same order, never in
-                    # a circle.
-                    new = {row["event_id"] for row in await conn.fetch(
-                        "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
-                        "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id",
-                        self.name, [envelope.id for envelope, _ in events])}
-                except Exception as exc:  # noqa: BLE001 - the same statement for every batch: never a record's fault
-                    raise DatabaseUnavailable(_reason(exc)) from exc
-                applied = 0
-                for envelope, handler in events:
-                    if envelope.id in new:
-                        new.discard(envelope.id)  # a second copy in the same batch is a duplicate
-                        await handler(conn, envelope)
-                        applied += 1
-        finally:
-            await pool.release(conn)
+        async with self.transaction() as conn:
+            try:
+                # Exactly once: the ids are recorded in the transaction of their effects, which
+                # commits before the offsets do. The primary key (consumer, event_id) makes a
+                # second writer of an id (a redelivery, a rebuild, another instance after a
+                # rebalance) wait for this transaction and then find the id; RETURNING names
+                # only the ids inserted now, and an id twice in the batch is inserted once.
+                # Sorted: two batches with ids in common lock them in the same order, never in
+                # a circle.
+                new = {row["event_id"] for row in await conn.fetch(
+                    "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
+                    "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.name, [envelope.id for envelope, _ in events])}
+            except Exception as exc:  # noqa: BLE001 - the same statement for every batch: never a record's fault
+                raise DatabaseUnavailable(_reason(exc)) from exc
+            applied = 0
+            for envelope, handler in events:
+                if envelope.id in new:
+                    new.discard(envelope.id)  # a second copy in the same batch is a duplicate
+                    await handler(conn, envelope)
+                    applied += 1
         return applied
 
 

@@ -10,6 +10,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tsunagu_topics import KafkaCredentials, aiokafka_options, bootstrap_servers
 
 
+def public_key_algorithms(value: list[str]) -> list[str]:
+    """Signature algorithms for staff tokens: public-key ones only (an HMAC key would be a shared secret)."""
+    if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
+        raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
+    return value
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TSUNAGU_", extra="ignore")
 
@@ -71,9 +78,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("staff_algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
-            raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
-        return value
+        return public_key_algorithms(value)
 
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod

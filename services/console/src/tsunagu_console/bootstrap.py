@@ -22,6 +22,7 @@ from tsunagu_console.entrypoints import coordinator, council, counter, partner, 
 from tsunagu_console.entrypoints.pages import Pages
 from tsunagu_servicehost.limits import BodySizeLimit
 from tsunagu_servicehost.metrics import HttpMetrics
+from tsunagu_servicehost.settings import public_key_algorithms
 from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_telemetry import tracer_provider
 from tsunagu_telemetry.logs import configure_logging
@@ -73,9 +74,7 @@ class ConsoleSettings(BaseSettings):
     @field_validator("staff_algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in value):
-            raise ValueError("staff tokens are checked with public keys only: no HS* or none algorithm")
-        return value
+        return public_key_algorithms(value)
 
 
 def build_app(settings: ConsoleSettings | None = None, transport: httpx.AsyncBaseTransport | None = None,

@@ -108,7 +108,8 @@ async def test_a_consultation_is_one_trace_in_jaeger_from_the_counter_to_the_par
     def complete(spans: list[Span]) -> bool:
         return ("intake", "POST /v1/consultations") in {(s.service, s.name) for s in spans} \
             and sum(s.name == "webhook POST" for s in spans) == len(webhook.received) \
-            and any(s.attributes.get("tsunagu.event_type") == ACCEPTED for s in spans if s.name == "webhook POST")
+            and any(s.attributes.get("tsunagu.event_type") == ACCEPTED for s in spans if s.name == "webhook POST") \
+            and "2" in {s.attributes.get("tsunagu.attempt") for s in spans if s.name == "webhook POST"}
 
     async def case_trace() -> list[Span]:
         found = await jaeger.find("partner-notification", **{"tsunagu.case_id": case["case_id"]})

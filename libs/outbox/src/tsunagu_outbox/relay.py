@@ -169,7 +169,10 @@ class OutboxRelay:
                 await conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
                 await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK)
         finally:
-            await self.pool.release(conn)
+            try:
+                await conn.reset()  # no session lock or LISTEN goes back to the pool, whatever failed above
+            finally:
+                await self.pool.release(conn)
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()

@@ -129,8 +129,7 @@ class MailSender(WebhookSender):
             # The class only: an exception's text may hold the partner's address.
             log.error("mail delivery %s could not be recorded (%s)", row["delivery_id"], type(exc).__name__)
         finally:
-            self.in_flight[row["partner_id"]] -= 1
-            self.wake.set()
+            self.sent(row["partner_id"])
 
     async def deliver(self, mail, to: str) -> None:
         """The envelope names the one registered address: recipients are never read from the headers,

@@ -32,7 +32,7 @@ from tsunagu_contracts import DeliveryFailed
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import japan_date
 from tsunagu_outbox import NewUnitOfWork
-from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL
+from tsunagu_partners.adapters.deliveries import DELIVERIES_CHANNEL, Deliveries
 from tsunagu_partners.adapters.webhook_transport import CheckedTransport, Resolve, system_resolve
 from tsunagu_partners.domain.webhooks import (
     RETRY_SCHEDULE_S, outcome, referral_asked_of, retry_after_seconds, retry_delay, signed_headers, with_details_link,
@@ -130,8 +130,16 @@ class WebhookSender:
         await listener.add_listener(DELIVERIES_CHANNEL, wake)
         async with self.client(timeout) as client:
             try:
+                loop = asyncio.get_running_loop()
+                swept_at = float("-inf")
                 while True:
+                    # Cleared before the claim: a delivery queued while the claim runs wakes the
+                    # next one at once.
+                    self.wake.clear()
                     try:
+                        if loop.time() - swept_at >= self.policy.poll_s:
+                            await self.sweep()
+                            swept_at = loop.time()
                         claimed = await self.claim()
                     except (OSError, asyncpg.PostgresError):
                         log.exception("claiming deliveries failed; retrying")
@@ -142,9 +150,9 @@ class WebhookSender:
                         self.tasks.add(task)
                         task.add_done_callback(self.tasks.discard)
                     if not claimed:
-                        # Woken by a new delivery (NOTIFY) or a finished send; the timeout catches
-                        # retries that fall due and notifications lost while disconnected.
-                        self.wake.clear()
+                        # Woken by a new delivery (NOTIFY) or a send that freed a capped slot; the
+                        # timeout catches retries that fall due and notifications lost while
+                        # disconnected.
                         try:
                             await asyncio.wait_for(self.wake.wait(), self.policy.poll_s)
                         except TimeoutError:
@@ -153,7 +161,7 @@ class WebhookSender:
                 for task in self.tasks:
                     task.cancel()
                 try:
-                    await listener.remove_listener(DELIVERIES_CHANNEL, wake)  # pooled: give it back clean
+                    await listener.reset()  # pooled: no LISTEN goes back to the pool
                 finally:
                     await self.pool.release(listener)
 
@@ -163,28 +171,35 @@ class WebhookSender:
         environment."""
         return webhook_client(self.url_rules, self.resolve, timeout or httpx.Timeout(self.policy.timeout_s))
 
+    async def sweep(self) -> None:
+        """Due deliveries the partner may no longer see are marked 'withdrawn', and those of deactivated
+        partners 'cancelled', so that they leave the queue. Done every `poll_s`, not before each claim:
+        the claim itself never takes such a row (it checks both under the row's lock)."""
+        today = japan_date(datetime.now(UTC))
+        # One statement each, without a transaction around them: a sender never holds the rows it
+        # withdrew while it claims others, where another sender doing the same could wait on it as
+        # it waits on that one.
+        async with self.pool.acquire() as conn:
+            deliveries = Deliveries(conn)
+            withdrawn = await deliveries.withdraw_due_unseen(today)
+            await deliveries.cancel_due_of_inactive()
+        if withdrawn:
+            log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
+
     async def claim(self) -> list[asyncpg.Record]:
         """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.
 
-        Due deliveries the partner may no longer see are marked 'withdrawn' instead.
-        """
+        Only deliveries the partner may still see, of partners still active (see `sweep`)."""
         room = self.policy.in_flight - sum(self.in_flight.values())
         if room <= 0:
             return []
         busy = {p: n for p, n in self.in_flight.items() if n > 0}
         today = japan_date(datetime.now(UTC))
-        # Two transactions, one statement each: a sender never holds the rows it withdrew while it
-        # claims others, where another sender doing the same could wait on it as it waits on that one.
-        async with self.new_uow() as uow:
-            withdrawn = await uow.repo.deliveries.withdraw_due_unseen(today)
-        async with self.new_uow() as uow:
-            await uow.repo.deliveries.cancel_due_of_inactive()
-        if withdrawn:
-            log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
-        async with self.new_uow() as uow:
-            # Claimed under a lease (adapters/deliveries.py): two senders never claim one delivery.
-            return await uow.repo.deliveries.claim(today, busy, self.policy.per_partner,
-                                                   min(room, 100), self.policy.lease_s, self.channel.value)
+        # Claimed under a lease by one UPDATE, which is its own transaction (adapters/deliveries.py):
+        # two senders never claim one delivery.
+        async with self.pool.acquire() as conn:
+            return await Deliveries(conn).claim(today, busy, self.policy.per_partner, min(room, 100),
+                                                self.policy.lease_s, self.channel.value)
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         """One attempt, as a CLIENT span of the trace of the event that queued the delivery: a retry
@@ -224,7 +239,15 @@ class WebhookSender:
         except Exception:  # noqa: BLE001 - the lease ends and the delivery is claimed again
             log.exception("delivery %s could not be recorded", row["delivery_id"])
         finally:
-            self.in_flight[row["partner_id"]] -= 1
+            self.sent(row["partner_id"])
+
+    def sent(self, partner_id) -> None:
+        """A send ended. A claim is limited only by the caps: the loop is woken when this send freed a
+        slot that was full (the partner's, or the process's), not after every send."""
+        capped = (self.in_flight[partner_id] >= self.policy.per_partner
+                  or sum(self.in_flight.values()) >= self.policy.in_flight)
+        self.in_flight[partner_id] -= 1
+        if capped:
             self.wake.set()
 
     async def post(self, client: httpx.AsyncClient, url: str, body: str,
@@ -244,12 +267,14 @@ class WebhookSender:
         """Record how the attempt went; returns it as WebhookMetrics counts it. A `permanent` failure
         (a URL the rules refuse) is not retried: the delivery is a dead letter at once."""
         result = self.settle(status)
+        if result == "delivered":
+            # One UPDATE, its own transaction: the common outcome costs one round trip.
+            async with self.pool.acquire() as conn:
+                await Deliveries(conn).delivered(row["delivery_id"], status)
+            return result
         async with self.new_uow() as uow:
             # Each outcome is recorded only while the row is still 'sending' (adapters/deliveries.py).
             deliveries = uow.repo.deliveries
-            if result == "delivered":
-                await deliveries.delivered(row["delivery_id"], status)
-                return result
             if result == "gone":
                 await uow.repo.registry.disable_webhook(row["partner_id"])
             delay = None if result == "gone" or permanent else retry_delay(row["attempts"], self.policy.retry_schedule, retry_after)

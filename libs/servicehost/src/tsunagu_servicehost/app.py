@@ -249,7 +249,7 @@ async def _serve_internal(app: FastAPI, settings: ServiceSettings) -> _RunningSe
     here, so a port that is taken raises OSError at once (uvicorn would exit the process instead)."""
     sock = socket.create_server((settings.internal_host, settings.internal_port))
     server = _InternalServer(uvicorn.Config(app, host=settings.internal_host, port=settings.internal_port,
-                                            log_config=None, access_log=False, lifespan="off"))
+                                            log_config=None, access_log=False, lifespan="off", http="httptools"))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="internal-http")
     while not server.started:
         if task.done():

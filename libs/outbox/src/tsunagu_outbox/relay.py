@@ -7,6 +7,12 @@ record never stops a service's whole outbox: other lanes move on, and the rows b
 own lane wait for it. A parked row is tried again every `parked_retry_s`, or at once when released
 (`release_parked`, `python -m <service> replay-outbox`).
 
+A batch goes out in waves (see `OutboxRelay.drain`): the lanes' rows are in flight together, a
+lane's rows one after the other. The Kafka client (aiokafka) appends the records of one partition
+to that partition's open batch, sends one batch per partition at a time and one produce request per
+broker at a time, so a wave costs about one request per partition leader rather than one
+acknowledged round trip per row.
+
 A failure while the broker does not answer at all is an outage, not the row's fault: nothing is
 counted, and the relay starts over once the broker is back. A failure the broker calls transient
 (a partition without its leader or enough replicas, an answer too slow) is retried with backoff in

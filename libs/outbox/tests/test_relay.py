@@ -35,12 +35,14 @@ class Broker:
         self.refused: set[int] = set()
         self.unsteady: set[int] = set()
         self.missing_topics: set[str] = set()
+        self.asked_about: list[str] = []
+        self.cut_off: set[int] = set()
         self.down = False
 
     async def publish(self, topic: str, record: KafkaRecord) -> None:
         n = json.loads(record.value)["n"]
         self.tries[n] = self.tries.get(n, 0) + 1
-        if self.down:
+        if self.down or n in self.cut_off:
             raise ConnectionError("connection refused")
         if topic in self.missing_topics:
             raise TimeoutError  # the client waits for metadata that never comes
@@ -51,9 +53,10 @@ class Broker:
         self.published.append((topic, record.key.decode(), n))
 
     async def up(self) -> bool:
-        return not self.down
+        return not self.down and not self.cut_off
 
     async def has(self, topic: str) -> bool:
+        self.asked_about.append(topic)
         return topic not in self.missing_topics
 
 
@@ -164,7 +167,7 @@ async def test_an_outage_counts_against_no_record_and_publishes_nothing_out_of_o
             await relay.drain(conn)
 
     assert await attempts(pool) == {1: (0, False), 2: (0, False)}
-    assert broker.tries == {1: 1}, "the relay stopped at the first failure"
+    assert broker.tries == {1: 1, 2: 1}, "each lane's first row was sent once, in one wave, and none after it"
 
     broker.down = False
     await settle(relay, pool, rounds=1)
@@ -178,7 +181,8 @@ async def test_a_missing_topic_fails_its_rows_without_waiting_on_each(relay, poo
     async with pool.acquire() as conn:
         await relay.drain(conn)
 
-    assert broker.tries == {1: 1, 4: 1}, "one wait for the topic, not one per record"
+    assert broker.tries == {1: 1, 2: 1, 3: 1, 4: 1}, "sent together, so the waits for the topic overlap"
+    assert broker.asked_about == ["partner.gone"], "one question about the topic, not one per record"
     assert broker.published == [("cases", "D", 4)]
     assert {n: a for n, a in (await attempts(pool)).items() if n < 4} == {1: (1, False), 2: (1, False),
                                                                            3: (1, False)}
@@ -195,3 +199,63 @@ async def test_a_transient_failure_is_retried_in_its_lane_and_never_parks(relay,
     broker.unsteady.clear()
     await settle(relay, pool, rounds=3)
     assert broker.published[1:] == [("cases", "A", 1), ("cases", "A", 2)]
+
+
+async def test_a_row_the_broker_took_is_marked_even_when_another_row_of_its_wave_found_the_broker_down(
+        relay, pool, broker):
+    broker.cut_off = {1}
+    await write(pool, ("cases", "A", 1), ("cases", "B", 2), ("cases", "B", 3))
+
+    async with pool.acquire() as conn:
+        with pytest.raises(BrokerUnavailable):
+            await relay.drain(conn)
+
+    assert broker.published == [("cases", "B", 2)], "the outage stops the next wave"
+    assert await attempts(pool) == {1: (0, False), 2: (0, False), 3: (0, False)}, "nothing counted"
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 1
+
+    broker.cut_off.clear()
+    await settle(relay, pool, rounds=1)
+    assert broker.published[1:] == [("cases", "A", 1), ("cases", "B", 3)], "nothing published twice"
+
+
+async def test_while_one_lane_fails_the_other_lanes_of_the_batch_are_published_in_order(
+        relay, pool, broker, registry):
+    broker.refused = {2}
+    await write(pool, ("cases", "A", 1), ("cases", "B", 2), ("cases", "A", 3), ("cases", "B", 4),
+                ("cases", "C", 5), ("cases", "A", 6), ("cases", "B", 7), ("cases", "C", 8))
+
+    async with pool.acquire() as conn:
+        published = await relay.drain(conn)
+
+    assert published == 5
+    lanes = {key: [n for _, k, n in broker.published if k == key] for key in "ABC"}
+    assert lanes == {"A": [1, 3, 6], "B": [], "C": [5, 8]}
+    assert 4 not in broker.tries and 7 not in broker.tries, "the rows behind the failed row wait in its lane"
+    assert (await attempts(pool))[2] == (1, False)
+    assert registry.get_sample_value("tsunagu_outbox_published_total") == 5
+    assert registry.get_sample_value("tsunagu_outbox_publish_failures_total") == 1
+
+
+async def test_rows_of_different_lanes_are_in_flight_together_but_never_two_of_one_lane(pool):
+    in_flight: dict[tuple[str, str], int] = {}
+    most_at_once = most_of_one_lane = 0
+
+    async def publish(topic: str, record: KafkaRecord) -> None:
+        nonlocal most_at_once, most_of_one_lane
+        lane = (topic, record.key.decode())
+        in_flight[lane] = in_flight.get(lane, 0) + 1
+        most_at_once = max(most_at_once, sum(in_flight.values()))
+        most_of_one_lane = max(most_of_one_lane, in_flight[lane])
+        for _ in range(3):  # the acknowledgement comes later; let the relay start other publishes meanwhile
+            await asyncio.sleep(0)
+        in_flight[lane] -= 1
+
+    relay = OutboxRelay(pool, publish, policy=POLICY)
+    await write(pool, *[(topic, key, n) for n in range(4) for topic in ("cases", "partner") for key in "ABC"])
+
+    async with pool.acquire() as conn:
+        assert await relay.drain(conn) == 24
+
+    assert most_at_once == 6, "the first row of each of the six lanes was sent before any was acknowledged"
+    assert most_of_one_lane == 1, "a lane's next row only after its previous row was acknowledged"

@@ -7,6 +7,12 @@ record never stops a service's whole outbox: other lanes move on, and the rows b
 own lane wait for it. A parked row is tried again every `parked_retry_s`, or at once when released
 (`release_parked`, `python -m <service> replay-outbox`).
 
+A batch goes out in waves (see `OutboxRelay.drain`): the lanes' rows are in flight together, a
+lane's rows one after the other. The Kafka client (aiokafka) appends the records of one partition
+to that partition's open batch, sends one batch per partition at a time and one produce request per
+broker at a time, so a wave costs about one request per partition leader rather than one
+acknowledged round trip per row.
+
 A failure while the broker does not answer at all is an outage, not the row's fault: nothing is
 counted, and the relay starts over once the broker is back. A failure the broker calls transient
 (a partition without its leader or enough replicas, an answer too slow) is retried with backoff in
@@ -178,38 +184,31 @@ class OutboxRelay:
         self._wake.set()
 
     async def drain(self, conn: asyncpg.Connection) -> int:
-        """Publish one batch of due rows in id order; returns how many were published."""
+        """Publish one batch of due rows in id order; returns how many were published.
+
+        The batch goes out in waves: wave k holds the k-th row of each lane, and every publish of a
+        wave starts before any is awaited, so the Kafka client sends a wave as about one produce
+        request per partition leader instead of one acknowledged round trip per row. A lane's row
+        is sent only after the lane's previous row was acknowledged, and not at all once an earlier
+        row of its lane failed in this batch."""
         rows = await conn.fetch(_DUE, self.batch_size)
         done: list[int] = []
         waiting: set[tuple[str, str]] = set()  # lanes with a row that failed in this batch
         missing: set[str] = set()  # topics the broker does not have
         try:
-            for row in rows:
-                lane = (row["topic"], row["record_key"])
-                if lane in waiting:
-                    continue
-                if row["topic"] in missing:
-                    waiting.add(lane)
-                    await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
-                    continue
-                try:
-                    async with asyncio.timeout(self.policy.publish_timeout_s):
-                        await self.publish(row["topic"], _record(row))
-                except Exception as exc:  # noqa: BLE001 - any failure is counted against the row, or an outage
-                    if self.broker_up is not None and not await self.broker_up():
-                        raise BrokerUnavailable(f"the broker does not answer ({_describe(exc, self.policy)})") \
-                            from exc
-                    waiting.add(lane)
-                    if self.topic_exists is not None and not await self.topic_exists(row["topic"]):
-                        missing.add(row["topic"])
+            for wave in _waves(rows):
+                sending = []
+                for row in wave:
+                    lane = (row["topic"], row["record_key"])
+                    if lane in waiting:
+                        continue
+                    if row["topic"] in missing:
+                        waiting.add(lane)
                         await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
-                    else:
-                        await self._failed(conn, row, _describe(exc, self.policy), may_park=not _transient(exc))
-                    continue
-                done.append(row["id"])
-                if row["parked_at"] is not None or row["attempts"]:
-                    log.info("outbox event %s (%s) to %s published after %d failed attempt(s)", row["event_id"],
-                             _event_type(row), row["topic"], row["attempts"])
+                        continue
+                    sending.append(row)
+                outcomes = await asyncio.gather(*(self._publish(row) for row in sending), return_exceptions=True)
+                await self._settle_wave(conn, sending, outcomes, done, waiting, missing)
         finally:
             # Whatever reached the broker is marked even if a later row failed; a crash before this
             # line republishes them, and consumers drop the duplicates by event id.
@@ -220,6 +219,49 @@ class OutboxRelay:
                 if self.metrics:
                     self.metrics.published.inc(len(done))
         return len(done)
+
+    async def _publish(self, row: asyncpg.Record) -> None:
+        async with asyncio.timeout(self.policy.publish_timeout_s):
+            await self.publish(row["topic"], _record(row))
+
+    async def _settle_wave(self, conn: asyncpg.Connection, sent: list[asyncpg.Record],
+                           outcomes: list[BaseException | None], done: list[int], waiting: set[tuple[str, str]],
+                           missing: set[str]) -> None:
+        """Handle each sent row's outcome in row order. Rows the broker took go to `done` even when
+        another row of the wave found the broker down; that outage is raised after them, and no
+        failed row of the wave is counted."""
+        outage: Exception | None = None  # the failure that found the broker down
+        interrupted: BaseException | None = None
+        broker_answered = False  # one answer from the broker explains every failure of the wave
+        for row, outcome in zip(sent, outcomes, strict=True):
+            if outcome is None:
+                done.append(row["id"])
+                if row["parked_at"] is not None or row["attempts"]:
+                    log.info("outbox event %s (%s) to %s published after %d failed attempt(s)", row["event_id"],
+                             _event_type(row), row["topic"], row["attempts"])
+                continue
+            if not isinstance(outcome, Exception):  # cancelled: stop once the rows already sent are marked
+                interrupted = interrupted or outcome
+                continue
+            if outage is not None or interrupted is not None:
+                continue
+            if self.broker_up is not None and not broker_answered:
+                if not await self.broker_up():
+                    outage = outcome
+                    continue
+                broker_answered = True
+            waiting.add((row["topic"], row["record_key"]))
+            if row["topic"] in missing:
+                await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
+            elif self.topic_exists is not None and not await self.topic_exists(row["topic"]):
+                missing.add(row["topic"])
+                await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
+            else:
+                await self._failed(conn, row, _describe(outcome, self.policy), may_park=not _transient(outcome))
+        if interrupted is not None:
+            raise interrupted
+        if outage is not None:
+            raise BrokerUnavailable(f"the broker does not answer ({_describe(outage, self.policy)})") from outage
 
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str, *,
                       may_park: bool = True) -> None:
@@ -265,6 +307,20 @@ class OutboxRelay:
     async def _forget_old(self, conn: asyncpg.Connection) -> None:
         await conn.execute("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
                            self.keep_published_for)
+
+
+def _waves(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    """Wave k holds the k-th row of each lane (topic and record key), each wave in id order."""
+    waves: list[list[asyncpg.Record]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        lane = (row["topic"], row["record_key"])
+        k = seen.get(lane, 0)
+        seen[lane] = k + 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(row)
+    return waves
 
 
 def _record(row: asyncpg.Record) -> KafkaRecord:

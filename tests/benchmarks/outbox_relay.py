@@ -1,0 +1,94 @@
+"""The outbox relay's rate: rows published per second from a service's outbox to the real broker.
+
+    .venv/bin/python tests/benchmarks/outbox_relay.py --rows 2000
+
+A topic namespace and a scratch database of their own get an outbox of `--rows` rows for one topic,
+which the relay drains (`OutboxRelay.drain`, batches of 200) through a broker built as a service
+builds it (idempotent producer, acks=all), in two shapes:
+
+- one case: every row in one lane, so each row waits for the previous row's acknowledgement; every
+  batch went out this way, one acknowledged round trip per row, before the relay sent in waves;
+- many cases: four rows a case (a consultation's events), so a wave holds one row of each case.
+
+Prints rows/s for each; asserts nothing. The machine may be shared: run it once, briefly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+
+import asyncpg
+from faststream import FastStream
+from prometheus_client import CollectorRegistry
+from tsunagu_contracts import ConsultationRegistered, topic_for_event
+from tsunagu_outbox import ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS, OutboxRelay
+from tsunagu_servicehost.app import build_broker
+from tsunagu_servicehost.publishing import publish_record
+from tsunagu_servicehost.settings import ServiceSettings
+from tsunagu_telemetry import tracer_provider
+from tsunagu_teststack.bench import running
+from tsunagu_teststack.databases import ScratchDatabases
+from tsunagu_teststack.infrastructure import Infrastructure
+
+TOPIC = topic_for_event(ConsultationRegistered).name
+RECORDS_PER_CASE = 4
+
+
+async def rate(pool: asyncpg.Pool, relay: OutboxRelay, rows: int, cases: int) -> float:
+    keys = [str(uuid.uuid4()) for _ in range(cases)]
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE outbox")
+        await conn.executemany(
+            "INSERT INTO outbox (event_id, topic, record_key, headers, value) VALUES ($1, $2, $3, $4, $5)",
+            [(uuid.uuid4(), TOPIC, keys[i % cases], json.dumps({"ce_type": "tsunagu.bench.v1"}),
+              json.dumps({"n": i, "pad": "x" * 400}).encode()) for i in range(rows)])
+        started = time.perf_counter()
+        published = 0
+        while count := await relay.drain(conn):
+            published += count
+        elapsed = time.perf_counter() - started
+    assert published == rows, f"published {published} of {rows}"
+    return rows / elapsed
+
+
+async def main(rows: int) -> None:
+    async def measure(infra: Infrastructure, namespace: str) -> None:
+        databases = ScratchDatabases(infra.postgres_admin_dsn)
+        admin = infra.kafka_admin
+        security = {"kafka_username": admin.username, "kafka_password": admin.password} if admin \
+            else {"kafka_security_protocol": "PLAINTEXT"}
+        settings = ServiceSettings(http_port=1, kafka_bootstrap=infra.kafka_bootstrap,
+                                   database_url="postgresql://unused@localhost/x", **security)
+        broker = build_broker("bench", settings, CollectorRegistry(), tracer_provider("bench"))
+        app = FastStream(broker)
+        pool = await asyncpg.create_pool(await databases.create("bench_outbox"), min_size=1, max_size=2)
+        await app.start()
+        try:
+            async with pool.acquire() as conn:
+                for statement in SCHEMA_STATEMENTS + ATTEMPT_STATEMENTS:
+                    await conn.execute(statement)
+            relay = OutboxRelay(pool, lambda topic, record: publish_record(broker, namespace + topic, record))
+            await rate(pool, relay, 200, 50)  # warm-up: connections, metadata, producer id
+            serial = await rate(pool, relay, rows // 4, 1)
+            print(f"one case, {rows // 4} rows (each row waits for the previous one's acknowledgement, "
+                  f"as every batch did before waves): {serial:,.0f} rows/s")
+            waves = await rate(pool, relay, rows, rows // RECORDS_PER_CASE)
+            print(f"many cases, {rows} rows ({RECORDS_PER_CASE} a case, sent in waves): {waves:,.0f} rows/s")
+            print(f"ratio: {waves / serial:.1f}x")
+        finally:
+            await app.stop()
+            await pool.close()
+            await databases.drop_all()
+
+    async with running(before_start=measure, settle_s=0):
+        pass
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2000)
+    asyncio.run(main(parser.parse_args().rows))

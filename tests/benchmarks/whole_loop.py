@@ -16,7 +16,9 @@ after two rates in a row miss the target.
 
 Per rate it prints: sent, delivered, lost, p50/p95/p99 (ms), CPU ms per consultation per service
 (utime + stime from /proc/<pid>/stat over the rate's whole phase; in brackets net of what the
-service spends idle, measured for 5 s after the warm-up), and each service's RSS at the end of the phase. The knee is the highest rate with
+service spends idle, measured for 5 s after the warm-up), and each service's RSS at the end of the phase;
+below it, the CPU the same phase cost the Kafka broker, PostgreSQL and this process (the load generator
+and the receiver) per consultation, net of their idle CPU. The knee is the highest rate with
 p99 <= 100 ms and nothing lost or refused. The load generator and the receiver share one process
 and the machine's two cores with the services: the figures are upper bounds on latency. Prints
 figures; asserts nothing.
@@ -49,11 +51,49 @@ def bearer(role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {bearer_token(role, 'bench')}"}
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), in seconds."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (all its threads), in seconds; with `children`, also what its exited
+    children used."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(int(x) for x in fields[11:15 if children else 13]) / TICKS
+
+
+def shared_infrastructure_pids() -> dict[str, list[int]]:
+    """The running Kafka broker's JVM and PostgreSQL's postmaster (its backends are its children)."""
+    found: dict[str, list[int]] = {"kafka": [], "postgres": []}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"kafka.Kafka" in argv:
+            found["kafka"].append(int(entry))
+        elif argv and argv[0].endswith(b"/bin/postgres"):
+            found["postgres"].append(int(entry))
+    return found
+
+
+def infrastructure_cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU of Kafka, of PostgreSQL (the postmaster, its live backends and those that exited), and of
+    this process (the load generator and the partner's receiver)."""
+    spent = {"kafka": sum(cpu_seconds(p) for p in pids["kafka"]), "postgres": 0.0}
+    for postmaster in pids["postgres"]:
+        spent["postgres"] += cpu_seconds(postmaster, children=True)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == postmaster:
+                    spent["postgres"] += (int(fields[11]) + int(fields[12])) / TICKS
+    spent["load generator"] = cpu_seconds(os.getpid())
+    return spent
 
 
 def rss_mb(pid: int) -> float:
@@ -70,6 +110,7 @@ class Phase:
     unverified: int = 0
     cpu_ms: dict[str, float] = field(default_factory=dict)
     net_cpu_ms: dict[str, float] = field(default_factory=dict)  # less what the service spends idle
+    infrastructure_ms: dict[str, float] = field(default_factory=dict)  # Kafka, PostgreSQL, this process
     rss: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -180,10 +221,16 @@ async def deliveries_settled(partner: Partner, phase: Phase, quiet_s: float) -> 
 
 
 async def idle_cpu_ms_per_s(services: dict[str, ServiceProcess], seconds: float) -> dict[str, float]:
-    """What each service spends with nothing to do (sweeps, heartbeats, gauges), in CPU ms per second."""
+    """What each service, Kafka, PostgreSQL and this process spend with nothing to do (sweeps,
+    heartbeats, gauges, other clients of the shared broker and database), in CPU ms per second."""
+    shared = shared_infrastructure_pids()
     before = {name: cpu_seconds(s.process.pid) for name, s in services.items()}
+    shared_before = infrastructure_cpu_seconds(shared)
     await asyncio.sleep(seconds)
-    return {name: (cpu_seconds(s.process.pid) - before[name]) * 1000 / seconds for name, s in services.items()}
+    idle = {name: (cpu_seconds(s.process.pid) - before[name]) * 1000 / seconds for name, s in services.items()}
+    for name, spent in infrastructure_cpu_seconds(shared).items():
+        idle[name] = (spent - shared_before[name]) * 1000 / seconds
+    return idle
 
 
 async def run_phase(http: httpx.AsyncClient, partner: Partner, services: dict[str, ServiceProcess], rate: float,
@@ -192,6 +239,8 @@ async def run_phase(http: httpx.AsyncClient, partner: Partner, services: dict[st
     loop = asyncio.get_running_loop()
     pids = {name: s.process.pid for name, s in services.items()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    shared = shared_infrastructure_pids()
+    shared_before = infrastructure_cpu_seconds(shared)
     began = loop.time()
     await post_on_schedule(http, partner, phase, seconds, first)
     await deliveries_settled(partner, phase, quiet_s)
@@ -201,6 +250,9 @@ async def run_phase(http: httpx.AsyncClient, partner: Partner, services: dict[st
         phase.cpu_ms[name] = spent / max(1, phase.sent)
         phase.net_cpu_ms[name] = (spent - (idle or {}).get(name, 0.0) * took) / max(1, phase.sent)
         phase.rss[name] = rss_mb(pid)
+    for name, spent in infrastructure_cpu_seconds(shared).items():
+        net = (spent - shared_before[name]) * 1000 - (idle or {}).get(name, 0.0) * took
+        phase.infrastructure_ms[name] = net / max(1, phase.sent)
     return phase
 
 
@@ -213,6 +265,8 @@ def report(phase: Phase, names: list[str]) -> None:
           f"cpu ms/consultation {cpu}   rss MB {rss}"
           + (f"  (refused {phase.refused}, bad signatures {phase.unverified})"
              if phase.refused or phase.unverified else ""), flush=True)
+    print(" " * 9 + "cpu ms/consultation elsewhere: "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in phase.infrastructure_ms.items()), flush=True)
 
 
 async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int) -> None:
@@ -227,8 +281,8 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int) 
                 warm = await run_phase(http, partner, services, 10, warmup / 10, quiet_s, 0)
                 print(f"warm-up: {warm.delivered}/{warm.sent} delivered at 10/s (not counted)")
                 idle = await idle_cpu_ms_per_s(services, 5.0)
-                print("idle CPU ms/s: " + ", ".join(f"{n} {idle[n]:.1f}" for n in names)
-                      + "; cpu ms/consultation below: all (net of idle)")
+                print("idle CPU ms/s: " + ", ".join(f"{n} {ms:.1f}" for n, ms in idle.items())
+                      + "; cpu ms/consultation below: services all (net of idle); elsewhere net of idle")
                 print(f"target: p99 <= {TARGET_P99_MS:g} ms from POST to the partner's verified webhook, "
                       f"nothing lost; {seconds:g} s per rate")
                 print(f"{'rate':>8} {'sent':>5} {'deliv':>5} {'lost':>5}  {'p50':>7} {'p95':>7} {'p99':>7} ms     "

@@ -101,6 +101,9 @@ async def test_a_consultation_is_one_trace_in_jaeger_from_the_counter_to_the_par
         await call(partners, "POST", f"/v1/partners/{partner_id}/referrals/{referral_id}/responses",
                    {"Authorization": f"Bearer {food_bank['api_token']}"}, json={"response": "accepted"})
         await eventually(lambda: asyncio.sleep(0, webhook.of_type(ACCEPTED)), until=bool)
+        # The receiver stays up until the delivery it refused first has been sent again.
+        await eventually(lambda: asyncio.sleep(0, [r.headers["webhook-id"] for r in webhook.received]),
+                         until=lambda ids: len(ids) > len(set(ids)))
 
     # The trace the counter's request started, as Jaeger has it once every hop has reported: every
     # webhook sent for the case (the consent's notice, the referral, the retry, the acceptance) and

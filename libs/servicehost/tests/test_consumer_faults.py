@@ -14,7 +14,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.message import KafkaAckableMessage, KafkaMessage
 from faststream.kafka.parser import AioKafkaParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +22,10 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, DecodeError, decode, encode
 from tsunagu_servicehost.app import Runtime, build_broker
-from tsunagu_servicehost.consumer import EventConsumer, RetryPolicy, _ForgetPauseWhenRevoked, readable_headers
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
+
+from tsunagu_servicehost.consumer import BatchEventConsumer, EventConsumer, RetryPolicy, _WhenRevoked, readable_headers
 from tsunagu_servicehost.errors import database_unavailable
 from tsunagu_servicehost.health import check_consumers
 from tsunagu_servicehost.settings import ServiceSettings
@@ -280,9 +283,135 @@ async def test_a_paused_consumer_whose_partitions_are_revoked_no_longer_holds_th
         await consumer.on_message(a_message())
     assert check_consumers(runtime) != "ok"
 
-    await _ForgetPauseWhenRevoked(consumer).on_partitions_revoked(set())
+    await _WhenRevoked(consumer).on_partitions_revoked(set())
 
     assert check_consumers(runtime) == "ok" and consumer.pauses == 0
+
+
+class CommittingConsumer(AIOKafkaConsumer):
+    """The aiokafka consumer as the committer sees it: the partitions it holds, the offsets it commits."""
+
+    def __init__(self, *held: int):
+        self.held = {TopicPartition("tsunagu.intake.cases.v1", p) for p in held}
+        self.commits: list[dict] = []
+        self.sought: list[tuple] = []
+
+    def assignment(self):
+        return frozenset(self.held)
+
+    async def commit(self, offsets=None):
+        self.commits.append(dict(offsets))
+
+    def seek(self, partition, offset):
+        if partition not in self.held:
+            raise IllegalStateError(f"No current assignment for partition {partition}")
+        self.sought.append((partition.partition, offset))
+
+
+def a_delivery(consumer: CommittingConsumer, partition: int = 3, offset: int = 7):
+    """A record as FastStream hands it to a subscriber that acknowledges by itself."""
+    message = a_message()
+    raw = dataclasses.replace(message.raw_message, partition=partition, offset=offset)
+    return KafkaAckableMessage(body=raw.value, raw_message=raw, consumer=consumer)
+
+
+async def test_a_record_whose_dead_letter_cannot_be_written_is_sought_back_and_its_offset_not_committed():
+    runtime = a_runtime(FakeDatabase())
+
+    async def unwritable(*args):
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    async def failing(conn, envelope):
+        raise KeyError("needs")
+
+    runtime.dead_letters.write = unwritable
+    consumer, kafka = a_consumer(runtime, failing), CommittingConsumer(3)
+
+    with pytest.raises(ConnectionRefusedError):
+        await consumer.consume(a_delivery(kafka, offset=7))
+    await consumer.offsets.close()
+
+    assert kafka.sought == [(3, 7)], "delivered again"
+    assert kafka.commits == []
+
+
+async def test_a_record_the_database_cannot_apply_is_sought_back_and_its_offset_not_committed():
+    database = FakeDatabase()
+    database.unreachable = True
+    runtime = a_runtime(database)
+    consumer, kafka = a_consumer(runtime, applied), CommittingConsumer(3)
+
+    with pytest.raises(NackMessage):
+        await consumer.consume(a_delivery(kafka, offset=7))
+    await consumer.offsets.close()
+
+    assert kafka.sought == [(3, 7)] and kafka.commits == []
+
+
+async def test_a_batch_the_database_cannot_apply_seeks_each_partition_back_even_past_one_revoked_meanwhile():
+    database = FakeDatabase()
+    database.unreachable = True
+    runtime = a_runtime(database)
+    consumer = BatchEventConsumer(runtime, INTAKE_CASES, {ConsultationRegistered: applied})
+    kafka = CommittingConsumer(2, 3)  # partition 1 was revoked while the batch was being applied
+    records = tuple(dataclasses.replace(a_message().raw_message, partition=partition, offset=offset)
+                    for partition, offset in [(1, 4), (1, 5), (2, 8), (3, 20), (3, 21)])
+
+    with pytest.raises(NackMessage):
+        await consumer.consume_batch(KafkaAckableMessage(body=[], raw_message=records, consumer=kafka))
+    await consumer.offsets.close()
+
+    assert kafka.sought == [(2, 8), (3, 20)]
+    assert kafka.commits == []
+
+
+async def test_records_applied_one_after_another_are_committed_in_one_commit_of_each_partitions_next_offset():
+    runtime = a_runtime(FakeDatabase())
+    consumer, kafka = a_consumer(runtime, applied), CommittingConsumer(1, 2)
+    consumer.offsets.interval = 3600  # only the commit on closing
+
+    for partition, offset in [(1, 10), (2, 4), (1, 11), (1, 12)]:
+        await consumer.consume(a_delivery(kafka, partition, offset))
+    await consumer.offsets.close()
+
+    assert kafka.commits == [{TopicPartition("tsunagu.intake.cases.v1", 1): 13,
+                              TopicPartition("tsunagu.intake.cases.v1", 2): 5}]
+
+
+async def test_revoked_partitions_have_what_is_done_on_them_committed_and_the_others_wait():
+    runtime = a_runtime(FakeDatabase())
+    consumer, kafka = a_consumer(runtime, applied), CommittingConsumer(1, 2)
+    consumer.offsets.interval = 3600
+    await consumer.consume(a_delivery(kafka, 1, 10))
+    await consumer.consume(a_delivery(kafka, 2, 4))
+
+    await _WhenRevoked(consumer).on_partitions_revoked({TopicPartition("tsunagu.intake.cases.v1", 1)})
+    kafka.held.discard(TopicPartition("tsunagu.intake.cases.v1", 1))
+    await consumer.offsets.close()
+
+    assert kafka.commits == [{TopicPartition("tsunagu.intake.cases.v1", 1): 11},
+                             {TopicPartition("tsunagu.intake.cases.v1", 2): 5}]
+
+
+async def test_a_commit_refused_because_the_partitions_moved_is_dropped_and_their_records_come_back_to_the_new_owner(
+        caplog):
+    from aiokafka.errors import CommitFailedError
+    runtime = a_runtime(FakeDatabase())
+    consumer, kafka = a_consumer(runtime, applied), CommittingConsumer(1)
+    consumer.offsets.interval = 3600
+
+    async def refused(offsets=None):
+        kafka.held.clear()  # the group rebalanced: partition 1 is another member's now
+        raise CommitFailedError("the group has already rebalanced")
+
+    kafka.commit = refused
+    await consumer.consume(a_delivery(kafka, 1, 10))
+    with caplog.at_level(logging.INFO, logger="tsunagu.consumer"):
+        await consumer.offsets.commit()
+    await consumer.offsets.commit()
+
+    assert "offsets not committed (CommitFailedError)" in caplog.text
+    assert consumer.offsets.done == {}, "dropped once the partition is no longer held"
 
 
 header_values = st.none() | st.binary(max_size=48) | st.sampled_from([b"", b"\xff\xfe", b"\x00", "é".encode("latin-1")])

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_outbox import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_servicehost.auth import ServiceSigner, TokenVerifier
+from tsunagu_servicehost.consumer import OffsetCommitter
 from tsunagu_servicehost.deadletters import DeadLetterWriter, replay_group
 from tsunagu_servicehost.errors import ERROR_ANSWERS, document_error_answers, install_error_handlers
 from tsunagu_servicehost.health import health_router
@@ -64,10 +65,17 @@ class Runtime:
     offsets: KafkaOffsets | None = None
     figures: ScrapeTimeFigures | None = None
     """What /metrics reads from the database and the broker before it answers."""
+    offset_committers: list[OffsetCommitter] = field(default_factory=list)
+    """The subscribers' offset commits, the last of which is made when the service stops."""
 
     def topic(self, name: str) -> str:
         """The name a registry topic has on this deployment's broker."""
         return self.settings.topic_namespace + name
+
+    async def stop_consuming(self) -> None:
+        """Stop the subscribers and commit the offsets of what they applied; `broker.stop` closes them."""
+        await self.broker.stop_consuming()
+        await asyncio.gather(*(committer.close() for committer in self.offset_committers))
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -116,6 +124,18 @@ class ServiceBroker(KafkaBroker):
         for publisher in self.publishers:
             await publisher.start()
         self.running = True
+
+    async def stop_consuming(self) -> None:
+        """Stop every subscriber's consuming task and leave its Kafka consumer open, so that the offsets of
+        the records it applied can still be committed; `stop` closes the consumers. A record in hand
+        is cancelled: its transaction rolls back, or it is applied and comes back as a duplicate."""
+        tasks = []
+        for subscriber in self.subscribers:
+            subscriber.running = False
+            tasks += subscriber.tasks
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def build_broker(name: str, settings: ServiceSettings, registry: CollectorRegistry,
@@ -196,6 +216,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.offsets.stop()
+            await runtime.stop_consuming()
             await runtime.broker.stop()
             await runtime.dead_letters.stop()  # after the consumers, which may be writing one
             await runtime.pool.close()

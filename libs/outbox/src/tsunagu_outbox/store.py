@@ -30,6 +30,8 @@ async def append(conn: asyncpg.Connection, *events: Event, source: str | None = 
     """
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.append must run inside the transaction of the change it reports")
+    if not events:
+        return
     trace = current_trace_context()
     rows = []
     for event in events:
@@ -38,8 +40,19 @@ async def append(conn: asyncpg.Connection, *events: Event, source: str | None = 
         headers = {name: value.decode() for name, value in record.headers}
         rows.append((headers["ce_id"], topic or topic_for_event(event).name, record.key.decode(), json.dumps(headers),
                      record.value, trace.get("traceparent")))
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, record_key, headers, value, traceparent) "
-        "VALUES ($1::uuid, $2, $3, $4::jsonb, $5, $6)", rows)
-    # Delivered on commit only, so the relay never sees a row before it is visible.
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    # One statement, one round trip: the rows in the given order (ids follow it, and the relay keeps
+    # each lane in id order), and the relay woken. NOTIFY is delivered on commit only, so the relay
+    # never sees a row before it is visible.
+    await conn.execute(_APPEND, *map(list, zip(*rows, strict=True)), NOTIFY_CHANNEL)
+
+
+_APPEND = """
+WITH appended AS (
+    INSERT INTO outbox (event_id, topic, record_key, headers, value, traceparent)
+    SELECT r.event_id, r.topic, r.record_key, r.headers, r.value, r.traceparent
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[], $6::text[])
+         WITH ORDINALITY AS r (event_id, topic, record_key, headers, value, traceparent, n)
+    ORDER BY r.n
+    RETURNING 1)
+SELECT pg_notify($7, '') FROM (SELECT 1 FROM appended LIMIT 1) AS some_row
+"""

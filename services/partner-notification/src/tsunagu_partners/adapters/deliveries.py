@@ -79,14 +79,14 @@ class Deliveries:
         its sends continue."""
         # No conflict target: either unique rule (the event's, or the mail's per referral) makes a
         # second queueing a no-op, which is what a redelivered or repeated event must be.
+        # One statement: the row, and the sender woken (on commit) when there is a new one.
         await self.conn.execute(
-            "INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, status, "
-            "next_attempt_at, created_at, purposes, traceparent, channel, referral_id) "
+            "WITH queued AS (INSERT INTO deliveries (delivery_id, partner_id, event_id, event_type, case_id, body, "
+            "status, next_attempt_at, created_at, purposes, traceparent, channel, referral_id) "
             "VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), now(), $7, $8, $9, $10) "
-            "ON CONFLICT DO NOTHING",
+            f"ON CONFLICT DO NOTHING RETURNING 1) SELECT pg_notify('{DELIVERIES_CHANNEL}', '') FROM queued",
             delivery_id, partner_id, event_id, event_type, case_id, body, purposes,
             current_trace_context().get("traceparent"), channel, referral_id)
-        await self.conn.execute(f"SELECT pg_notify('{DELIVERIES_CHANNEL}', '')")
 
     async def published(self, event_id: UUID, topic: str) -> bool:
         """Whether the event is already in the outbox for the partner's own topic (a redelivered event)."""

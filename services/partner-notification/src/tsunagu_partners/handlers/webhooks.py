@@ -140,19 +140,19 @@ class WebhookSender:
                         if loop.time() - swept_at >= self.policy.poll_s:
                             await self.sweep()
                             swept_at = loop.time()
-                        claimed = await self.claim()
+                        claimed, asked = await self.claim()
                     except (OSError, asyncpg.PostgresError):
                         log.exception("claiming deliveries failed; retrying")
-                        claimed = []
+                        claimed, asked = [], 0
                     for row in claimed:
                         self.in_flight[row["partner_id"]] += 1
                         task = asyncio.create_task(self.send(client, row))
                         self.tasks.add(task)
                         task.add_done_callback(self.tasks.discard)
-                    if not claimed:
-                        # Woken by a new delivery (NOTIFY) or a send that freed a capped slot; the
-                        # timeout catches retries that fall due and notifications lost while
-                        # disconnected.
+                    if len(claimed) < asked or not claimed:
+                        # Nothing more is due now (or the caps hold it back). Woken by a new delivery
+                        # (NOTIFY) or a send that freed a capped slot; the timeout catches retries
+                        # that fall due and notifications lost while disconnected.
                         try:
                             await asyncio.wait_for(self.wake.wait(), self.policy.poll_s)
                         except TimeoutError:
@@ -186,20 +186,22 @@ class WebhookSender:
         if withdrawn:
             log.info("%s deliveries withdrawn before sending: their partner may no longer see the case", withdrawn)
 
-    async def claim(self) -> list[asyncpg.Record]:
-        """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process.
+    async def claim(self) -> tuple[list[asyncpg.Record], int]:
+        """Due deliveries, at most `per_partner` in flight for any one partner, leased to this process,
+        and how many were asked for: fewer claimed means none other is due now.
 
         Only deliveries the partner may still see, of partners still active (see `sweep`)."""
         room = self.policy.in_flight - sum(self.in_flight.values())
         if room <= 0:
-            return []
+            return [], 0
         busy = {p: n for p, n in self.in_flight.items() if n > 0}
         today = japan_date(datetime.now(UTC))
+        asked = min(room, 100)
         # Claimed under a lease by one UPDATE, which is its own transaction (adapters/deliveries.py):
         # two senders never claim one delivery.
         async with self.pool.acquire() as conn:
-            return await Deliveries(conn).claim(today, busy, self.policy.per_partner, min(room, 100),
-                                                self.policy.lease_s, self.channel.value)
+            return await Deliveries(conn).claim(today, busy, self.policy.per_partner, asked,
+                                                self.policy.lease_s, self.channel.value), asked
 
     async def send(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         """One attempt, as a CLIENT span of the trace of the event that queued the delivery: a retry

@@ -5,7 +5,9 @@ webhook, at rising rates, open loop.
 
 intake, referral and partner-notification run as real processes on scratch databases and a topic
 namespace of their own. One partner is registered with a webhook on a loopback receiver and routed
-for one need; every consultation has that need and the person's consent for that partner.
+for one need; every consultation has that need and the person's consent for that partner. The
+partner subscribes to the referrals addressed to it and to consent withdrawals (the API's example
+subscription); `--every-event` subscribes it to everything it may see instead.
 
 For each rate, consultations are posted on a fixed schedule (one task per request at its time,
 whatever the answers take) for a bounded number of seconds; each is timed from its POST to the
@@ -157,8 +159,14 @@ class Partner:
         return good, bad
 
 
+SUBSCRIPTION = {"event_types": [REQUESTED, "tsunagu.intake.consent-withdrawn.v1"], "need_categories": [NEED]}
+"""What the bench's food bank subscribes to, as the API's example partner does: the referrals addressed
+to it and consent withdrawals. With `--every-event` it takes everything it may see (for each
+consultation, also its registration and the referral sheet: three webhooks instead of one)."""
+
+
 async def partner_routed_for(need: str, partners: ServiceProcess, referral: ServiceProcess,
-                             server: ReceiverServer) -> Partner:
+                             server: ReceiverServer, every_event: bool = False) -> Partner:
     receiver = Receiver()
     async with httpx.AsyncClient(timeout=30, headers=bearer(Role.COORDINATOR)) as http:
         created = await http.post(f"{partners.url}/v1/partners", json={
@@ -167,6 +175,10 @@ async def partner_routed_for(need: str, partners: ServiceProcess, referral: Serv
             "webhook_url": server.add("partner", receiver)})
         created.raise_for_status()
         body = created.json()
+        if not every_event:
+            subscribed = await http.put(f"{partners.url}/v1/partners/{body['partner_id']}/subscription",
+                                        json=SUBSCRIPTION)
+            subscribed.raise_for_status()
         routed = await http.put(f"{referral.url}/v1/routing/{need}",
                                 json={"candidates": [{"kind": "partner", "partner_id": body["partner_id"]}]})
         routed.raise_for_status()
@@ -269,12 +281,14 @@ def report(phase: Phase, names: list[str]) -> None:
           + ", ".join(f"{name} {ms:.1f}" for name, ms in phase.infrastructure_ms.items()), flush=True)
 
 
-async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int) -> None:
+async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, every_event: bool) -> None:
     async with running("intake", "referral", "partner-notification") as services:
         names = list(services)
         async with ReceiverServer() as server:
             partner = await partner_routed_for(NEED, services["partner-notification"], services["referral"],
-                                               server)
+                                               server, every_event)
+            print("the partner subscribes to " + ("every event it may see" if every_event else
+                  ", ".join(SUBSCRIPTION["event_types"]) + f" about {NEED}"))
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             async with httpx.AsyncClient(base_url=services["intake"].url, timeout=60, headers=bearer(Role.COUNTER),
                                          limits=limits) as http:
@@ -311,5 +325,8 @@ if __name__ == "__main__":
     parser.add_argument("--quiet", type=float, default=10.0,
                         help="a rate's deliveries have settled once nothing arrived for this long (s)")
     parser.add_argument("--warmup", type=int, default=30, help="consultations posted first at 10/s, not counted")
+    parser.add_argument("--every-event", action="store_true",
+                        help="the partner subscribes to every event it may see (three webhooks per consultation)")
     args = parser.parse_args()
-    asyncio.run(main([float(r) for r in args.rates.split(",")], args.seconds, args.quiet, args.warmup))
+    asyncio.run(main([float(r) for r in args.rates.split(",")], args.seconds, args.quiet, args.warmup,
+                     args.every_event))

@@ -37,7 +37,7 @@ import os
 import random
 import re
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,8 @@ from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaMessage
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
 from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS, database_unavailable
@@ -59,10 +61,11 @@ if TYPE_CHECKING:
 
     from tsunagu_servicehost.app import Runtime
 
-__all__ = ["COMMIT_INTERVAL_S", "INFRASTRUCTURE_ERRORS", "BatchEventConsumer", "DatabaseUnavailable",
+__all__ = ["BATCH", "COMMIT_INTERVAL_S", "INFRASTRUCTURE_ERRORS", "BatchEventConsumer", "DatabaseUnavailable",
            "EventConsumer", "Handler", "OffsetCommitter", "RetryPolicy"]
 
 log = logging.getLogger("tsunagu.consumer")
+_propagator = TraceContextTextMapPropagator()
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 
@@ -454,17 +457,33 @@ async def readable_batch_headers(records: tuple["ConsumerRecord", ...],
         return message
 
 
+BATCH = 50
+"""Records a service's own consumers apply in one transaction at most. A batch is what the broker has
+ready: one record when the service keeps up, more as load rises, so the cost per record (the
+transaction, the applied-event record, the consumer's own work per message) falls as load rises."""
+
+
 class BatchEventConsumer(EventConsumer):
     """Applies the events of one topic in batches, one transaction per batch, each event exactly once.
 
-    For a consumer whose handlers are cheap next to a transaction (a read model): a backlog is
-    caught up many times faster. Order per partition is kept: the broker gives a partition's records
-    in order, and the handlers run in that order. A batch holds the row locks of all its events until
-    it commits, so use it where no other writer takes those rows in another order."""
+    Order per partition is kept: the broker gives a partition's records in order, and the handlers
+    run in that order. A backlog is caught up many times faster than one record per transaction.
+    A batch holds the row locks of all its events until it commits: where handlers take locks that
+    another batch or request may take in another order, `lock_first` takes them in one order; a
+    deadlock that still happens fails the batch, which is then applied record by record."""
 
-    def __init__(self, *args: Any, max_records: int = 500, **kwargs: Any):
+    def __init__(self, *args: Any, max_records: int = 500,
+                 lock_first: Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]] | None = None,
+                 **kwargs: Any):
+        """`lock_first(conn, envelopes)` runs in the batch's transaction before any handler: a consumer
+        whose handlers take locks (a case's) takes all of the batch's in one order there, so that two
+        batches never wait on each other in a circle."""
         super().__init__(*args, **kwargs)
         self.max_records = max_records
+        self.lock_first = lock_first
+        provider = self.runtime.tracer_provider
+        self.tracer = (provider.get_tracer if provider is not None else trace.get_tracer)(
+            f"tsunagu.{self.runtime.service.name}.consumer")
 
     def subscribe(self) -> None:
         if self.name == self.runtime.service.name:
@@ -500,7 +519,7 @@ class BatchEventConsumer(EventConsumer):
             return
         trace.get_current_span().set_attribute("tsunagu.batch_size", len(applicable))
         try:
-            applied = await self.apply_batch([(envelope, handler) for _, envelope, handler in applicable])
+            applied = await self.apply_batch(applicable)
         except Exception as exc:  # noqa: BLE001 - sorted below: the database's fault or a record's
             if reason := await self.unavailable(exc):
                 await self.pause(applicable[0][1], reason)
@@ -521,9 +540,10 @@ class BatchEventConsumer(EventConsumer):
         self.count("duplicate", len(applicable) - applied)
         self.failpoint_after_commit()
 
-    async def apply_batch(self, events: list[tuple[Envelope, Handler]]) -> int:
-        """Run the handlers of the events not yet applied, in one transaction with their applied-event
-        records; the number applied."""
+    async def apply_batch(self, events: list[tuple[Any, Envelope, Handler]]) -> int:
+        """Run the handlers of the events (record, event, handler) not yet applied, in one transaction
+        with their applied-event records; the number applied. Each handler runs in a span of its own
+        record's trace, as a record consumed alone does: what it causes joins its case's trace."""
         async with self.transaction() as conn:
             try:
                 # Exactly once: the ids are recorded in the transaction of their effects, which
@@ -536,16 +556,35 @@ class BatchEventConsumer(EventConsumer):
                 new = {row["event_id"] for row in await conn.fetch(
                     "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
                     "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id",
-                    self.name, [envelope.id for envelope, _ in events])}
+                    self.name, [envelope.id for _, envelope, _ in events])}
             except Exception as exc:  # noqa: BLE001 - the same statement for every batch: never a record's fault
                 raise DatabaseUnavailable(_reason(exc)) from exc
+            fresh = [envelope for _, envelope, _ in events if envelope.id in new]
+            if self.lock_first is not None and len({getattr(e.data, "case_id", None) for e in fresh}) > 1:
+                # One case's lock alone cannot close a circle: its handler takes it as it would alone.
+                await self.lock_first(conn, fresh)
             applied = 0
-            for envelope, handler in events:
+            for raw, envelope, handler in events:
                 if envelope.id in new:
                     new.discard(envelope.id)  # a second copy in the same batch is a duplicate
-                    await handler(conn, envelope)
+                    with self.record_span(raw, envelope), log_fields(event_id=envelope.id, event_type=envelope.type):
+                        await handler(conn, envelope)
                     applied += 1
         return applied
+
+    @contextlib.contextmanager
+    def record_span(self, raw: Any, envelope: Envelope) -> Iterator[None]:
+        """A CONSUMER span continuing the record's `traceparent`, named and described as FastStream names
+        the span of a record consumed alone (by ids and codes only)."""
+        headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if k in ("traceparent", "tracestate")}
+        with self.tracer.start_as_current_span(f"{raw.topic} process", context=_propagator.extract(headers),
+                                               kind=SpanKind.CONSUMER, attributes={
+                "messaging.system": "kafka", "messaging.operation": "process",
+                "messaging.destination_publish.name": raw.topic,
+                "messaging.kafka.destination.partition": raw.partition, "messaging.kafka.message.offset": raw.offset,
+                "tsunagu.event_id": str(envelope.id), "tsunagu.event_type": envelope.type,
+                **id_attributes(envelope.data)}):
+            yield
 
 
 class _WhenRevoked(ConsumerRebalanceListener):

@@ -55,6 +55,13 @@ class HeldEvents:
         """Wait for the case's lock; it is held until the transaction ends (call it inside one)."""
         await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
 
+    async def lock_cases(self, case_ids: list[UUID]) -> None:
+        """`lock_case` for several cases at once, in the order of their keys: two transactions that
+        lock some of the same cases this way never wait on each other in a circle."""
+        keys = sorted({case_lock_key(case_id) for case_id in case_ids})
+        await self.conn.execute("SELECT count(pg_advisory_xact_lock($1, k)) FROM "
+                                "(SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS ordered", LOCK_CLASS, keys)
+
     async def try_lock_case(self, case_id: UUID) -> bool:
         return await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS,
                                         case_lock_key(case_id))

@@ -101,6 +101,13 @@ class Repository:
         row = await self.conn.fetchrow(f"SELECT * FROM sheets WHERE case_id = $1{LOCK if lock else ''}", case_id)
         return _sheet(row) if row else None
 
+    async def lock_sheets(self, case_ids: list[UUID]) -> None:
+        """The sheet locks of several cases at once, in case order: a consumer's batch takes them
+        before its events are applied, so that two batches (or a batch and an action) never wait on
+        each other in a circle. A case without a sheet yet has nothing to lock."""
+        await self.conn.execute(f"SELECT 1 FROM sheets WHERE case_id = ANY($1::uuid[]) ORDER BY case_id{LOCK}",
+                                sorted(set(case_ids)))
+
     async def open_sheet(self, sheet: Sheet) -> Sheet:
         row = await self.conn.fetchrow(
             "INSERT INTO sheets (sheet_id, case_id, person_ref, municipality_code, needs, primary_need, urgency, "

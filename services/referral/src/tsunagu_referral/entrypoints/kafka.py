@@ -21,7 +21,7 @@ from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
 from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.consumer import BatchEventConsumer, EventConsumer
+from tsunagu_servicehost.consumer import BATCH, BatchEventConsumer
 
 
 OWN_TOPICS = (INTAKE_CASES, PARTNER_RESPONSES, TENANCIES)
@@ -32,23 +32,32 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
     def handle(handler):
         return in_unit_of_work(Repository, partial(handler, policy=policy))
 
-    EventConsumer(runtime, INTAKE_CASES, {
+    async def lock_sheets_first(conn, envelopes) -> None:
+        await Repository(conn).lock_sheets([envelope.data.case_id for envelope in envelopes])
+
+    # Batches: one transaction for what the broker has ready (many records under load, one when
+    # quiet), each record applied in order and exactly once as it would be alone; a batch takes its
+    # cases' sheet locks first, in one order (adapters/repository.py).
+    def batches(topic, handlers) -> None:
+        BatchEventConsumer(runtime, topic, handlers, max_records=BATCH, lock_first=lock_sheets_first).subscribe()
+
+    batches(INTAKE_CASES, {
         ConsultationRegistered: handle(on_consultation_registered),
         NeedIdentified: handle(on_need_identified),
         ConsentGranted: handle(consent.on_consent_granted),
         ConsentWithdrawn: handle(consent.on_consent_withdrawn),
         StatutoryBasisRecorded: handle(consent.on_basis_recorded),
         StatutoryBasisEnded: handle(consent.on_basis_ended),
-    }).subscribe()
-    EventConsumer(runtime, PARTNER_RESPONSES, {
+    })
+    batches(PARTNER_RESPONSES, {
         PartnerResponded: handle(on_partner_responded),
         DeliveryFailed: handle(on_delivery_failed),
-    }).subscribe()
-    EventConsumer(runtime, TENANCIES, {
+    })
+    batches(TENANCIES, {
         HousingSupportOpened: handle(housing.on_support_opened),
         TenancyStageChanged: handle(housing.on_stage_changed),
         CheckInRecorded: handle(housing.on_check_in_recorded),
-    }).subscribe()
+    })
 
 
 # The report read model ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from types import SimpleNamespace
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import anyio.to_thread
 import asyncpg
@@ -94,6 +94,14 @@ class FakeConnection:
             return "INSERT 0 0"
         self.inserted.add(args[1])
         return "INSERT 0 1"
+
+    async def fetch(self, sql, name, ids):
+        """The batch's applied-event insert: the ids not applied before."""
+        if self.database.down:
+            raise self.database.down
+        new = [i for i in dict.fromkeys(ids) if i not in self.database.applied]
+        self.inserted |= set(new)
+        return [{"event_id": i} for i in new]
 
 
 class FakeDatabase:
@@ -509,3 +517,46 @@ async def test_a_value_the_database_driver_cannot_send_is_dead_lettered_without_
     error = dict(headers)["x-dlq-error"].decode()
     assert error.startswith("DataError: invalid input for query argument $")
     assert "9999" not in error and "山田" not in error and "a (b) c" not in error
+
+
+def a_batch(*case_ids) -> KafkaMessage:
+    """Records of ConsultationRegistered for the cases given, in that order, on one partition."""
+    example = ConsultationRegistered.model_validate(ConsultationRegistered.model_json_schema()["examples"][0])
+    records = []
+    for offset, case_id in enumerate(case_ids):
+        record = encode(example.model_copy(update={"case_id": case_id}))
+        records.append(ConsumerRecord(topic="tsunagu.intake.cases.v1", partition=3, offset=offset, timestamp=0,
+                                      timestamp_type=0, key=record.key, value=record.value, checksum=None,
+                                      serialized_key_size=0, serialized_value_size=0, headers=tuple(record.headers)))
+    return SimpleNamespace(raw_message=tuple(records), body=None)
+
+
+async def test_a_batch_of_several_cases_takes_their_locks_before_any_handler_runs():
+    steps = []
+
+    async def lock_first(conn, envelopes):
+        steps.append(("lock", [e.data.case_id for e in envelopes]))
+
+    async def handler(conn, envelope):
+        steps.append(("apply", envelope.data.case_id))
+
+    a, b = uuid4(), uuid4()
+    consumer = BatchEventConsumer(a_runtime(FakeDatabase()), INTAKE_CASES, {ConsultationRegistered: handler},
+                                  lock_first=lock_first)
+    await consumer.on_batch(a_batch(b, a, b))
+
+    assert steps == [("lock", [b, a, b]), ("apply", b), ("apply", a), ("apply", b)]
+
+
+async def test_a_batch_of_one_case_leaves_the_lock_to_its_handler_as_a_record_alone_does():
+    locked = []
+
+    async def lock_first(conn, envelopes):
+        locked.append(envelopes)
+
+    case = uuid4()
+    consumer = BatchEventConsumer(a_runtime(FakeDatabase()), INTAKE_CASES, {ConsultationRegistered: applied},
+                                  lock_first=lock_first)
+    await consumer.on_batch(a_batch(case, case))
+
+    assert locked == []

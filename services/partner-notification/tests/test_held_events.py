@@ -25,6 +25,7 @@ from tsunagu_contracts import (
 )
 from tsunagu_contracts.japan import JST
 from tsunagu_outbox import unit_of_work, unit_of_work_on
+from tsunagu_partners.adapters.held_events import HeldEvents
 from tsunagu_partners.adapters.repository import Repository
 from tsunagu_partners.domain.commands import RegisterPartner
 from tsunagu_partners.handlers.fan_out import (
@@ -267,3 +268,33 @@ async def test_the_sender_does_not_send_what_the_partner_may_no_longer_see(datab
 
     assert [r.event["type"] for r in receiver.received] == [WITHDRAWN], "only the withdrawal notice is sent"
     assert dict(states) == {REQUESTED: "withdrawn", WITHDRAWN: "delivered"}
+
+
+@pytest.mark.parametrize("first", ["all of the batch's case locks first", "each case's lock as its event comes"])
+async def test_two_batches_with_the_same_cases_in_opposite_orders_never_wait_on_each_other_in_a_circle(
+        scratch_database, first):
+    """Two consumers' batches (intake's topic, referral's) holding events of the same two cases in
+    opposite orders: taken first in one order their locks queue; taken as each event comes, they
+    can close a circle, which PostgreSQL breaks by failing one batch (the control)."""
+    a, b = uuid7(), uuid7()
+    both_hold_one = asyncio.Barrier(2)
+
+    async def batch(cases: list[UUID]) -> None:
+        conn = await asyncpg.connect(scratch_database)
+        try:
+            async with conn.transaction():
+                held = HeldEvents(conn)
+                if first == "all of the batch's case locks first":
+                    await held.lock_cases(cases)
+                for n, case in enumerate(cases):
+                    await held.lock_case(case)
+                    if n == 0 and first != "all of the batch's case locks first":
+                        await both_hold_one.wait()
+        finally:
+            await conn.close()
+
+    outcomes = await asyncio.gather(batch([a, b]), batch([b, a]), return_exceptions=True)
+    if first == "all of the batch's case locks first":
+        assert outcomes == [None, None]
+    else:
+        assert any(isinstance(o, asyncpg.DeadlockDetectedError) for o in outcomes)

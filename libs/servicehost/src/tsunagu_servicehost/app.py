@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from contextlib import asynccontextmanager
@@ -82,6 +83,16 @@ class Runtime:
         if self.pool is None:
             raise RuntimeError("the database pool is opened when the application starts")
         return self.pool
+
+
+def settle_garbage_collection() -> None:
+    """Once started: what the service built to start (modules, models, routes, clients) lives as long as
+    the process, so it is moved out of the collector's sight (`gc.freeze`), and the youngest
+    generation is collected after 20,000 allocations instead of 700. Otherwise every full collection
+    walks those objects again: pauses of milliseconds under load, in the latency of whatever waits."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 async def without_session_state(conn: asyncpg.Connection) -> None:
@@ -208,6 +219,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             # Inside `try`: a port that is taken stops what started above before the error ends the process.
             internal = await _serve_internal(internal_app, settings) if internal_app is not None else None
             log.info("%s started", service.name)
+            settle_garbage_collection()
             yield
         finally:
             if internal is not None:

@@ -9,7 +9,9 @@ for one need; every consultation has that need and the person's consent for that
 partner subscribes to the referrals addressed to it and to consent withdrawals (the API's example
 subscription); `--every-event` subscribes it to everything it may see instead.
 
-For each rate, consultations are posted on a fixed schedule (one task per request at its time,
+First `--warmup` consultations are posted at the first rate and not counted (the first burst after
+start opens connections and runs code for the first time; its p99 is printed). For each rate,
+consultations are posted on a fixed schedule (one task per request at its time,
 whatever the answers take) for a bounded number of seconds; each is timed from its POST to the
 partner's receipt of the referral's webhook, counted only if the Standard Webhooks signature
 verifies with the partner's secret. Then the next rate starts once every accepted consultation was
@@ -292,8 +294,11 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, 
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             async with httpx.AsyncClient(base_url=services["intake"].url, timeout=60, headers=bearer(Role.COUNTER),
                                          limits=limits) as http:
-                warm = await run_phase(http, partner, services, 10, warmup / 10, quiet_s, 0)
-                print(f"warm-up: {warm.delivered}/{warm.sent} delivered at 10/s (not counted)")
+                # Warm-up at the first rate: the first burst after start opens connections (HTTP
+                # keep-alive, the partner's receiver) and runs code paths for the first time.
+                warm = await run_phase(http, partner, services, rates[0], warmup / rates[0], quiet_s, 0)
+                print(f"warm-up: {warm.delivered}/{warm.sent} delivered at {rates[0]:g}/s, p99 "
+                      f"{warm.quantile(.99):.1f} ms (not counted)")
                 idle = await idle_cpu_ms_per_s(services, 5.0)
                 print("idle CPU ms/s: " + ", ".join(f"{n} {ms:.1f}" for n, ms in idle.items())
                       + "; cpu ms/consultation below: services all (net of idle); elsewhere net of idle")
@@ -324,7 +329,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0, help="how long to post at each rate")
     parser.add_argument("--quiet", type=float, default=10.0,
                         help="a rate's deliveries have settled once nothing arrived for this long (s)")
-    parser.add_argument("--warmup", type=int, default=30, help="consultations posted first at 10/s, not counted")
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="consultations posted first at the first rate, not counted")
     parser.add_argument("--every-event", action="store_true",
                         help="the partner subscribes to every event it may see (three webhooks per consultation)")
     args = parser.parse_args()

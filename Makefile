@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # process about a hundred times, and recompiling every module at each start costs seconds.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-intake bench-partners bench-held bench-housing bench-catch-up test-faults
+.PHONY: new-subscriber run test stop status infra python-deps deps browser-deps examples-deps clean help compose-env contracts docs bench bench-soak bench-intake bench-partners bench-held bench-housing bench-catch-up test-faults
 
 help:
 	@echo "make run    start Kafka, PostgreSQL, Jaeger and the four services (Ctrl-C stops them)"
@@ -27,6 +27,7 @@ help:
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make docs   the AsyncAPI document as one HTML page, docs/asyncapi/index.html (works offline)"
 	@echo "make bench   the whole loop at rising rates: counter POST -> partner's verified webhook, p50/p95/p99, knee"
+	@echo "make bench-soak   ten minutes at SOAK_RATE (50/s): CPU per consultation and RSS per service, each minute"
 	@echo "make bench-intake / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
@@ -152,6 +153,12 @@ compose-env:
 bench: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/whole_loop.py $(BENCH_ARGS)
+
+# Ten minutes at one rate (SOAK_RATE, 50 by default): CPU per consultation and RSS per service, each minute.
+SOAK_RATE ?= 50
+bench-soak: python-deps
+	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
+	.venv/bin/python tests/benchmarks/whole_loop.py --rates $(SOAK_RATE) --soak-minutes 10 $(BENCH_ARGS)
 
 # Consultations per second through intake -> Kafka -> referral (closed loop, a few clients).
 bench-intake: python-deps

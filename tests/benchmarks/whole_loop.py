@@ -24,7 +24,9 @@ service spends idle, measured for 5 s after the warm-up), and each service's RSS
 below it, the CPU the same phase cost the Kafka broker, PostgreSQL and this process (the load generator
 and the receiver) per consultation, net of their idle CPU. The knee is the highest rate with
 p99 <= 100 ms and nothing lost or refused. The load generator and the receiver share one process
-and the machine's two cores with the services: the figures are upper bounds on latency. Prints
+and the machine's two cores with the services: the figures are upper bounds on latency. With
+`--soak-minutes N` it posts at the first rate for N one-minute phases instead and prints each, then
+each service's RSS and CPU per consultation in the first and the last minute. Prints
 figures; asserts nothing.
 """
 
@@ -283,7 +285,8 @@ def report(phase: Phase, names: list[str]) -> None:
           + ", ".join(f"{name} {ms:.1f}" for name, ms in phase.infrastructure_ms.items()), flush=True)
 
 
-async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, every_event: bool) -> None:
+async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, every_event: bool,
+               soak_minutes: int = 0) -> None:
     async with running("intake", "referral", "partner-notification") as services:
         names = list(services)
         async with ReceiverServer() as server:
@@ -306,6 +309,9 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, 
                       f"nothing lost; {seconds:g} s per rate")
                 print(f"{'rate':>8} {'sent':>5} {'deliv':>5} {'lost':>5}  {'p50':>7} {'p95':>7} {'p99':>7} ms     "
                       f"services: {', '.join(names)}")
+                if soak_minutes:
+                    await soak(http, partner, services, rates[0], soak_minutes, quiet_s, warmup, idle)
+                    return
                 knee, misses, first = None, 0, warmup
                 for rate in rates:
                     phase = await run_phase(http, partner, services, rate, seconds, quiet_s, first, idle)
@@ -322,6 +328,26 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, 
               f"(highest rate with p99 <= {TARGET_P99_MS:g} ms and nothing lost)")
 
 
+async def soak(http: httpx.AsyncClient, partner: Partner, services: dict[str, ServiceProcess], rate: float,
+               minutes: int, quiet_s: float, first: int, idle: dict[str, float]) -> None:
+    """`minutes` one-minute phases at one rate, each printed: CPU per consultation and RSS should stay
+    flat while the databases and topics grow."""
+    names, phases = list(services), []
+    for _ in range(minutes):
+        phase = await run_phase(http, partner, services, rate, 60.0, quiet_s, first, idle)
+        first += phase.sent
+        phases.append(phase)
+        report(phase, names)
+    begin, end = phases[0], phases[-1]
+    print(f"soak: {sum(p.sent for p in phases)} consultations at {rate:g}/s over {minutes} min, "
+          f"{sum(p.lost for p in phases)} lost, {sum(not p.on_target for p in phases)} minute(s) off target")
+    for name in names:
+        print(f"  {name}: RSS {begin.rss[name]:.0f} -> {end.rss[name]:.0f} MB, cpu ms/consultation "
+              f"{begin.cpu_ms[name]:.1f} -> {end.cpu_ms[name]:.1f} (first minute -> last)")
+    for name in begin.infrastructure_ms:
+        print(f"  {name}: cpu ms/consultation {begin.infrastructure_ms[name]:.1f} -> {end.infrastructure_ms[name]:.1f}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="10,25,40,50,60,80,100,120",
@@ -333,6 +359,8 @@ if __name__ == "__main__":
                         help="consultations posted first at the first rate, not counted")
     parser.add_argument("--every-event", action="store_true",
                         help="the partner subscribes to every event it may see (three webhooks per consultation)")
+    parser.add_argument("--soak-minutes", type=int, default=0,
+                        help="instead of rising rates: this many one-minute phases at the first rate, each printed")
     args = parser.parse_args()
     asyncio.run(main([float(r) for r in args.rates.split(",")], args.seconds, args.quiet, args.warmup,
-                     args.every_event))
+                     args.every_event, args.soak_minutes))

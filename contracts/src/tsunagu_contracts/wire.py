@@ -11,7 +11,6 @@ exception, whatever bytes the record holds (a consumer dead-letters it on that p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -174,19 +173,19 @@ def decode(headers: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]
     if schema is not None and schema != SCHEMA_URI.format(type=event_type.type):
         raise InvalidAttribute("ce_dataschema", f"does not match {event_type.type}")
 
+    if not isinstance(value, str | bytes | bytearray):
+        raise InvalidData("data", f"record value is not JSON (a {type(value).__name__})")
     try:
-        # JSON between systems is UTF-8 (RFC 8259); json.loads alone would also guess UTF-16 and -32.
-        raw = json.loads(value.decode() if isinstance(value, bytes | bytearray) else value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidData("data", f"record value is not JSON ({exc})") from None
-    except RecursionError:
-        raise InvalidData("data", "record value is nested too deeply") from None
-    try:
-        # Fields added later inside this version are ignored, so older consumers keep working;
-        # producers build events with unknown fields refused.
-        data = event_type.model_validate(raw, extra="ignore")
+        # Parsed and validated in one pass by pydantic's own JSON parser, which reads UTF-8 only
+        # (RFC 8259 for JSON between systems). Fields added later inside this version are ignored,
+        # so older consumers keep working; producers build events with unknown fields refused.
+        data = event_type.model_validate_json(value, extra="ignore")
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            if "recursion" in first["msg"]:
+                raise InvalidData("data", "record value is nested too deeply") from None
+            raise InvalidData("data", f"record value is not JSON ({first['msg']})") from None
         where = ".".join(str(p) for p in first["loc"]) or "data"
         raise InvalidData(f"data.{where}" if where != "data" else where, first["msg"]) from None
 

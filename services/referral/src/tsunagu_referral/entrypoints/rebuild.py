@@ -30,6 +30,7 @@ from tsunagu_contracts import Envelope, decode
 from tsunagu_referral.adapters.reports import ReportsStore
 from tsunagu_referral.handlers.reports import PROJECTIONS
 from tsunagu_servicehost import ServiceSettings
+from tsunagu_servicehost.app import settle_garbage_collection
 
 log = logging.getLogger("tsunagu.referral.reports")
 
@@ -227,6 +228,7 @@ def command(settings: ServiceSettings, argv: list[str]) -> None:
     parser.add_argument("--accept-partial", action="store_true",
                         help="rebuild even when retention has deleted the oldest records (their figures are lost)")
     args = parser.parse_args(argv)
+    settle_garbage_collection()  # many short-lived objects per event: collected as a service collects them
     try:
         done = asyncio.run(rebuild(settings, accept_partial=args.accept_partial))
     except LogIncomplete as exc:

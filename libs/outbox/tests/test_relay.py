@@ -259,3 +259,31 @@ async def test_rows_of_different_lanes_are_in_flight_together_but_never_two_of_o
 
     assert most_at_once == 6, "the first row of each of the six lanes was sent before any was acknowledged"
     assert most_of_one_lane == 1, "a lane's next row only after its previous row was acknowledged"
+
+
+async def test_the_relay_gives_its_connection_back_without_its_lock_listener_or_settings(
+        scratch_database, broker):
+    async def nothing_sent(conn):  # as the services' pools are set up: the pool itself resets nothing
+        pass
+
+    pool = await asyncpg.create_pool(scratch_database, min_size=1, max_size=2, reset=nothing_sent)
+    relay = OutboxRelay(pool, broker.publish, policy=POLICY)
+    task = asyncio.create_task(relay.run())
+    for _ in range(100):  # until it holds the relay lock
+        if await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"):
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]  # whichever the relay had
+    try:
+        for conn in held:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert await conn.fetch("SELECT pg_listening_channels()") == []
+            assert not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                           "AND pid = pg_backend_pid()")
+    finally:
+        for conn in held:
+            await pool.release(conn)
+        await pool.close()

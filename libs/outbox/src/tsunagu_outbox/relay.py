@@ -157,6 +157,11 @@ class OutboxRelay:
                 await self._measure_now_and_then(conn)  # another instance relays; this one still reports
                 await asyncio.sleep(self.sweep_interval)
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # The relay's own writes (rows marked published, attempts counted) do not wait for the
+            # disk: a database crash may forget the last fraction of a second of them, and then the
+            # rows are published again (consumers drop duplicates by event id) or tried once more.
+            # Reset with the connection when it goes back to the pool.
+            await conn.execute("SET synchronous_commit TO off")
             try:
                 sweeps = 0
                 while True:

@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import KafkaRecord
 from tsunagu_outbox import (
-    ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS, OutboxMetrics, OutboxRelay, RelayPolicy, parked, release_parked,
+    ATTEMPT_STATEMENTS, NOTIFY_CHANNEL, SCHEMA_STATEMENTS, OutboxMetrics, OutboxRelay, RelayPolicy, parked, release_parked,
 )
 from tsunagu_outbox.relay import BrokerUnavailable
+from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
 POLICY = RelayPolicy(max_attempts=3, first_retry_s=0.05, max_retry_s=0.05, parked_retry_s=3600, publish_timeout_s=1)
@@ -287,3 +288,33 @@ async def test_the_relay_gives_its_connection_back_without_its_lock_listener_or_
         for conn in held:
             await pool.release(conn)
         await pool.close()
+
+
+async def test_a_row_committed_while_the_relay_publishes_is_published_without_waiting_for_the_sweep(
+        pool, broker, scratch_database):
+    sweep_s = 60.0  # far longer than this test waits: only the row's own notice can wake the relay
+    writer = await asyncpg.connect(scratch_database)
+    published_first = asyncio.Event()
+
+    async def publish(topic: str, record: KafkaRecord) -> None:
+        await broker.publish(topic, record)
+        if not published_first.is_set():  # a second row commits (and notifies) while the relay is busy
+            published_first.set()
+            async with writer.transaction():
+                await writer.execute(
+                    "INSERT INTO outbox (event_id, topic, record_key, headers, value) VALUES ($1, 't', 'b', $2, $3)",
+                    uuid.uuid4(), json.dumps({"ce_type": "tsunagu.test.v1"}), json.dumps({"n": 2}).encode())
+                await writer.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+    relay = OutboxRelay(pool, publish, policy=POLICY, sweep_interval=sweep_s)
+    task = asyncio.create_task(relay.run())
+    try:
+        await write(pool, ("t", "a", 1))
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        await eventually(lambda: asyncio.sleep(0, [n for _, _, n in broker.published]),
+                         until=lambda ns: ns == [1, 2], attempts=50)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await writer.close()

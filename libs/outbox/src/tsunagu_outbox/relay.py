@@ -134,6 +134,8 @@ class OutboxRelay:
         self.keep_published_for = keep_published_for
         self.published = 0
         self._wake = asyncio.Event()
+        self.full = False
+        """Whether the last drain found a whole batch due (there may be more)."""
         self._measured_at = float("-inf")
 
     async def run(self) -> None:
@@ -165,13 +167,15 @@ class OutboxRelay:
             try:
                 sweeps = 0
                 while True:
-                    while await self.drain(conn):
-                        pass
+                    # Cleared before draining: a row committed while a drain runs wakes the next
+                    # one at once, instead of waiting for the sweep.
+                    self._wake.clear()
+                    while await self.drain(conn) and self.full:
+                        pass  # a full batch: more may be due now
                     await self._measure_now_and_then(conn)
                     sweeps += 1
                     if sweeps % 3600 == 0:
                         await self._forget_old(conn)
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
                     except TimeoutError:
@@ -197,6 +201,7 @@ class OutboxRelay:
         is sent only after the lane's previous row was acknowledged, and not at all once an earlier
         row of its lane failed in this batch."""
         rows = await conn.fetch(_DUE, self.batch_size)
+        self.full = len(rows) == self.batch_size
         done: list[int] = []
         waiting: set[tuple[str, str]] = set()  # lanes with a row that failed in this batch
         missing: set[str] = set()  # topics the broker does not have

@@ -47,3 +47,21 @@ async def test_only_counter_staff_and_coordinators_may_ask_and_a_bad_kana_is_ref
     assert latin.status_code == 422
     assert [e["field"] for e in latin.json()["errors"]] == ["name_kana"]
     assert latin.json()["message_ja"]
+
+
+async def test_the_hint_names_the_first_twenty_persons_registered_with_a_kana_name_and_birth_date(
+        service_process, auth_headers, consultation):
+    """However many share a kana name and birth date, a registration reads and answers a bounded list."""
+    intake = await service_process("intake")
+    person = someone_new()
+    async with httpx.AsyncClient(base_url=intake.url, timeout=30, headers=auth_headers("counter")) as client:
+        refs = []
+        for _ in range(22):
+            registered = await client.post("/v1/consultations", json=consultation(person=person))
+            assert registered.status_code == 201, registered.text
+            refs.append(registered.json()["person_ref"])
+        hint = await client.post("/v1/persons/possible-duplicates", json={
+            "name_kana": person["name_kana"], "birth_date": person["birth_date"]})
+
+    assert registered.json()["possible_duplicates"] == refs[:20]
+    assert hint.json()["possible_duplicates"] == refs[:20]

@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import os
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -189,6 +190,11 @@ async def partner_routed_for(need: str, partners: ServiceProcess, referral: Serv
     return Partner(body["partner_id"], body["webhook_secret"], receiver)
 
 
+def birth_date(i: int) -> str:
+    """A birth date of its own for the i-th person (one per day from 1 January 1940)."""
+    return (date(1940, 1, 1) + timedelta(days=i)).isoformat()
+
+
 async def post_on_schedule(http: httpx.AsyncClient, partner: Partner, phase: Phase, seconds: float,
                            first: int) -> None:
     """Open loop: request i starts at began + i/rate, whatever earlier answers take."""
@@ -200,7 +206,8 @@ async def post_on_schedule(http: httpx.AsyncClient, partner: Partner, phase: Pha
         at = loop.time()
         try:
             response = await http.post("/v1/consultations", json={
-                "person": {"name": f"利用者 {i}", "name_kana": "りようしゃ", "birth_date": "1968-04-02"},
+                # Different people: a kana name and birth date of their own (none is a possible duplicate).
+                "person": {"name": f"利用者 {i}", "name_kana": "りようしゃ", "birth_date": birth_date(i)},
                 "counter": "self_reliance", "channel": "counter", "urgency": "high", "needs": [NEED],
                 "primary_need": NEED, "consents": consents})
         except httpx.HTTPError:

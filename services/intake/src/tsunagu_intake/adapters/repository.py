@@ -49,6 +49,10 @@ from tsunagu_outbox import unit_of_work as outbox_unit_of_work
 LOCK = " FOR NO KEY UPDATE"
 """A case's or person's row lock: excludes other changes to it, admits the key-share locks of rows referring to it."""
 
+MAX_POSSIBLE_DUPLICATES = 20
+"""Persons the duplicate hint names at most: enough for staff to check by hand, and a registration
+costs the same however many share a kana name and birth date."""
+
 
 class Repository:
     """The intake tables, read and written inside the caller's transaction."""
@@ -64,9 +68,10 @@ class Repository:
             f"SELECT true FROM persons WHERE person_ref = $1{LOCK if lock else ''}", person_ref))
 
     async def persons_with_duplicate_key(self, duplicate_key: bytes) -> list[UUID]:
+        """The first MAX_POSSIBLE_DUPLICATES persons registered with the key, oldest first."""
         # A hint, not a rule: no lock (rule at the top).
-        rows = await self.conn.fetch("SELECT person_ref FROM persons WHERE duplicate_key = $1 ORDER BY registered_at",
-                                     duplicate_key)
+        rows = await self.conn.fetch("SELECT person_ref FROM persons WHERE duplicate_key = $1 ORDER BY registered_at "
+                                     "LIMIT $2", duplicate_key, MAX_POSSIBLE_DUPLICATES)
         return [r["person_ref"] for r in rows]
 
     async def add_person(self, person_ref: UUID, details: bytes, duplicate_key: bytes) -> None:

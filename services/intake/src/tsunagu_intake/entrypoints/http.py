@@ -53,7 +53,7 @@ class ConsultationCreated(BaseModel):
     consultation_id: UUID
     person_ref: UUID
     consent_ids: list[UUID]
-    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
+    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date (the 20 registered first, at most).")
     warning_ja: str | None = None
 
 
@@ -61,7 +61,7 @@ DUPLICATE_WARNING_JA = "同じ氏名（かな）と生年月日の方がすで�
 
 
 class PossibleDuplicates(BaseModel):
-    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date.")
+    possible_duplicates: list[UUID] = Field(description="Persons with the same kana name and birth date (the 20 registered first, at most).")
     warning_ja: str | None = None
 
 

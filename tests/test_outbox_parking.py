@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from tsunagu_contracts import PARTNER_RESPONSES, PartnerDeliveries, PartnerResponded, decode, uuid7
 from tsunagu_outbox import append
@@ -47,16 +46,6 @@ async def metrics(service) -> dict[str, float]:
             if line.startswith("tsunagu_outbox_")}
 
 
-async def read(infrastructure, topic: str, count: int) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infrastructure.kafka_bootstrap, auto_offset_reset="earliest",
-                                group_id=f"test-{uuid.uuid4()}", **infrastructure.kafka_options)
-    await consumer.start()
-    try:
-        return [await asyncio.wait_for(consumer.getone(), 30) for _ in range(count)]
-    finally:
-        await consumer.stop()
-
-
 async def test_records_the_broker_refuses_are_parked_and_the_others_are_published(
         service_process, kafka_namespace, infrastructure):
     partners = await service_process("partner-notification", extra_env=FAST_OUTBOX)
@@ -78,7 +67,7 @@ async def test_records_the_broker_refuses_are_parked_and_the_others_are_publishe
     finally:
         await conn.close()
 
-    published = await read(infrastructure, kafka_namespace + PARTNER_RESPONSES.name, 2)
+    published = await infrastructure.read_records(kafka_namespace + PARTNER_RESPONSES.name, 2)
     assert sorted(decode(r.headers, r.value).data.response_id for r in published) == sorted(
         [same_case_elsewhere.response_id, other.response_id]), "other cases, and the same case on another topic"
 
@@ -107,7 +96,7 @@ async def test_records_the_broker_refuses_are_parked_and_the_others_are_publishe
     assert release.returncode == 0, output.decode()
     assert "1 parked outbox row(s) released" in output.decode()
 
-    delivered = await read(infrastructure, kafka_namespace + missing.name, 2)
+    delivered = await infrastructure.read_records(kafka_namespace + missing.name, 2)
     assert [decode(r.headers, r.value).data.response_id for r in delivered] == [poison.response_id,
                                                                                 behind.response_id]
     after = await eventually(lambda: metrics(partners), until=lambda m: m.get("tsunagu_outbox_parked") == 1)

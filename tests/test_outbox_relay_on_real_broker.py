@@ -1,13 +1,11 @@
 """The outbox relay publishes a batch of many cases through the real broker at once, and every
 case's records arrive in the order they were committed."""
 
-import asyncio
 import json
 import uuid
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from faststream import FastStream
 from prometheus_client import CollectorRegistry
 
@@ -30,16 +28,6 @@ def intake_broker(infrastructure, namespace_access):
     settings = ServiceSettings(http_port=1, kafka_bootstrap=infrastructure.kafka_bootstrap,
                                database_url="postgresql://unused@localhost/x", **security)
     return build_broker("intake", settings, CollectorRegistry(), tracer_provider("intake"))
-
-
-async def read_back(infrastructure, topic: str, count: int) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infrastructure.kafka_bootstrap, auto_offset_reset="earliest",
-                                group_id=f"test-{uuid.uuid4()}", **infrastructure.kafka_options)
-    await consumer.start()
-    try:
-        return [await asyncio.wait_for(consumer.getone(), 30) for _ in range(count)]
-    finally:
-        await consumer.stop()
 
 
 async def test_one_batch_of_many_cases_is_published_and_each_case_arrives_in_commit_order(
@@ -71,6 +59,6 @@ async def test_one_batch_of_many_cases_is_published_and_each_case_arrives_in_com
 
     assert published == CASES * RECORDS_PER_CASE, "the whole batch in one drain"
     assert unpublished == 0
-    records = await read_back(infrastructure, kafka_namespace + topic, CASES * RECORDS_PER_CASE)
+    records = await infrastructure.read_records(kafka_namespace + topic, CASES * RECORDS_PER_CASE)
     arrived = {case: [json.loads(r.value)["n"] for r in records if r.key.decode() == case] for case in cases}
     assert arrived == {case: list(range(RECORDS_PER_CASE)) for case in cases}, "each case's records in order"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from aiokafka import AIOKafkaConsumer
 
 from tsunagu_topics import KafkaCredentials, aiokafka_options, bootstrap_servers
 from tsunagu_topics.security import ADMIN_PRINCIPAL
@@ -39,6 +42,17 @@ class Infrastructure:
     def kafka_options(self) -> dict[str, str]:
         """aiokafka keyword arguments of a test client acting as the admin."""
         return aiokafka_options(self.kafka_admin)
+
+    async def read_records(self, topic: str, count: int, timeout_s: float = 30) -> list:
+        """The first `count` records of `topic`, read as the admin in a group of their own; each must
+        arrive within `timeout_s`."""
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.kafka_bootstrap, auto_offset_reset="earliest",
+                                    group_id=f"test-{secrets.token_hex(8)}", **self.kafka_options)
+        await consumer.start()
+        try:
+            return [await asyncio.wait_for(consumer.getone(), timeout_s) for _ in range(count)]
+        finally:
+            await consumer.stop()
 
 
 def repo_root() -> Path:

@@ -89,12 +89,14 @@ WARM_CONNECTIONS = 6
 """Pooled connections opened as the service starts, before any request needs them."""
 
 
-async def open_connections(pool: asyncpg.Pool, n: int) -> None:
-    """Open `n` of the pool's connections at once and give them back. A new connection costs a SCRAM
-    sign-in and asyncpg's type introspection (milliseconds of CPU on both sides): paid at start, not by
-    the first burst of requests. A database that does not answer yet is left to the pool (and to
-    /readyz)."""
-    held = await asyncio.gather(*(pool.acquire() for _ in range(min(n, pool.get_max_size()))),
+async def open_connections(pool: asyncpg.Pool, n: int, wait_s: float = 1.0) -> None:
+    """Open up to `n` of the pool's connections at once (half the pool at most) and give them back. A
+    new connection costs a SCRAM sign-in and asyncpg's type introspection (milliseconds of CPU on
+    both sides): paid at start, not by the first burst of requests. None is waited for longer than
+    `wait_s`, so what the pool cannot give at once (connections the relay and the sender keep) is
+    not waited for while others are held; a database that does not answer yet is left to the pool
+    (and to /readyz)."""
+    held = await asyncio.gather(*(pool.acquire(timeout=wait_s) for _ in range(min(n, pool.get_max_size() // 2))),
                                 return_exceptions=True)
     for conn in held:
         if not isinstance(conn, BaseException):
@@ -102,10 +104,11 @@ async def open_connections(pool: asyncpg.Pool, n: int) -> None:
 
 
 def settle_garbage_collection() -> None:
-    """Once started: what the service built to start (modules, models, routes, clients) lives as long as
-    the process, so it is moved out of the collector's sight (`gc.freeze`), and the youngest
-    generation is collected after 20,000 allocations instead of 700. Otherwise every full collection
-    walks those objects again: pauses of milliseconds under load, in the latency of whatever waits."""
+    """For a process about to serve (or to run a long batch): what it built so far (modules, models,
+    routes) lives as long as the process, so it is moved out of the collector's sight (`gc.freeze`),
+    and the youngest generation is collected after 20,000 allocations instead of 700. Otherwise every
+    full collection walks those objects again: pauses of milliseconds under load, in the latency of
+    whatever waits. Process-wide: called by `serve` and `rebuild-reports`, never by a library."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
@@ -116,8 +119,7 @@ async def without_session_state(conn: asyncpg.Connection) -> None:
     any open transaction and dropped its listeners' callbacks; nothing is sent to the server.
 
     asyncpg's default reset sends one more statement (unlock all advisory locks, close cursors,
-    UNLISTEN, RESET ALL) at every release: a round trip for every unit of work, about a tenth of a
-    consumer's CPU here. The services keep no session state on pooled connections: advisory locks
+    UNLISTEN, RESET ALL) at every release: a round trip for every unit of work. The services keep no session state on pooled connections: advisory locks
     are transaction-scoped (`pg_advisory_xact_lock`), nothing is SET for the session and no cursor
     outlives its transaction. The two that do LISTEN or hold a session lock (the outbox relay and
     the partners' sender) reset their connection themselves before they give it back."""
@@ -239,7 +241,6 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             # Inside `try`: a port that is taken stops what started above before the error ends the process.
             internal = await _serve_internal(internal_app, settings) if internal_app is not None else None
             log.info("%s started", service.name)
-            settle_garbage_collection()
             yield
         finally:
             if internal is not None:

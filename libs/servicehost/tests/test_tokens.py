@@ -234,3 +234,68 @@ def test_a_service_refuses_to_serve_without_a_staff_identity_provider():
 
     assert refused.returncode != 0
     assert "TSUNAGU_STAFF_ISSUER, TSUNAGU_STAFF_JWKS_URL, TSUNAGU_STAFF_AUDIENCE" in refused.stderr
+
+
+class Clock:
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr("tsunagu_servicehost.auth.time.time", clock)
+    return clock
+
+
+@pytest.fixture
+def verifications(monkeypatch) -> list:
+    """The signature checks made: a remembered token makes none."""
+    made = []
+    real = jwt.decode
+
+    def counting(token, key=None, *args, **kwargs):
+        if key is not None:
+            made.append(token)
+        return real(token, key, *args, **kwargs)
+
+    monkeypatch.setattr("tsunagu_servicehost.auth.jwt.decode", counting)
+    return made
+
+
+async def test_a_token_verified_once_is_not_verified_again_for_a_minute(jwks_file, clock, verifications):
+    check, token = verifier(jwks_file), signed({"tsunagu_role": "counter"})
+
+    first = await check.read(token)
+    clock.now += 59
+    again = await check.read(token)
+    clock.now += 2
+    later = await check.read(token)
+
+    assert first == again == later and first.role is Role.COUNTER
+    assert len(verifications) == 2, "verified, remembered for a minute, verified again"
+
+
+async def test_a_token_is_remembered_no_longer_than_it_is_valid(jwks_file, clock, verifications):
+    check = verifier(jwks_file)
+    token = signed({"tsunagu_role": "counter", "exp": int(clock.now) + 5})
+    await check.read(token)
+
+    clock.now += 5 + 30 + 1  # past its expiry and the clock skew the check allows, within the minute
+    await check.read(token)  # (the signature library's own clock still finds it valid)
+
+    assert len(verifications) == 2, "checked again once it would have expired"
+
+
+async def test_a_forged_copy_of_a_remembered_token_is_still_refused(jwks_file):
+    check, token = verifier(jwks_file), signed({"tsunagu_role": "counter"})
+    await check.read(token)
+    header, payload, _ = token.split(".")
+    promoted = jwt.api_jws.base64url_encode(json.dumps(
+        json.loads(jwt.api_jws.base64url_decode(payload)) | {"tsunagu_role": "coordinator"}).encode()).decode()
+
+    with pytest.raises(TokenRefused):
+        await check.read(f"{header}.{promoted}.{token.split('.')[2]}")

@@ -49,6 +49,10 @@ PARTNER_SESSION_AUDIENCE = ("housing-support",)
 PARTNER_SESSION_ISSUER = "partner-notification"
 """The one service that knows partners (by their API tokens) and vouches for them."""
 _CLOCK_SKEW_S = 30
+VERIFIED_FOR_S = 60.0
+"""How long a verified token is taken as verified, at most (never past its expiry)."""
+VERIFIED_TOKENS = 4096
+"""Verified tokens remembered at once, at most."""
 
 
 class Role(StrEnum):
@@ -216,6 +220,8 @@ class TokenVerifier:
         self.staff_audience = settings.staff_audience
         self.staff_algorithms = list(settings.staff_algorithms)
         self.role_claim = settings.staff_role_claim
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        """Token → (its principal, until when it counts without being checked again)."""
         url = settings.staff_jwks_url
         if not url:
             self._jwks = None
@@ -225,13 +231,26 @@ class TokenVerifier:
             self._jwks = _UrlJwks(url)
 
     async def read(self, token: str) -> Principal:
+        """The token's principal. A token verified in the last VERIFIED_FOR_S seconds is not verified
+        again while it is valid: a counter's or a service's token comes with every request, and its
+        signature check was a good part of a short request's CPU."""
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None and now < known[1]:
+            return known[0]
         try:
-            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"not a JWT ({type(exc).__name__})") from None
-        if issuer in self.callers:
-            return self._service_token(token, issuer)
-        return await self._staff_token(token)
+        issuer = claims.get("iss")
+        principal = self._service_token(token, issuer) if issuer in self.callers else await self._staff_token(token)
+        # Verified: remembered no longer than the token's own validity (as the check above allows it,
+        # skew included) and VERIFIED_FOR_S, so a key the issuer withdraws stops counting soon.
+        self._verified.pop(token, None)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the one remembered longest
+        self._verified[token] = (principal, min(now + VERIFIED_FOR_S, claims["exp"] + _CLOCK_SKEW_S))
+        return principal
 
     def _service_token(self, token: str, issuer: str) -> Principal:
         try:

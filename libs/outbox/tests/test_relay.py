@@ -281,6 +281,7 @@ async def test_the_relay_gives_its_connection_back_without_its_lock_listener_or_
     try:
         for conn in held:
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
             assert await conn.fetch("SELECT pg_listening_channels()") == []
             assert not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                            "AND pid = pg_backend_pid()")
@@ -318,3 +319,40 @@ async def test_a_row_committed_while_the_relay_publishes_is_published_without_wa
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await writer.close()
+
+
+async def test_rows_are_marked_published_by_their_index_however_small_the_outbox_was_when_the_relay_started(
+        pool, broker, scratch_database):
+    # The relay keeps its connection for as long as it runs. After five executions PostgreSQL may
+    # keep one plan per statement; planned on a nearly empty table, that plan scanned the whole
+    # outbox for every batch once the table had grown.
+    relay = OutboxRelay(pool, broker.publish, policy=POLICY, sweep_interval=0.02)
+    task = asyncio.create_task(relay.run())
+
+    async def batch_published(n: int) -> None:
+        await write(pool, *[("cases", key, n) for key in "ABCDEF"])
+        await eventually(lambda: asyncio.sleep(0, len(broker.published)), until=lambda sent: sent == 6 * (n + 1),
+                         pause=0.02)
+
+    try:
+        for n in range(8):  # batches of several rows while the outbox is nearly empty
+            await batch_published(n)
+        await pool.execute(  # the table grows: rows published long ago
+            "INSERT INTO outbox (event_id, topic, record_key, headers, value, published_at) "
+            "SELECT gen_random_uuid(), 'cases', 'old', '{}', '', now() FROM generate_series(1, 20000)")
+        for n in range(8, 12):
+            await batch_published(n)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await pool.close()  # a backend reports its table statistics when it ends
+
+    observer = await asyncpg.connect(scratch_database)
+    try:
+        await eventually(lambda: observer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                                   "current_database() AND pid <> pg_backend_pid()"),
+                         until=lambda others: others == 0, pause=0.05)
+        rows_scanned = await observer.fetchval("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'outbox'")
+    finally:
+        await observer.close()
+    assert rows_scanned < 20000, "no batch after the table grew read the whole outbox"

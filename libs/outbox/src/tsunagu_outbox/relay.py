@@ -164,6 +164,11 @@ class OutboxRelay:
             # rows are published again (consumers drop duplicates by event id) or tried once more.
             # Reset with the connection when it goes back to the pool.
             await conn.execute("SET synchronous_commit TO off")
+            # Each statement is planned for the outbox as it is now. The relay keeps this connection
+            # for as long as it runs, and a plan cached while the table was small (a new database,
+            # before autovacuum first analyzes it) marked rows published with a sequential scan of
+            # the whole table for every batch, however large the table had grown.
+            await conn.execute("SET plan_cache_mode TO force_custom_plan")
             try:
                 sweeps = 0
                 while True:

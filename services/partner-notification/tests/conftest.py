@@ -131,9 +131,6 @@ class FakePermissions:
         if case_id in self.t.case_needs:
             self.t.case_needs[case_id].add(need)
 
-    async def case_needs(self, case_id):
-        return frozenset(self.t.case_needs.get(case_id, ()))
-
     async def grant(self, grant_id, case_id, partner_id, person_ref, basis, purpose, valid_until=None):
         if all(g.grant_id != grant_id for g in self.t.grants):
             self.t.grants.append(Grant(grant_id, case_id, partner_id, basis, purpose, valid_until))
@@ -149,13 +146,17 @@ class FakePermissions:
 
     async def partners_allowed(self, case_id, on):
         rows = []
-        for partner_id in dict.fromkeys(g.partner_id for g in self.t.valid_grants(case_id, None, on)):
-            if partner_id not in self.t.partners or partner_id not in self.t.subscriptions:
+        allowed = sorted(p for p in {g.partner_id for g in self.t.valid_grants(case_id, None, on)}
+                         if p in self.t.partners and self.t.partners[p]["deactivated_at"] is None)
+        self.t.share_locked.extend(allowed)
+        for partner_id in allowed:
+            if partner_id not in self.t.subscriptions:
                 continue
             valid = self.t.valid_grants(case_id, partner_id, on)
             consented = sorted({g.purpose for g in valid if g.basis == "consent"}) or None
             rows.append({**self.t.partners[partner_id], **self.t.subscriptions[partner_id], "consented": consented,
-                         "statutory": any(g.basis != "consent" for g in valid)})
+                         "statutory": any(g.basis != "consent" for g in valid),
+                         "case_needs": sorted(self.t.case_needs.get(case_id, ())) or None})
         return rows
 
 

@@ -30,9 +30,6 @@ class Permissions:
         await self.conn.execute("UPDATE case_needs SET needs = ARRAY(SELECT DISTINCT unnest(needs || $2::text[])) "
                                 "WHERE case_id = $1", case_id, [need])
 
-    async def case_needs(self, case_id: UUID) -> frozenset[str]:
-        return frozenset(await self.conn.fetchval("SELECT needs FROM case_needs WHERE case_id = $1", case_id) or [])
-
     # permissions -----------------------------------------------------------------------------
 
     async def grant(self, grant_id: UUID, case_id: UUID, partner_id: UUID, person_ref: UUID, basis: str,
@@ -57,14 +54,26 @@ class Permissions:
 
     async def partners_allowed(self, case_id: UUID, on: date) -> list[asyncpg.Record]:
         """Active partners holding a valid permission on the case, with their subscription, the purposes
-        consented to (`consented`) and whether a statutory basis is among them (`statutory`)."""
+        consented to (`consented`), whether a statutory basis is among them (`statutory`) and the
+        case's needs (`case_needs`, the same in every row).
+
+        Each partner's row is share-locked, in partner id order, and read again under the lock: a
+        deactivation cannot slip between this read and the deliveries queued from it (the rule is in
+        adapters/registry.py, `Registry.lock_receiving`). One statement for what a fan-out reads."""
         return await self.conn.fetch(
-            "SELECT p.partner_id, p.webhook_url, p.kafka_topic, s.event_types, s.need_categories, s.areas, "
-            "array_agg(DISTINCT g.purpose) FILTER (WHERE g.basis = 'consent') AS consented, "
-            "bool_or(g.basis <> 'consent') AS statutory "
-            "FROM permissions g JOIN partners p USING (partner_id) JOIN subscriptions s USING (partner_id) "
-            "WHERE g.case_id = $1 AND g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until >= $2) "
-            "AND p.deactivated_at IS NULL GROUP BY p.partner_id, s.partner_id", case_id, on)
+            "WITH allowed AS ("
+            " SELECT partner_id, array_agg(DISTINCT purpose) FILTER (WHERE basis = 'consent') AS consented,"
+            " bool_or(basis <> 'consent') AS statutory FROM permissions"
+            " WHERE case_id = $1 AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until >= $2)"
+            " GROUP BY partner_id), "
+            "receiving AS ("
+            " SELECT partner_id, webhook_url, kafka_topic FROM partners"
+            " WHERE partner_id IN (SELECT partner_id FROM allowed) AND deactivated_at IS NULL"
+            " ORDER BY partner_id FOR SHARE) "
+            "SELECT r.partner_id, r.webhook_url, r.kafka_topic, s.event_types, s.need_categories, s.areas, "
+            "a.consented, a.statutory, (SELECT needs FROM case_needs WHERE case_id = $1) AS case_needs "
+            "FROM receiving r JOIN allowed a USING (partner_id) JOIN subscriptions s USING (partner_id) "
+            "ORDER BY r.partner_id", case_id, on)
 
 
 __all__ = ["Permissions"]

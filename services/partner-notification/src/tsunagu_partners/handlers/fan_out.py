@@ -40,12 +40,10 @@ async def partners_who_may_see(uow, case_id, today: date, event: Event,
                                need: str | None = None) -> list[Any]:
     """Partners holding a valid consent or statutory basis for the case, for a purpose the event serves
     (for a referral event, one its referral's `need` serves)."""
-    rows = await uow.repo.permissions.partners_allowed(case_id, today)
     # Under a share lock on each partner's row, so a deactivation cannot slip between this read and
     # the deliveries queued from it (adapters/registry.py).
-    active = await uow.repo.registry.lock_receiving([r["partner_id"] for r in rows]) if rows else set()
-    return [r for r in rows if r["partner_id"] in active
-            and permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
+    rows = await uow.repo.permissions.partners_allowed(case_id, today)
+    return [r for r in rows if permits(event, frozenset(r["consented"] or ()), statutory=r["statutory"], need=need)]
 
 
 async def deliver(uow, partner, envelope: Envelope, need: str | None = None) -> None:
@@ -112,7 +110,6 @@ async def release_held(uow, case_id, partner_id) -> int:
 async def fan_out(uow, envelope: Envelope) -> None:
     e: Event = envelope.data
     await follow_referral(uow, e)
-    case_needs = await uow.repo.permissions.case_needs(e.case_id)
     need = await referral_need(uow, e)
     partners = await partners_who_may_see(uow, e.case_id, japan_date(e.occurred_at), e, need)
     await hold_if_addressed_without_permission(uow, envelope, {p["partner_id"] for p in partners}, need)
@@ -121,7 +118,7 @@ async def fan_out(uow, envelope: Envelope) -> None:
             continue
         wants = Wants(frozenset(partner["event_types"]), frozenset(partner["need_categories"]),
                       frozenset(partner["areas"]))
-        if wants.matches(e, case_needs):
+        if wants.matches(e, frozenset(partner["case_needs"] or ())):
             await deliver(uow, partner, envelope, need)
 
 

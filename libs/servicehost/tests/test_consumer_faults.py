@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
 from tsunagu_contracts import INTAKE_CASES, ConsultationRegistered, DecodeError, decode, encode
+from tsunagu_outbox.locks import holds, took
 from tsunagu_servicehost.app import Runtime, build_broker
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -560,3 +561,18 @@ async def test_a_batch_of_one_case_leaves_the_lock_to_its_handler_as_a_record_al
     await consumer.on_batch(a_batch(case, case))
 
     assert locked == []
+
+
+async def test_the_handlers_of_a_batch_share_what_its_transaction_locked_and_the_next_batch_starts_with_nothing():
+    seen = []
+
+    async def handler(conn, envelope):
+        seen.append(holds(envelope.data.case_id))
+        took(envelope.data.case_id)
+
+    a, b = uuid4(), uuid4()
+    consumer = BatchEventConsumer(a_runtime(FakeDatabase()), INTAKE_CASES, {ConsultationRegistered: handler})
+    await consumer.on_batch(a_batch(a, b, a))
+    await consumer.on_batch(a_batch(a))
+
+    assert seen == [False, False, True, False]

@@ -298,3 +298,27 @@ async def test_two_batches_with_the_same_cases_in_opposite_orders_never_wait_on_
         assert outcomes == [None, None]
     else:
         assert any(isinstance(o, asyncpg.DeadlockDetectedError) for o in outcomes)
+
+
+async def test_a_transaction_asks_for_a_case_lock_once_however_many_of_its_events_take_it(database):
+    case, other = uuid7(), uuid7()
+    conn = await asyncpg.connect(database)
+    asked: list[str] = []
+    conn.add_query_logger(lambda logged: asked.append(logged.query) if "advisory_xact_lock" in logged.query else None)
+    try:
+        async with unit_of_work_on(conn, Repository) as uow:  # as a consumer's batch: one transaction
+            await uow.repo.held.lock_cases([case, other])
+            await uow.repo.held.lock_case(case)
+            await uow.repo.held.lock_case(other)
+            assert await uow.repo.held.try_lock_case(case)
+            await asyncio.sleep(0)  # the query logger is called soon after each statement
+            assert len(asked) == 1, "the batch's locks were asked for once, first"
+            assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                       "AND pid = pg_backend_pid()") == 2, "and both are held"
+        async with unit_of_work_on(conn, Repository) as uow:
+            await uow.repo.held.lock_case(case)
+            await uow.repo.held.lock_case(case)
+            await asyncio.sleep(0)
+            assert len(asked) == 2, "the next transaction asks again, once"
+    finally:
+        await conn.close()

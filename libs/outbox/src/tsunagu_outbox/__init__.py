@@ -5,7 +5,8 @@ A service writes its changes and the events they cause in one database transacti
 it. A notification wakes the relay at once; a timed sweep picks up anything a lost notification
 left behind. A row the broker keeps refusing is parked after its attempts so the others move on;
 `release_parked` puts it back in line. A handler works in a `UnitOfWork`: a repository over the
-transaction's connection, and the events it emits, appended on commit.
+transaction's connection, and the events it emits, appended on commit. A unit of work's transaction
+(and a consumer's) remembers the transaction-scoped locks it took (`locks`), so that it asks for each once.
 """
 
 from tsunagu_outbox.parking import parked, release_parked

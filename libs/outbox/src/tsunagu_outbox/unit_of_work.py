@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from tsunagu_contracts import Envelope, Event
+from tsunagu_outbox.locks import remembering_locks, savepoint_locks
 from tsunagu_outbox.store import append
 
 R = TypeVar("R")
@@ -48,8 +49,9 @@ class UnitOfWork(Generic[R]):
         """A part of the work that may be refused alone: its changes and its events are undone, the rest stays."""
         emitted, forwarded = len(self.events), len(self.forwarded)
         try:
-            async with self.conn.transaction():
-                yield
+            with savepoint_locks():
+                async with self.conn.transaction():
+                    yield
         except BaseException:
             del self.events[emitted:], self.forwarded[forwarded:]
             raise
@@ -85,9 +87,10 @@ async def unit_of_work_on(conn: asyncpg.Connection, repository: Callable[[asyncp
                           ) -> AsyncIterator[UnitOfWork[R]]:
     """`unit_of_work` on a connection the caller already holds (a test's own)."""
     async with conn.transaction():
-        uow = UnitOfWork(conn, repository(conn))
-        yield uow
-        await uow.flush()
+        with remembering_locks():
+            uow = UnitOfWork(conn, repository(conn))
+            yield uow
+            await uow.flush()
 
 
 def in_unit_of_work(repository: Callable[[asyncpg.Connection], R],

@@ -52,6 +52,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tsunagu_contracts import Envelope, Event, Topic, dead_letter_topic, decode
+from tsunagu_outbox.locks import remembering_locks
 from tsunagu_servicehost.errors import INFRASTRUCTURE_ERRORS, database_unavailable
 from tsunagu_servicehost.health import check_database
 from tsunagu_telemetry import id_attributes, log_fields
@@ -361,7 +362,8 @@ class EventConsumer:
             raise DatabaseUnavailable(_reason(exc)) from exc
         try:
             async with conn.transaction():
-                yield conn
+                with remembering_locks():  # a batch's handlers ask for a lock the batch holds only once
+                    yield conn
         finally:
             await pool.release(conn)
 

@@ -36,6 +36,8 @@ from uuid import UUID
 
 import asyncpg
 
+from tsunagu_outbox.locks import holds, took
+
 # Two 32-bit keys: that key space is apart from the single 64-bit keys (the outbox relay's lock).
 LOCK_CLASS = 0x68656C64  # "held"
 
@@ -52,8 +54,13 @@ class HeldEvents:
         self.conn = conn
 
     async def lock_case(self, case_id: UUID) -> None:
-        """Wait for the case's lock; it is held until the transaction ends (call it inside one)."""
-        await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_CLASS, case_lock_key(case_id))
+        """Wait for the case's lock; it is held until the transaction ends (call it inside one). A
+        transaction that holds it already (a batch's earlier event of the case) does not ask again."""
+        lock = (LOCK_CLASS, case_lock_key(case_id))
+        if holds(lock):
+            return
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *lock)
+        took(lock)
 
     async def lock_cases(self, case_ids: list[UUID]) -> None:
         """`lock_case` for several cases at once, in the order of their keys: two transactions that
@@ -61,10 +68,16 @@ class HeldEvents:
         keys = sorted({case_lock_key(case_id) for case_id in case_ids})
         await self.conn.execute("SELECT count(pg_advisory_xact_lock($1, k)) FROM "
                                 "(SELECT k FROM unnest($2::int[]) AS k ORDER BY k) AS ordered", LOCK_CLASS, keys)
+        took(*((LOCK_CLASS, key) for key in keys))
 
     async def try_lock_case(self, case_id: UUID) -> bool:
-        return await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_CLASS,
-                                        case_lock_key(case_id))
+        lock = (LOCK_CLASS, case_lock_key(case_id))
+        if holds(lock):
+            return True
+        locked = await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", *lock)
+        if locked:
+            took(lock)
+        return locked
 
     async def hold(self, case_id: UUID, partner_id: UUID, event_id: UUID, headers_json: str, value: bytes,
                    purposes: list[str] | None) -> None:

@@ -27,6 +27,8 @@ from uuid import UUID
 
 import asyncpg
 
+from tsunagu_outbox.locks import holds, took
+
 from tsunagu_referral.domain.reports import DECLINED, OVERDUE, REROUTED, UNSUPPORTED, Failure, Period
 
 CONSUMER = "referral-reports"
@@ -72,8 +74,11 @@ class ReportsStore:
     # writing ------------------------------------------------------------------------------------
 
     async def hold_off_rebuild(self) -> None:
-        """First in every projection transaction (rule at the top)."""
+        """First in every projection transaction (rule at the top); once in a batch's."""
+        if holds(LOCK_KEY):
+            return
         await self.conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", LOCK_KEY)
+        took(LOCK_KEY)
 
     async def reset(self) -> None:
         """Empty the read model and forget which events it applied, in the caller's transaction."""

@@ -25,10 +25,12 @@ CASE_CLOSED = ("この相談は終了しています。", "the case is closed")
 MOVED_ON = {Action.DECLINE: RerouteReason.DECLINED, Action.MARK_UNREACHABLE: RerouteReason.PARTNER_UNREACHABLE}
 
 
-async def candidate_for(uow, case_id: UUID, need: NeedCategory, *,
-                        divisions_only: bool = False) -> tuple[int, Recipient] | None:
-    return next_candidate(await uow.repo.routes(need), await uow.repo.asked(case_id, need),
-                          divisions_only=divisions_only)
+async def candidate_for(uow, case_id: UUID, need: NeedCategory, *, divisions_only: bool = False,
+                        new_case: bool = False) -> tuple[int, Recipient] | None:
+    """The next recipient to ask for `need`; `new_case`: nobody was asked on the case yet (its sheet
+    was opened in this unit of work, and a referral cannot exist without its case's sheet)."""
+    asked = [] if new_case else await uow.repo.asked(case_id, need)
+    return next_candidate(await uow.repo.routes(need), asked, divisions_only=divisions_only)
 
 
 async def request(uow, sheet: Sheet, need: NeedCategory, rank: int, recipient: Recipient, urgency: Urgency, *,
@@ -44,14 +46,16 @@ async def request(uow, sheet: Sheet, need: NeedCategory, rank: int, recipient: R
 
 
 async def refer_needs(uow, sheet: Sheet, needs: list[NeedCategory], urgency: Urgency, *, now: datetime,
-                      policy: Policy) -> list[ReferralRequested]:
-    """One referral per need that has no active referral on the case yet."""
-    active = await uow.repo.active_needs(sheet.case_id)
+                      policy: Policy, new_sheet: bool = False) -> list[ReferralRequested]:
+    """One referral per need that has no active referral on the case yet. `new_sheet`: the sheet was
+    opened in this unit of work, so the case has no referral at all (each references its case's sheet)
+    and nothing needs to be read to know it."""
+    active = set() if new_sheet else await uow.repo.active_needs(sheet.case_id)
     events = []
     for need in needs:
         if need in active:
             continue
-        candidate = await candidate_for(uow, sheet.case_id, need)
+        candidate = await candidate_for(uow, sheet.case_id, need, new_case=new_sheet)
         if candidate:
             events.append(await request(uow, sheet, need, *candidate, urgency, now=now, policy=policy))
     return events
@@ -61,7 +65,8 @@ async def on_consultation_registered(uow, e: ConsultationRegistered, *, policy: 
     """A consultation becomes (or joins) the case's つなぐシート, and each need is referred."""
     now = e.occurred_at
     sheet = await uow.repo.sheet(e.case_id, lock=True)
-    if sheet is None:
+    new_sheet = sheet is None
+    if new_sheet:
         sheet = await uow.repo.open_sheet(Sheet(uuid7(), e.case_id, e.person_ref, e.municipality_code,
                                                 [n.value for n in e.needs], e.primary_need, e.urgency, now,
                                                 counter=e.counter))
@@ -77,7 +82,7 @@ async def on_consultation_registered(uow, e: ConsultationRegistered, *, policy: 
         sheet = await uow.repo.add_needs(e.case_id, list(e.needs), reopen=True)
     # The most pressing need is asked first.
     ordered = [e.primary_need, *[n for n in e.needs if n != e.primary_need]]
-    uow.emit(*await refer_needs(uow, sheet, ordered, e.urgency, now=now, policy=policy))
+    uow.emit(*await refer_needs(uow, sheet, ordered, e.urgency, now=now, policy=policy, new_sheet=new_sheet))
 
 
 async def on_need_identified(uow, e: NeedIdentified, *, policy: Policy) -> None:

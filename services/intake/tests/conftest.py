@@ -25,7 +25,9 @@ class FakeRepository:
         return [ref for ref, p in self.persons.items() if p["duplicate_key"] == duplicate_key]
 
     async def add_person(self, person_ref, details, duplicate_key):
+        before = await self.persons_with_duplicate_key(duplicate_key)
         self.persons[person_ref] = {"details": details, "duplicate_key": duplicate_key}
+        return before
 
     # cases
     async def case(self, case_id, *, lock=False):

@@ -74,9 +74,16 @@ class Repository:
                                      "LIMIT $2", duplicate_key, MAX_POSSIBLE_DUPLICATES)
         return [r["person_ref"] for r in rows]
 
-    async def add_person(self, person_ref: UUID, details: bytes, duplicate_key: bytes) -> None:
-        await self.conn.execute("INSERT INTO persons (person_ref, details, duplicate_key) VALUES ($1, $2, $3)",
-                                person_ref, details, duplicate_key)
+    async def add_person(self, person_ref: UUID, details: bytes, duplicate_key: bytes) -> list[UUID]:
+        """Register a new person; the persons registered before with the same key, as
+        `persons_with_duplicate_key` reads them (the insert and the read in one statement: the read
+        sees the table as it was before the insert)."""
+        # A hint, not a rule: no lock (rule at the top).
+        rows = await self.conn.fetch(
+            "WITH added AS (INSERT INTO persons (person_ref, details, duplicate_key) VALUES ($1, $2, $3)) "
+            "SELECT person_ref FROM persons WHERE duplicate_key = $3 ORDER BY registered_at LIMIT $4",
+            person_ref, details, duplicate_key, MAX_POSSIBLE_DUPLICATES)
+        return [r["person_ref"] for r in rows]
 
     # cases ------------------------------------------------------------------------------------
 

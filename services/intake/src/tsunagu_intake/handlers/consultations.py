@@ -47,19 +47,20 @@ async def register_consultation(uow, cmd: RegisterConsultation, *, cipher: Perso
                                 municipality_code: str, now: datetime) -> Registered:
     check_screening(cmd)
     duplicates: list[UUID] = []
+    case_id = None
     if cmd.person_ref is not None:
         person_ref = cmd.person_ref
         # The person's row lock: two registrations at once join one case, never open two.
         if not await uow.repo.person_exists(person_ref, lock=True):
             raise Rejected.invalid("person_ref", "この相談者は登録されていません。", "unknown person_ref")
+        # The open case's row lock: a case the referral consumer closes meanwhile is passed over.
+        case_id = await uow.repo.open_case_of(person_ref, lock=True)
     else:
+        # A new person: the duplicate hint is read as the person is added, and there is no case yet.
         person_ref = uuid7()
         key = cipher.blind_index(duplicate_key_text(cmd.person))
-        duplicates = await uow.repo.persons_with_duplicate_key(key)
-        await uow.repo.add_person(person_ref, cipher.seal(cmd.person.model_dump(mode="json")), key)
+        duplicates = await uow.repo.add_person(person_ref, cipher.seal(cmd.person.model_dump(mode="json")), key)
 
-    # The open case's row lock: a case the referral consumer closes meanwhile is passed over.
-    case_id = await uow.repo.open_case_of(person_ref, lock=True)
     if case_id is None:
         case_id = uuid7()
         await uow.repo.open_case(Case(case_id, person_ref, municipality_code), at=now)

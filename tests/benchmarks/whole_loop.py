@@ -9,6 +9,9 @@ for one need; every consultation has that need and the person's consent for that
 partner subscribes to the referrals addressed to it and to consent withdrawals (the API's example
 subscription); `--every-event` subscribes it to everything it may see instead.
 
+It first prints how long a fixed pure-Python loop takes here: the services' CPU figures move with
+the machine's speed, which on a shared virtual machine changes from one run to the next.
+
 First `--warmup` consultations are posted at the first rate and not counted (the first burst after
 start opens connections and runs code for the first time; its p99 is printed). For each rate,
 consultations are posted on a fixed schedule (one task per request at its time,
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -292,8 +296,23 @@ def report(phase: Phase, names: list[str]) -> None:
           + ", ".join(f"{name} {ms:.1f}" for name, ms in phase.infrastructure_ms.items()), flush=True)
 
 
+def python_loop_ms(iterations: int = 2_000_000, tries: int = 5) -> float:
+    """This machine's speed at pure Python, the services' own work: the best of `tries` runs of a fixed
+    loop, in ms. On a shared virtual machine it moves between runs, and every figure below with it."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, every_event: bool,
                soak_minutes: int = 0) -> None:
+    print(f"this machine: a fixed Python loop takes {python_loop_ms():.0f} ms (best of 5; the services' "
+          "CPU figures move with it from run to run)", flush=True)
     async with running("intake", "referral", "partner-notification") as services:
         names = list(services)
         async with ReceiverServer() as server:

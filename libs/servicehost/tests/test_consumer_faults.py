@@ -8,6 +8,7 @@ import logging
 from types import SimpleNamespace
 from uuid import UUID, uuid4
 
+import anyio
 import anyio.to_thread
 import asyncpg
 import pytest
@@ -576,3 +577,27 @@ async def test_the_handlers_of_a_batch_share_what_its_transaction_locked_and_the
     await consumer.on_batch(a_batch(a))
 
     assert seen == [False, False, True, False]
+
+
+async def test_a_batch_consumer_polls_again_at_once_after_a_poll_that_found_nothing(monkeypatch):
+    """FastStream's batch subscriber sleeps after an empty poll; a record arriving then waited for the
+    sleep's end on every hop. The poll itself waits for records and returns as soon as one is there."""
+    runtime = a_runtime(FakeDatabase())
+    runtime.broker = KafkaBroker("127.0.0.1:9")  # never connected
+    BatchEventConsumer(runtime, INTAKE_CASES, {ConsultationRegistered: applied}, max_records=7).subscribe()
+    [subscriber] = runtime.broker.subscribers
+    first, second = a_batch(uuid4(), uuid4()).raw_message
+    polls = []
+
+    class Polled:
+        async def getmany(self, timeout_ms, max_records):
+            polls.append((timeout_ms, max_records))
+            return {} if len(polls) == 1 else {TopicPartition(first.topic, first.partition): [first, second]}
+
+    async def no_pause(*args):
+        raise AssertionError("paused after a poll that found nothing")
+
+    monkeypatch.setattr(anyio, "sleep", no_pause)
+    assert await subscriber.get_msg(Polled()) == ()
+    assert await subscriber.get_msg(Polled()) == (first, second)
+    assert polls == [(200, 7), (200, 7)], "each poll waits for records itself, a batch at most"

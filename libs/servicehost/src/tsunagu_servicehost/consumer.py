@@ -39,6 +39,7 @@ import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -47,6 +48,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -465,6 +467,20 @@ ready: one record when the service keeps up, more as load rises, so the cost per
 transaction, the applied-event record, the consumer's own work per message) falls as load rises."""
 
 
+class BatchesWithoutPause(BatchSubscriber):
+    """FastStream's batch subscriber, except that a poll that found nothing is followed by the next
+    poll at once. FastStream's own sleeps `batch_timeout_ms` after an empty poll, and a record that
+    arrived during that sleep waited for its end: about 0.2 s on every hop, so a consultation after a
+    quiet spell reached its partner in 0.6 s instead of 30 ms. The poll (`getmany`) itself waits up to
+    `batch_timeout_ms` for a record and returns as soon as one is there."""
+
+    __slots__ = ()
+
+    async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        records = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
+        return tuple(chain.from_iterable(records.values()))
+
+
 class BatchEventConsumer(EventConsumer):
     """Applies the events of one topic in batches, one transaction per batch, each event exactly once.
 
@@ -491,9 +507,11 @@ class BatchEventConsumer(EventConsumer):
         if self.name == self.runtime.service.name:
             self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.offset_committers.append(self.offsets)
-        self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **{
+        subscriber = self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **{
             **self.subscriber_options(), "batch": True, "max_records": self.max_records,
-            "batch_timeout_ms": 200, "parser": readable_batch_headers})(self.consume_batch)
+            "batch_timeout_ms": 200, "parser": readable_batch_headers})
+        subscriber.__class__ = BatchesWithoutPause
+        subscriber(self.consume_batch)
 
     async def consume_batch(self, message: Any) -> None:
         """`consume` for a batch: a failure seeks each partition back to its first record in the batch."""

@@ -54,6 +54,10 @@ MAX_POSSIBLE_DUPLICATES = 20
 costs the same however many share a kana name and birth date."""
 
 
+_POSSIBLE_DUPLICATES = "SELECT person_ref FROM persons WHERE duplicate_key = {key} ORDER BY registered_at LIMIT {limit}"
+"""The persons registered with a duplicate key, oldest first, for the hint (parameters named by the caller)."""
+
+
 class Repository:
     """The intake tables, read and written inside the caller's transaction."""
 
@@ -70,8 +74,8 @@ class Repository:
     async def persons_with_duplicate_key(self, duplicate_key: bytes) -> list[UUID]:
         """The first MAX_POSSIBLE_DUPLICATES persons registered with the key, oldest first."""
         # A hint, not a rule: no lock (rule at the top).
-        rows = await self.conn.fetch("SELECT person_ref FROM persons WHERE duplicate_key = $1 ORDER BY registered_at "
-                                     "LIMIT $2", duplicate_key, MAX_POSSIBLE_DUPLICATES)
+        rows = await self.conn.fetch(_POSSIBLE_DUPLICATES.format(key="$1", limit="$2"), duplicate_key,
+                                     MAX_POSSIBLE_DUPLICATES)
         return [r["person_ref"] for r in rows]
 
     async def add_person(self, person_ref: UUID, details: bytes, duplicate_key: bytes) -> list[UUID]:
@@ -81,8 +85,8 @@ class Repository:
         # A hint, not a rule: no lock (rule at the top).
         rows = await self.conn.fetch(
             "WITH added AS (INSERT INTO persons (person_ref, details, duplicate_key) VALUES ($1, $2, $3)) "
-            "SELECT person_ref FROM persons WHERE duplicate_key = $3 ORDER BY registered_at LIMIT $4",
-            person_ref, details, duplicate_key, MAX_POSSIBLE_DUPLICATES)
+            + _POSSIBLE_DUPLICATES.format(key="$3", limit="$4"), person_ref, details, duplicate_key,
+            MAX_POSSIBLE_DUPLICATES)
         return [r["person_ref"] for r in rows]
 
     # cases ------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ It first prints how long a fixed pure-Python loop takes here: the services' CPU 
 the machine's speed, which on a shared virtual machine changes from one run to the next.
 
 First `--warmup` consultations are posted at the first rate and not counted (the first burst after
-start opens connections and runs code for the first time; its p99 is printed). For each rate,
+start opens connections and runs code for the first time; its p99 is printed). After the services'
+idle CPU is measured, single consultations follow pauses of 0.2 to 3 s, each timed and printed: what
+a counter sees on a quiet day. For each rate,
 consultations are posted on a fixed schedule (one task per request at its time,
 whatever the answers take) for a bounded number of seconds; each is timed from its POST to the
 partner's receipt of the referral's webhook, counted only if the Standard Webhooks signature
@@ -296,6 +298,22 @@ def report(phase: Phase, names: list[str]) -> None:
           + ", ".join(f"{name} {ms:.1f}" for name, ms in phase.infrastructure_ms.items()), flush=True)
 
 
+QUIET_SPELLS_S = (0.2, 0.5, 1.0, 2.0, 3.0)
+"""Pauses before single consultations: a counter's day is mostly quiet, and a consultation then must
+not wait for a consumer's or a sender's own pause."""
+
+
+async def after_quiet_spells(http: httpx.AsyncClient, partner: Partner, services: dict[str, ServiceProcess],
+                             quiet_s: float, first: int) -> list[float]:
+    """The time from POST to verified webhook of one consultation after each of `QUIET_SPELLS_S`."""
+    latencies = []
+    for n, spell in enumerate(QUIET_SPELLS_S):
+        await asyncio.sleep(spell)
+        phase = await run_phase(http, partner, services, 1.0, 1.0, quiet_s, first + n)
+        latencies += phase.latencies_ms or [float("nan")]
+    return latencies
+
+
 def python_loop_ms(iterations: int = 2_000_000, tries: int = 5) -> float:
     """This machine's speed at pure Python, the services' own work: the best of `tries` runs of a fixed
     loop, in ms. On a shared virtual machine it moves between runs, and every figure below with it."""
@@ -331,6 +349,10 @@ async def main(rates: list[float], seconds: float, quiet_s: float, warmup: int, 
                 idle = await idle_cpu_ms_per_s(services, 5.0)
                 print("idle CPU ms/s: " + ", ".join(f"{n} {ms:.1f}" for n, ms in idle.items())
                       + "; cpu ms/consultation below: services all (net of idle); elsewhere net of idle")
+                quiet = await after_quiet_spells(http, partner, services, quiet_s, warmup)
+                print(f"one consultation after each quiet spell of {', '.join(f'{g:g}' for g in QUIET_SPELLS_S)} s: "
+                      + ", ".join(f"{ms:.0f}" for ms in quiet) + " ms")
+                warmup += len(QUIET_SPELLS_S)
                 print(f"target: p99 <= {TARGET_P99_MS:g} ms from POST to the partner's verified webhook, "
                       f"nothing lost; {seconds:g} s per rate")
                 print(f"{'rate':>8} {'sent':>5} {'deliv':>5} {'lost':>5}  {'p50':>7} {'p95':>7} {'p99':>7} ms     "

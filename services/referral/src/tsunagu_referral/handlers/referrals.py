@@ -26,10 +26,10 @@ MOVED_ON = {Action.DECLINE: RerouteReason.DECLINED, Action.MARK_UNREACHABLE: Rer
 
 
 async def candidate_for(uow, case_id: UUID, need: NeedCategory, *, divisions_only: bool = False,
-                        new_case: bool = False) -> tuple[int, Recipient] | None:
-    """The next recipient to ask for `need`; `new_case`: nobody was asked on the case yet (its sheet
+                        new_sheet: bool = False) -> tuple[int, Recipient] | None:
+    """The next recipient to ask for `need`; `new_sheet`: nobody was asked on the case yet (its sheet
     was opened in this unit of work, and a referral cannot exist without its case's sheet)."""
-    asked = [] if new_case else await uow.repo.asked(case_id, need)
+    asked = [] if new_sheet else await uow.repo.asked(case_id, need)
     return next_candidate(await uow.repo.routes(need), asked, divisions_only=divisions_only)
 
 
@@ -55,7 +55,7 @@ async def refer_needs(uow, sheet: Sheet, needs: list[NeedCategory], urgency: Urg
     for need in needs:
         if need in active:
             continue
-        candidate = await candidate_for(uow, sheet.case_id, need, new_case=new_sheet)
+        candidate = await candidate_for(uow, sheet.case_id, need, new_sheet=new_sheet)
         if candidate:
             events.append(await request(uow, sheet, need, *candidate, urgency, now=now, policy=policy))
     return events

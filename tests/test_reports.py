@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from tsunagu_contracts import INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, DeliveryFailed, encode
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import JST
+from tsunagu_referral.adapters.reports import ReportsStore
 from tsunagu_referral.entrypoints.rebuild import LogIncomplete, rebuild
 from tsunagu_servicehost import ServiceSettings
 from tsunagu_teststack.waiting import eventually
@@ -314,14 +315,27 @@ async def test_a_bad_period_is_refused_in_japanese_first_and_only_coordinators_s
     assert before == after
 
 
-async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_deleted(
-        migrated_database, infrastructure, kafka_namespace, namespace_access):
-    url = await migrated_database("referral")
+def rebuild_settings(url: str, infrastructure, kafka_namespace: str, namespace_access) -> ServiceSettings:
+    """What `rebuild-reports` reads from the environment, for referral's database at `url`."""
     referral = namespace_access.credentials("referral")
     security = {"kafka_username": referral.username, "kafka_password": referral.password} if referral \
         else {"kafka_security_protocol": "PLAINTEXT"}
-    settings = ServiceSettings(http_port=1, database_url=url, kafka_bootstrap=infrastructure.kafka_bootstrap,
-                               topic_namespace=kafka_namespace, **security)
+    return ServiceSettings(http_port=1, database_url=url, kafka_bootstrap=infrastructure.kafka_bootstrap,
+                           topic_namespace=kafka_namespace, **security)
+
+
+async def consultations_counted(url: str) -> set[uuid.UUID]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["consultation_id"] for r in await conn.fetch("SELECT consultation_id FROM report_consultations")}
+    finally:
+        await conn.close()
+
+
+async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_deleted(
+        migrated_database, infrastructure, kafka_namespace, namespace_access):
+    url = await migrated_database("referral")
+    settings = rebuild_settings(url, infrastructure, kafka_namespace, namespace_access)
     old, kept = consultation_event(), consultation_event()  # one case: one partition, in this order
     *_, sent = await publish(infrastructure, kafka_namespace, INTAKE_CASES, old, kept)
     await rebuild(settings)
@@ -334,16 +348,34 @@ async def test_a_rebuild_refuses_to_drop_figures_whose_events_retention_already_
 
     with pytest.raises(LogIncomplete):
         await rebuild(settings)
-    conn = await asyncpg.connect(url)
-    try:
-        unchanged = {r["consultation_id"] for r in await conn.fetch("SELECT consultation_id FROM report_consultations")}
-        await rebuild(settings, accept_partial=True)
-        partial = {r["consultation_id"] for r in await conn.fetch("SELECT consultation_id FROM report_consultations")}
-    finally:
-        await conn.close()
+    unchanged = await consultations_counted(url)
+    await rebuild(settings, accept_partial=True)
+    partial = await consultations_counted(url)
 
     assert unchanged == {old.consultation_id, kept.consultation_id}, "refused: nothing changed"
     assert partial == {kept.consultation_id}, "told to, it rebuilds from what the log still holds"
+
+
+async def test_an_event_the_service_projects_just_before_a_rebuild_empties_the_read_model_is_counted_again(
+        service_process, infrastructure, kafka_namespace, namespace_access, monkeypatch):
+    referral = await service_process("referral")
+    settings = rebuild_settings(referral.database_url, infrastructure, kafka_namespace, namespace_access)
+    early, late = consultation_event(), consultation_event()
+    await publish(infrastructure, kafka_namespace, INTAKE_CASES, early)
+    await eventually(lambda: consultations_counted(referral.database_url), until=lambda c: len(c) == 1)
+    empty_the_model = ReportsStore.reset
+
+    async def once_the_service_has_projected_one_more(store: ReportsStore) -> None:
+        # The rebuild has started: the service consumes and projects one more consultation first.
+        await publish(infrastructure, kafka_namespace, INTAKE_CASES, late)
+        await eventually(lambda: consultations_counted(referral.database_url), until=lambda c: len(c) == 2)
+        await empty_the_model(store)
+
+    monkeypatch.setattr(ReportsStore, "reset", once_the_service_has_projected_one_more)
+    await rebuild(settings)
+
+    assert await consultations_counted(referral.database_url) == {early.consultation_id, late.consultation_id}, (
+        "the log's end is read after the model is emptied, so what the service had projected is applied again")
 
 
 async def test_a_projection_killed_between_its_commit_and_its_offset_commit_counts_each_event_once(

@@ -1,9 +1,10 @@
 """`python -m tsunagu_referral rebuild-reports`: empty the report read model and fill it again from
-the log, from the earliest offset of every partition it reads up to where the log ended at the start.
+the log, from the earliest offset of every partition it reads up to where the log ended once the
+model was empty.
 
-The service may keep running: its `referral-reports` consumers and the rebuild apply each event
-once between them (adapters/reports.py says how), and events after the rebuild's end are the live
-consumers'. The group's committed offsets are left as they are.
+The service may keep running: the consumers that project events into the model as they come and
+the rebuild apply each event once between them (adapters/reports.py says how), and events after the
+rebuild's end are the live consumers'. The consumers' committed offsets are left as they are.
 
 A rebuild is complete only while the log still holds every event: the topics keep records for their
 `retention_ms` (30 days in the registry). When a partition no longer starts at offset 0, the broker
@@ -60,7 +61,7 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
     applying = None
     try:
         partitions = await partitions_of(settings, list(by_name))
-        starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
         cut = sorted(f"{tp.topic}[{tp.partition}] from offset {offset}" for tp, offset in starts.items() if offset)
         if cut and not accept_partial:
             raise LogIncomplete("; ".join(cut))
@@ -69,6 +70,9 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
 
         async with conn.transaction():
             await ReportsStore(conn).reset()
+        # Where the log ends, read once the read model is empty: an event the service projected before
+        # the reset emptied the model was in the log by then, so the rebuild applies it again.
+        ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}

@@ -2,10 +2,10 @@
 
 Who writes, and the concurrency rules:
 
-- The projection: the `referral-reports` consumer group, one consumer per topic it reads (intake's
-  cases, referral's own referrals, partners' responses), in every instance of the service. Each
-  event is applied once, in the transaction that records its id in `applied_events` under the
-  consumer `referral-reports`.
+- The projection, in every instance of the service: the service's own consumers of intake's cases
+  and partners' responses, in the transaction that applies the event, and the `referral-reports`
+  consumer group for referral's own referral events. Each event is applied once, in the transaction
+  that records its id in `applied_events` under the consumer `referral-reports`.
 - The rebuild (`rebuild-reports`): empties the tables and applies the whole log again, through the
   same statements, while the service may be running.
 
@@ -88,9 +88,10 @@ class ReportsStore:
         await self.conn.execute("DELETE FROM applied_events WHERE consumer = $1", CONSUMER)
 
     async def mark_applied(self, event_id: UUID) -> bool:
-        """Record the event as applied by the projection; False if it was already. The live consumer
-        records it the same way (servicehost's EventConsumer, consumer `referral-reports`): the
-        primary key makes the second of two writers wait for the first and find its row."""
+        """Record the event as applied by the projection; False if it was already. The read model's
+        own consumer records it the same way (servicehost's EventConsumer, consumer
+        `referral-reports`): the primary key makes the second of two writers wait for the first and
+        find its row."""
         status = await self.conn.execute(
             "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             CONSUMER, event_id)

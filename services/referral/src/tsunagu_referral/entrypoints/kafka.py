@@ -1,6 +1,6 @@
 """What referral consumes: intake's consultations, needs, consents and statutory bases, partners'
-answers and undelivered referrals, housing progress; and, apart, the events its report read model
-is built from."""
+answers and undelivered referrals, housing progress; and, apart, its own referral events, which its
+report read model is built from with those of intake and partners."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from functools import partial
 
 from tsunagu_contracts import (
     INTAKE_CASES, PARTNER_RESPONSES, TENANCIES, CheckInRecorded, ConsentGranted, ConsentWithdrawn,
-    ConsultationRegistered, DeliveryFailed, HousingSupportOpened, NeedIdentified, PartnerResponded,
-    StatutoryBasisEnded, StatutoryBasisRecorded, TenancyStageChanged,
+    ConsultationRegistered, DeliveryFailed, Event, HousingSupportOpened, NeedIdentified, PartnerResponded,
+    StatutoryBasisEnded, StatutoryBasisRecorded, TenancyStageChanged, Topic,
 )
 from tsunagu_outbox import in_unit_of_work
 from tsunagu_referral.adapters.reports import CONSUMER
@@ -19,13 +19,9 @@ from tsunagu_referral.handlers import consent, housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
-from tsunagu_referral.handlers.reports import PROJECTIONS, projecting
+from tsunagu_referral.handlers.reports import PROJECTIONS, READ_BACK, projecting
 from tsunagu_servicehost import Runtime
-from tsunagu_servicehost.consumer import BATCH, BatchEventConsumer
-
-
-OWN_TOPICS = (INTAKE_CASES, PARTNER_RESPONSES, TENANCIES)
-"""What `subscribe` reads; its consumers dead-letter what cannot be decoded there."""
+from tsunagu_servicehost.consumer import BATCH, BatchEventConsumer, Handler
 
 
 def subscribe(runtime: Runtime, policy: Policy) -> None:
@@ -38,36 +34,61 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
     # Batches: one transaction for what the broker has ready (many records under load, one when
     # quiet), each record applied in order and exactly once as it would be alone; a batch takes its
     # cases' sheet locks first, in one order (adapters/repository.py).
-    def batches(topic, handlers) -> None:
-        BatchEventConsumer(runtime, topic, handlers, max_records=BATCH, lock_first=lock_sheets_first).subscribe()
-
-    batches(INTAKE_CASES, {
-        ConsultationRegistered: handle(on_consultation_registered),
-        NeedIdentified: handle(on_need_identified),
-        ConsentGranted: handle(consent.on_consent_granted),
-        ConsentWithdrawn: handle(consent.on_consent_withdrawn),
-        StatutoryBasisRecorded: handle(consent.on_basis_recorded),
-        StatutoryBasisEnded: handle(consent.on_basis_ended),
-    })
-    batches(PARTNER_RESPONSES, {
-        PartnerResponded: handle(on_partner_responded),
-        DeliveryFailed: handle(on_delivery_failed),
-    })
-    batches(TENANCIES, {
-        HousingSupportOpened: handle(housing.on_support_opened),
-        TenancyStageChanged: handle(housing.on_stage_changed),
-        CheckInRecorded: handle(housing.on_check_in_recorded),
-    })
+    consumed = {
+        INTAKE_CASES: {
+            ConsultationRegistered: handle(on_consultation_registered),
+            NeedIdentified: handle(on_need_identified),
+            ConsentGranted: handle(consent.on_consent_granted),
+            ConsentWithdrawn: handle(consent.on_consent_withdrawn),
+            StatutoryBasisRecorded: handle(consent.on_basis_recorded),
+            StatutoryBasisEnded: handle(consent.on_basis_ended),
+        },
+        PARTNER_RESPONSES: {
+            PartnerResponded: handle(on_partner_responded),
+            DeliveryFailed: handle(on_delivery_failed),
+        },
+        TENANCIES: {
+            HousingSupportOpened: handle(housing.on_support_opened),
+            TenancyStageChanged: handle(housing.on_stage_changed),
+            CheckInRecorded: handle(housing.on_check_in_recorded),
+        },
+    }
+    if unread := set(PROJECTIONS) - set(consumed) - {READ_BACK}:
+        raise RuntimeError(f"the report read model is built from {sorted(t.name for t in unread)}, "
+                           "which no consumer of the service reads")
+    for topic, handlers in consumed.items():
+        BatchEventConsumer(runtime, topic, with_projections(topic, handlers), max_records=BATCH,
+                           lock_first=lock_sheets_first).subscribe()
 
 
 # The report read model ---------------------------------------------------------------------------
 
+def with_projections(topic: Topic, handlers: dict[type[Event], Handler]) -> dict[type[Event], Handler]:
+    """The service's handlers of `topic`, each followed in its transaction by the projection of its event
+    into the report read model, when the model is built from it; an event the model needs and the
+    service does not act on gets a handler that only projects it. A batch that fails is applied again
+    record by record, the projection with its handler."""
+    projections = {} if topic == READ_BACK else PROJECTIONS.get(topic, {})
+    return {event: in_turn(handlers.get(event), projecting(projections[event], in_service_transaction=True))
+            if event in projections else handlers[event] for event in {**handlers, **projections}}
+
+
+def in_turn(*handlers: Handler | None) -> Handler:
+    """One handler that runs each of `handlers` (None: none) in order, in the same transaction."""
+    async def apply(conn, envelope) -> None:
+        for handler in handlers:
+            if handler is not None:
+                await handler(conn, envelope)
+    return apply
+
+
 def subscribe_reports(runtime: Runtime) -> None:
-    """The report read model's consumers, in a group of their own (`tsunagu-referral-reports`) with
-    their own applied-event records: `rebuild-reports` can replay the log into it without touching
-    what moved the referrals. They apply what the broker gives in batches, one transaction each: a
-    projection's statements are cheap next to a transaction, and its rows are keyed by case, which
-    one partition carries, so two batches never take each other's rows in another order."""
-    for topic, projections in PROJECTIONS.items():
-        BatchEventConsumer(runtime, topic, {event: projecting(projection) for event, projection in projections.items()},
-                      consumer=CONSUMER, leaves_undecodable=topic in OWN_TOPICS).subscribe()
+    """The read model's consumer of referral's own events, in a group of its own
+    (`tsunagu-referral-reports`) with its own applied-event records: `rebuild-reports` can replay the
+    log into the model without touching what moved the referrals. It applies what the broker gives in
+    batches, one transaction each: a projection's statements are cheap next to a transaction, and its
+    rows are keyed by case, which one partition carries, so two batches never take each other's rows
+    in another order. The other topics' events are projected by `subscribe`'s consumers."""
+    BatchEventConsumer(runtime, READ_BACK, {event: projecting(projection)
+                                            for event, projection in PROJECTIONS[READ_BACK].items()},
+                       consumer=CONSUMER).subscribe()

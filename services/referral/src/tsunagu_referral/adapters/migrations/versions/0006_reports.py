@@ -1,6 +1,6 @@
 """The coordinators' report figures: a read model projected from the events (0006).
 
-Every row comes from an event, through the `referral-reports` consumer group, so the tables can be
+Every row comes from an event, through the projection (handlers/reports.py), so the tables can be
 emptied and filled again from the log (`python -m tsunagu_referral rebuild-reports`). They hold ids,
 codes and times only: a person is counted by the pseudonymous `person_ref` the events carry.
 """

@@ -1,8 +1,8 @@
 """A consumer that applies its records in batches still applies each event exactly once.
 
-referral's report projection applies what the broker gives in batches, one transaction each. The
-referral service runs as a real process, started behind a backlog written straight to its referrals
-topic, so its first batch holds the whole backlog.
+intake keeps each case's view of its referrals from referral's events, applying what the broker
+gives in batches, one transaction each. The intake service runs as a real process, started behind
+a backlog written straight to referral's referrals topic, so its first batch holds the whole backlog.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from tsunagu_contracts import REFERRALS, ReferralRequested, dead_letter_topic, e
 from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
-PROJECTION = "referral-reports"
+CONSUMER = "intake"
 FAR_FUTURE = "9999-12-31T23:00:00-09:00"
 """A time the contracts decode and the database cannot store: past the year 9999 once in UTC."""
 
@@ -63,26 +63,26 @@ async def query(service, sql: str, *args):
         await conn.close()
 
 
-async def applied_by_the_projection(service) -> int:
-    return await query(service, "SELECT count(*) FROM applied_events WHERE consumer = $1", PROJECTION)
+async def applied_by_the_consumer(service) -> int:
+    return await query(service, "SELECT count(*) FROM applied_events WHERE consumer = $1", CONSUMER)
 
 
-async def projection_metric(service, outcome: str) -> float:
+async def consumer_metric(service, outcome: str) -> float:
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
         text = (await client.get("/metrics")).text
-    prefix = f'tsunagu_consumed_events_total{{consumer="{PROJECTION}",'
+    prefix = f'tsunagu_consumed_events_total{{consumer="{CONSUMER}",'
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(prefix) and f'outcome="{outcome}"' in line)
 
 
-async def projection_caught_up(infrastructure, namespace: str) -> bool:
-    """The projection's group has committed every record of the referrals topic."""
+async def caught_up(infrastructure, namespace: str) -> bool:
+    """intake's group has committed every record of the referrals topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await admin.start()
     consumer = AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options)
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(f"{namespace}tsunagu-{PROJECTION}")
+        committed = await admin.list_consumer_group_offsets(f"{namespace}tsunagu-{CONSUMER}")
         partitions = [tp for tp in committed if tp.topic == namespace + REFERRALS.name]
         ends = await consumer.end_offsets(partitions) if partitions else {}
         return bool(partitions) and all(committed[tp].offset >= ends[tp] for tp in partitions)
@@ -92,7 +92,7 @@ async def projection_caught_up(infrastructure, namespace: str) -> bool:
 
 
 async def dead_letters(infrastructure, namespace: str, until: int) -> list:
-    consumer = AIOKafkaConsumer(namespace + dead_letter_topic("referral").name,
+    consumer = AIOKafkaConsumer(namespace + dead_letter_topic(CONSUMER).name,
                                 bootstrap_servers=infrastructure.kafka_bootstrap, **infrastructure.kafka_options,
                                 auto_offset_reset="earliest", group_id=f"test-{uuid.uuid4()}")
     await consumer.start()
@@ -112,45 +112,44 @@ async def test_a_poison_record_in_the_middle_of_a_batch_is_dead_lettered_and_eve
     records[10] = happening_in_the_far_future(events[10])
     await publish(infrastructure, kafka_namespace, records)
 
-    referral = await service_process("referral")
-    await eventually(lambda: projection_caught_up(infrastructure, kafka_namespace), until=bool)
+    intake = await service_process("intake")
+    await eventually(lambda: caught_up(infrastructure, kafka_namespace), until=bool)
     # Dead letters are written at least once: when the group rebalances while the poison record is
     # retried (as the service's consumers join it at start), the batch comes again, and so does it.
-    dead_lettered = int(await projection_metric(referral, "dead_lettered"))
+    dead_lettered = int(await consumer_metric(intake, "dead_lettered"))
     dead = await dead_letters(infrastructure, kafka_namespace, until=dead_lettered)
 
-    assert await applied_by_the_projection(referral) == 20, "the twenty good events, each once"
-    assert await projection_metric(referral, "applied") == 20
-    assert await query(referral, "SELECT count(*) FROM report_referrals WHERE case_id = $1",
-                       events[0].case_id) == 20
-    assert await query(referral, "SELECT count(*) FROM report_referrals WHERE referral_id = $1",
+    assert await applied_by_the_consumer(intake) == 20, "the twenty good events, each once"
+    assert await consumer_metric(intake, "applied") == 20
+    assert await query(intake, "SELECT count(*) FROM case_referrals WHERE case_id = $1", events[0].case_id) == 20
+    assert await query(intake, "SELECT count(*) FROM case_referrals WHERE referral_id = $1",
                        events[10].referral_id) == 0, "nothing of the poison record is stored"
     assert dead_lettered >= 1
     assert {(dict(d.headers)["x-dlq-consumer"], dict(d.headers)["x-dlq-offset"]) for d in dead} == {
-        (PROJECTION.encode(), b"10")}, "the poison record, and only it, is dead-lettered"
+        (CONSUMER.encode(), b"10")}, "the poison record, and only it, is dead-lettered"
     assert {dict(d.headers)["x-dlq-error"] for d in dead} == {
-        b"DataError: invalid input for query argument $6 (date value out of range)"}, "the error, never the value"
+        b"DataError: invalid input for query argument $5 (date value out of range)"}, "the error, never the value"
 
 
 async def test_a_batch_killed_between_its_database_commit_and_its_offset_commit_is_applied_once(
         service_process, kafka_namespace, infrastructure, scratch_databases):
     events = referrals_of_one_case(50)
-    database = await scratch_databases.create("referral")
-    doomed = await service_process("referral", database_url=database,
-                                   extra_env={"TSUNAGU_FAILPOINT": f"after-commit-before-ack:{PROJECTION}"})
+    database = await scratch_databases.create("intake")
+    doomed = await service_process("intake", database_url=database,
+                                   extra_env={"TSUNAGU_FAILPOINT": "after-commit-before-ack"})
 
     await publish(infrastructure, kafka_namespace, map(encode, events))
     await eventually(lambda: asyncio.sleep(0, not doomed.running), until=bool)
     assert doomed.process.returncode == -9, "SIGKILL right after a batch's database commit"
-    committed_before_the_kill = await applied_by_the_projection(doomed)
+    committed_before_the_kill = await applied_by_the_consumer(doomed)
     assert committed_before_the_kill > 0
-    assert not await projection_caught_up(infrastructure, kafka_namespace), "its offsets were never committed"
+    assert not await caught_up(infrastructure, kafka_namespace), "its offsets were never committed"
 
-    restarted = await service_process("referral", database_url=database, migrate=False)
-    await eventually(lambda: projection_caught_up(infrastructure, kafka_namespace), until=bool)
+    restarted = await service_process("intake", database_url=database, migrate=False)
+    await eventually(lambda: caught_up(infrastructure, kafka_namespace), until=bool)
 
-    assert await applied_by_the_projection(restarted) == 50
-    assert await query(restarted, "SELECT count(*) FROM report_referrals WHERE case_id = $1", events[0].case_id) == 50
-    assert await projection_metric(restarted, "applied") == 50 - committed_before_the_kill
-    assert await projection_metric(restarted, "duplicate") >= committed_before_the_kill, (
+    assert await applied_by_the_consumer(restarted) == 50
+    assert await query(restarted, "SELECT count(*) FROM case_referrals WHERE case_id = $1", events[0].case_id) == 50
+    assert await consumer_metric(restarted, "applied") == 50 - committed_before_the_kill
+    assert await consumer_metric(restarted, "duplicate") >= committed_before_the_kill, (
         "the batch whose offsets were never committed came again, and changed nothing")

@@ -20,11 +20,16 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from tsunagu_contracts import INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, DeliveryFailed, encode
+from tsunagu_contracts import (
+    INTAKE_CASES, PARTNER_RESPONSES, ConsultationRegistered, DeliveryFailed, ReferralRequested, encode,
+)
 from tsunagu_contracts.codes import DeliveryChannel
 from tsunagu_contracts.japan import JST
+from tsunagu_outbox import unit_of_work_on
 from tsunagu_referral.adapters.reports import ReportsStore
+from tsunagu_referral.adapters.repository import Repository
 from tsunagu_referral.entrypoints.rebuild import LogIncomplete, rebuild
+from tsunagu_referral.handlers.reports import project_appended
 from tsunagu_servicehost import ServiceSettings
 from tsunagu_teststack.waiting import eventually
 
@@ -378,15 +383,35 @@ async def test_an_event_the_service_projects_just_before_a_rebuild_empties_the_r
         "the log's end is read after the model is emptied, so what the service had projected is applied again")
 
 
-async def test_a_projection_killed_between_its_commit_and_its_offset_commit_counts_each_event_once(
+async def test_a_rebuild_counts_again_the_service_s_own_events_still_waiting_in_its_outbox(
+        migrated_database, infrastructure, kafka_namespace, namespace_access):
+    url = await migrated_database("referral")  # no service runs: nothing relays the outbox
+    requested = ReferralRequested.model_validate({**ReferralRequested.model_json_schema()["examples"][0],
+                                                  "referral_id": str(uuid.uuid4())})
+    conn = await asyncpg.connect(url)
+    try:
+        async with unit_of_work_on(conn, Repository, on_append=project_appended) as uow:
+            uow.emit(requested)
+        before = await conn.fetchval("SELECT count(*) FROM report_referrals")
+        done = await rebuild(rebuild_settings(url, infrastructure, kafka_namespace, namespace_access))
+        after = await conn.fetch("SELECT referral_id FROM report_referrals")
+    finally:
+        await conn.close()
+
+    assert before == 1, "projected as it was appended"
+    assert [r["referral_id"] for r in after] == [requested.referral_id], "in the model again, not yet in the log"
+    assert done.events == 1
+
+
+async def test_referral_killed_between_its_commit_and_its_offset_commit_counts_each_event_once(
         service_process, scratch_databases, infrastructure, kafka_namespace, auth_headers):
     database = await scratch_databases.create("referral")
     doomed = await service_process("referral", database_url=database,
-                                   extra_env={"TSUNAGU_FAILPOINT": "after-commit-before-ack:referral-reports"})
+                                   extra_env={"TSUNAGU_FAILPOINT": "after-commit-before-ack"})
     await publish(infrastructure, kafka_namespace, INTAKE_CASES,
                   consultation_event(case_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC).isoformat()))
     await eventually(lambda: asyncio.sleep(0, not doomed.running), until=bool)
-    assert doomed.process.returncode == -9, "SIGKILL right after the projection's database commit"
+    assert doomed.process.returncode == -9, "SIGKILL right after the consultation's database commit"
 
     restarted = await service_process("referral", database_url=database, migrate=False)
     stack = Stack(None, restarted, auth_headers, "")
@@ -395,5 +420,5 @@ async def test_a_projection_killed_between_its_commit_and_its_offset_commit_coun
         metrics = (await client.get("/metrics")).text
 
     assert (summary["consultations"], summary["people"], summary["needs_per_person"]) == (1, 1, 4.0)
-    assert 'tsunagu_consumed_events_total{consumer="referral-reports",outcome="duplicate"' in metrics, (
+    assert 'tsunagu_consumed_events_total{consumer="referral",outcome="duplicate"' in metrics, (
         "the event whose offset was never committed came again, and changed nothing")

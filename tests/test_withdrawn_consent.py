@@ -155,6 +155,7 @@ async def test_a_withdrawal_and_the_partners_acceptance_at_once_leave_the_need_w
     from tsunagu_referral.domain.model import Detail, Policy
     from tsunagu_referral.domain.referral import Action
     from tsunagu_referral.handlers import consent, referrals
+    from tsunagu_referral.handlers.reports import project_appended
     from tsunagu_servicehost.errors import Rejected
 
     def example(kind, **fields):
@@ -163,12 +164,12 @@ async def test_a_withdrawal_and_the_partners_acceptance_at_once_leave_the_need_w
     policy, now = Policy(), datetime.now(UTC)
     partner = Recipient.model_validate(PARTNER)
     async with asyncpg.create_pool(await migrated_database("referral"), min_size=2, max_size=10) as pool:
-        async with unit_of_work(pool) as uow:
+        async with unit_of_work(pool, on_append=project_appended) as uow:
             await uow.repo.set_routes(NeedCategory.NO_FOOD, [partner, Recipient.model_validate(LIVING_SUPPORT)])
 
         async def work(step):
             try:
-                async with unit_of_work(pool) as uow:
+                async with unit_of_work(pool, on_append=project_appended) as uow:
                     return await step(uow)
             except Rejected as rejected:
                 return rejected

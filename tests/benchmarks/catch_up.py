@@ -9,10 +9,11 @@ Then, in the same run and on the same records:
 - raw relay: an aiokafka consumer reads the backlog and an aiokafka producer writes every record to
   another topic, committing the offsets after each batch the broker gives; the floor of what any
   consumer on this broker and machine can do;
-- applied: the referral service starts behind the backlog, and its report projection applies every
-  event with its database effects (the read model's rows and the applied-event records), exactly
+- applied: the intake service starts behind the backlog, and its consumer applies every event with
+  its database effects (each case's view of its referrals and the applied-event records), exactly
   once; counted from the first event applied to the last;
-- rebuilt: `rebuild-reports` empties the read model and applies the whole log again.
+- rebuilt: referral's `rebuild-reports` empties its report read model and applies the whole log
+  again.
 
 Prints events/s for each and the ratio of applied to relayed; asserts nothing. The machine may be
 shared: repeat the run and report every figure.
@@ -32,7 +33,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tsunagu_contracts import REFERRALS, ReferralAccepted, ReferralRequested, encode, uuid7
-from tsunagu_referral.adapters.reports import CONSUMER
 from tsunagu_referral.entrypoints.rebuild import rebuild
 from tsunagu_servicehost.app import settle_garbage_collection
 from tsunagu_servicehost import ServiceSettings
@@ -100,8 +100,12 @@ async def relay(infra: Infrastructure, namespace: str, events: int) -> float:
         await consumer.stop()
 
 
+CONSUMER = "intake"
+"""Whose catching up is measured: intake's consumer of the referrals topic."""
+
+
 async def applied_rate(database_url: str, events: int) -> float:
-    """Events/s the report projection applied, from its first transaction to its last: each applied
+    """Events/s intake's consumer applied, from its first transaction to its last: each applied
     event's record carries its transaction's start (`applied_at`), so the service's start-up and
     the polling here are not counted; nor are the events of the first transaction."""
     conn = await asyncpg.connect(database_url)
@@ -143,10 +147,10 @@ async def main(events: int) -> None:
         print(f"raw aiokafka relay (consume → produce, commit per batch): {figures['relay']:,.0f} records/s")
         records.clear()  # the rebuild below runs in this process: without the backlog, as the command would
 
-    async with running("referral", before_start=fill, settle_s=0) as services:
+    async with running("referral", "intake", before_start=fill, settle_s=0) as services:  # intake last: alone catching up
         referral = services["referral"]
-        figures["applied"] = await applied_rate(referral.database_url, events)
-        print(f"report projection caught up:  {figures['applied']:,.0f} events/s applied with their database effects")
+        figures["applied"] = await applied_rate(services["intake"].database_url, events)
+        print(f"intake's consumer caught up:  {figures['applied']:,.0f} events/s applied with their database effects")
         print(f"ratio applied / raw relay:    {figures['applied'] / figures['relay']:.3f}   (target ≥ 0.05)")
         with mock.patch.dict(os.environ, referral.env):
             settings = ServiceSettings()

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from tsunagu_contracts import CaseClosed, CaseReopened
-from tsunagu_outbox import ATTEMPT_STATEMENTS, NOTIFY_CHANNEL, SCHEMA_STATEMENTS, append
+from tsunagu_outbox import ATTEMPT_STATEMENTS, NOTIFY_CHANNEL, SCHEMA_STATEMENTS, append, unit_of_work_on
 
 pytestmark = pytest.mark.stack
 
@@ -61,3 +61,28 @@ async def test_appending_nothing_writes_nothing(conn):
 async def test_appending_outside_a_transaction_is_refused(conn):
     with pytest.raises(RuntimeError, match="inside the transaction"):
         await append(conn, *events_of_one_case(1))
+
+
+async def test_a_unit_of_work_hands_what_it_appended_to_its_service_in_the_same_transaction(conn):
+    events = events_of_one_case(3)
+    seen: list[tuple] = []
+
+    async def on_append(conn, envelopes) -> None:
+        stored = await conn.fetch("SELECT event_id FROM outbox ORDER BY id")  # visible: the same transaction
+        seen.append(([e.data for e in envelopes], [e.id for e in envelopes], [r["event_id"] for r in stored]))
+
+    class Refused(Exception):
+        pass
+
+    async with unit_of_work_on(conn, lambda conn: None, on_append=on_append) as uow:
+        uow.emit(*events)
+    with pytest.raises(Refused):
+        async with unit_of_work_on(conn, lambda conn: None, on_append=on_append) as uow:
+            uow.emit(*events_of_one_case(1))
+            raise Refused()
+    async with unit_of_work_on(conn, lambda conn: None, on_append=on_append):
+        pass  # nothing emitted
+
+    [(data, ids, stored)] = seen
+    assert data == events, "each event, in the order emitted"
+    assert ids == stored, "under the ids it is published with"

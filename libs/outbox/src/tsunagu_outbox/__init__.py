@@ -12,11 +12,11 @@ transaction's connection, and the events it emits, appended on commit. A unit of
 from tsunagu_outbox.parking import parked, release_parked
 from tsunagu_outbox.relay import OutboxMetrics, OutboxRelay, RelayPolicy
 from tsunagu_outbox.schema import ATTEMPT_STATEMENTS, SCHEMA_STATEMENTS
-from tsunagu_outbox.store import NOTIFY_CHANNEL, append
+from tsunagu_outbox.store import NOTIFY_CHANNEL, append, record_of
 from tsunagu_outbox.unit_of_work import (
-    Forward, NewUnitOfWork, UnitOfWork, in_unit_of_work, unit_of_work, unit_of_work_on,
+    Forward, NewUnitOfWork, OnAppend, UnitOfWork, in_unit_of_work, unit_of_work, unit_of_work_on,
 )
 
-__all__ = ["ATTEMPT_STATEMENTS", "NOTIFY_CHANNEL", "SCHEMA_STATEMENTS", "Forward", "NewUnitOfWork", "OutboxMetrics",
-           "OutboxRelay", "RelayPolicy", "UnitOfWork", "append", "in_unit_of_work", "parked", "release_parked",
+__all__ = ["ATTEMPT_STATEMENTS", "NOTIFY_CHANNEL", "SCHEMA_STATEMENTS", "Forward", "NewUnitOfWork", "OnAppend", "OutboxMetrics",
+           "OutboxRelay", "RelayPolicy", "UnitOfWork", "append", "in_unit_of_work", "parked", "record_of", "release_parked",
            "unit_of_work", "unit_of_work_on"]

@@ -33,7 +33,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tsunagu_contracts import KafkaRecord
-from tsunagu_outbox.store import NOTIFY_CHANNEL
+from tsunagu_outbox.store import NOTIFY_CHANNEL, record_of
 
 log = logging.getLogger("tsunagu.outbox")
 
@@ -237,7 +237,7 @@ class OutboxRelay:
 
     async def _publish(self, row: asyncpg.Record) -> None:
         async with asyncio.timeout(self.policy.publish_timeout_s):
-            await self.publish(row["topic"], _record(row))
+            await self.publish(row["topic"], record_of(row))
 
     async def _settle_wave(self, conn: asyncpg.Connection, sent: list[asyncpg.Record],
                            outcomes: list[BaseException | None], done: list[int], waiting: set[tuple[str, str]],
@@ -336,12 +336,6 @@ def _waves(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
             waves.append([])
         waves[k].append(row)
     return waves
-
-
-def _record(row: asyncpg.Record) -> KafkaRecord:
-    headers = json.loads(row["headers"])
-    return KafkaRecord(key=row["record_key"].encode(), value=bytes(row["value"]),
-                       headers=[(k, v.encode()) for k, v in headers.items()])
 
 
 def _event_type(row: asyncpg.Record) -> str:

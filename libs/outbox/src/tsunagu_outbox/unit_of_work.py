@@ -30,11 +30,16 @@ class Forward(NamedTuple):
     event_id: UUID
 
 
+OnAppend = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]]
+"""What a service does with the events it appends, in the transaction that appends them (a read
+model of its own events): each with the id it is published under."""
+
+
 class UnitOfWork(Generic[R]):
     """The repository to change things with, and the events the change emits."""
 
-    def __init__(self, conn: asyncpg.Connection, repo: R):
-        self.conn, self.repo = conn, repo
+    def __init__(self, conn: asyncpg.Connection, repo: R, on_append: OnAppend | None = None):
+        self.conn, self.repo, self.on_append = conn, repo, on_append
         self.events: list[Event] = []
         self.forwarded: list[Forward] = []
 
@@ -60,13 +65,14 @@ class UnitOfWork(Generic[R]):
         """Append what was emitted to the outbox; call inside the transaction, before it commits.
 
         Forwarded events go to topics of their own, so their order after the emitted ones changes
-        no topic's order."""
-        if self.events:
-            await append(self.conn, *self.events)
-            self.events.clear()
+        no topic's order. `on_append` then gets every event appended, in that order."""
+        appended = await append(self.conn, *self.events) if self.events else []
+        self.events.clear()
         for f in self.forwarded:
-            await append(self.conn, f.event, source=f.source, topic=f.topic, event_id=f.event_id)
+            appended += await append(self.conn, f.event, source=f.source, topic=f.topic, event_id=f.event_id)
         self.forwarded.clear()
+        if appended and self.on_append is not None:
+            await self.on_append(self.conn, appended)
 
 
 NewUnitOfWork = Callable[[], AbstractAsyncContextManager[UnitOfWork[Any]]]
@@ -75,32 +81,32 @@ transactions (a sweep, a sender), or with none held across a network call."""
 
 
 @asynccontextmanager
-async def unit_of_work(pool: asyncpg.Pool, repository: Callable[[asyncpg.Connection], R]
-                       ) -> AsyncIterator[UnitOfWork[R]]:
+async def unit_of_work(pool: asyncpg.Pool, repository: Callable[[asyncpg.Connection], R], *,
+                       on_append: OnAppend | None = None) -> AsyncIterator[UnitOfWork[R]]:
     """A new transaction; committed with its events when the block ends, rolled back if it raises."""
-    async with pool.acquire() as conn, unit_of_work_on(conn, repository) as uow:
+    async with pool.acquire() as conn, unit_of_work_on(conn, repository, on_append=on_append) as uow:
         yield uow
 
 
 @asynccontextmanager
-async def unit_of_work_on(conn: asyncpg.Connection, repository: Callable[[asyncpg.Connection], R]
-                          ) -> AsyncIterator[UnitOfWork[R]]:
+async def unit_of_work_on(conn: asyncpg.Connection, repository: Callable[[asyncpg.Connection], R], *,
+                          on_append: OnAppend | None = None) -> AsyncIterator[UnitOfWork[R]]:
     """`unit_of_work` on a connection the caller already holds (a test's own)."""
     async with conn.transaction():
         with remembering_locks():
-            uow = UnitOfWork(conn, repository(conn))
+            uow = UnitOfWork(conn, repository(conn), on_append)
             yield uow
             await uow.flush()
 
 
 def in_unit_of_work(repository: Callable[[asyncpg.Connection], R],
-                    handler: Callable[[UnitOfWork[R], Any], Awaitable[None]], *, envelope: bool = False
-                    ) -> Callable[[asyncpg.Connection, Envelope], Awaitable[None]]:
+                    handler: Callable[[UnitOfWork[R], Any], Awaitable[None]], *, envelope: bool = False,
+                    on_append: OnAppend | None = None) -> Callable[[asyncpg.Connection, Envelope], Awaitable[None]]:
     """A consumer's `(conn, envelope)` handler: its transaction (with the applied-event record)
     becomes the unit of work `handler` runs in, with the event's data (with the whole envelope,
     its id and source, when `envelope`: a handler that sends the event itself on)."""
     async def apply(conn: asyncpg.Connection, received: Envelope) -> None:
-        uow = UnitOfWork(conn, repository(conn))
+        uow = UnitOfWork(conn, repository(conn), on_append)
         await handler(uow, received if envelope else received.data)
         await uow.flush()
     return functools.wraps(getattr(handler, "func", handler))(apply)  # a partial's function names it

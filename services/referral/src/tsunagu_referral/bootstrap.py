@@ -46,7 +46,6 @@ def build_service() -> Service:
 
     def subscribe(runtime: Runtime) -> None:
         kafka.subscribe(runtime, policy=policy)
-        kafka.subscribe_reports(runtime)
 
     return Service(
         name="referral",

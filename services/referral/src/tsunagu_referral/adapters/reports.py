@@ -2,17 +2,17 @@
 
 Who writes, and the concurrency rules:
 
-- The projection, in every instance of the service: the service's own consumers of intake's cases
-  and partners' responses, in the transaction that applies the event, and the `referral-reports`
-  consumer group for referral's own referral events. Each event is applied once, in the transaction
-  that records its id in `applied_events` under the consumer `referral-reports`.
-- The rebuild (`rebuild-reports`): empties the tables and applies the whole log again, through the
-  same statements, while the service may be running.
+- The projection, in every instance of the service, in the transaction that makes or applies each
+  event: referral's own events as a unit of work appends them to the outbox, intake's and partners'
+  as the service's consumers apply them. Each event is applied once, in the transaction that
+  records its id in `applied_events` under the name `referral-reports`.
+- The rebuild (`rebuild-reports`): empties the tables and applies the whole log (and the service's
+  own events not yet published) again, through the same statements, while the service may run.
 
 Every projection transaction takes the reports lock shared, and the rebuild's reset takes it
 exclusively: a reset waits for the events being applied and holds back the next ones until it
-commits, so no event is half in the old tables and half in the new. An event the live consumer and
-the rebuild apply at once is applied once: both insert its id into `applied_events`, and the second
+commits, so no event is half in the old tables and half in the new. An event the live projection
+and the rebuild apply at once is applied once: both insert its id into `applied_events`, and the second
 waits for the first and finds it there.
 
 Each write is keyed by an id the event carries (or the event's own id), so the two writers never
@@ -32,7 +32,7 @@ from tsunagu_outbox.locks import holds, took
 from tsunagu_referral.domain.reports import DECLINED, OVERDUE, REROUTED, UNSUPPORTED, Failure, Period
 
 CONSUMER = "referral-reports"
-"""The consumer group (`tsunagu-referral-reports`) and `applied_events.consumer` of the projection."""
+"""`applied_events.consumer` of the projection: the events the read model has applied."""
 
 TABLES = ("report_consultations", "report_case_needs", "report_referrals", "report_case_closures",
           "report_delivery_failures", "report_follow_ups")
@@ -87,19 +87,9 @@ class ReportsStore:
         await self.conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         await self.conn.execute("DELETE FROM applied_events WHERE consumer = $1", CONSUMER)
 
-    async def mark_applied(self, event_id: UUID) -> bool:
-        """Record the event as applied by the projection; False if it was already. The read model's
-        own consumer records it the same way (servicehost's EventConsumer, consumer
-        `referral-reports`): the primary key makes the second of two writers wait for the first and
-        find its row."""
-        status = await self.conn.execute(
-            "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            CONSUMER, event_id)
-        return status != "INSERT 0 0"
-
     async def mark_all_applied(self, event_ids: list[UUID]) -> list[UUID]:
-        """`mark_applied` for many events at once: those not applied before. Inserted in sorted order,
-        so two writers of overlapping ids take their locks in the same order."""
+        """Record the events as applied by the projection; returns those not applied before. Inserted
+        in sorted order, so two writers of overlapping ids take their locks in the same order."""
         rows = await self.conn.fetch(
             "INSERT INTO applied_events (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id "
             "ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id", CONSUMER, event_ids)

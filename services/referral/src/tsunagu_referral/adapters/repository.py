@@ -54,7 +54,7 @@ from tsunagu_contracts import Recipient
 from tsunagu_contracts.codes import (
     CaseClosureReason, ConsentPurpose, Division, FollowUpOutcome, NeedCategory, Urgency,
 )
-from tsunagu_outbox import UnitOfWork
+from tsunagu_outbox import OnAppend, UnitOfWork
 from tsunagu_outbox import unit_of_work as outbox_unit_of_work
 from tsunagu_referral.domain.model import Detail, FollowUp, Referral, Sheet, Silence
 from tsunagu_referral.domain.referral import ACTIVE, Status
@@ -332,6 +332,8 @@ class Repository:
                                      for rank, r in enumerate(candidates, start=1)])
 
 
-def unit_of_work(pool: asyncpg.Pool) -> AbstractAsyncContextManager[UnitOfWork[Repository]]:
-    """A new transaction over referral's tables; committed with its events when the block ends."""
-    return outbox_unit_of_work(pool, Repository)
+def unit_of_work(pool: asyncpg.Pool, *, on_append: OnAppend) -> AbstractAsyncContextManager[UnitOfWork[Repository]]:
+    """A new transaction over referral's tables; committed with its events when the block ends.
+    `on_append`: what else the service does with its events in the transaction (its report read
+    model projects them), asked for at every call so that no path forgets it."""
+    return outbox_unit_of_work(pool, Repository, on_append=on_append)

@@ -20,6 +20,7 @@ from tsunagu_referral.domain.model import Detail, FollowUp, Policy, Referral
 from tsunagu_referral.domain.referral import Action, Status
 from tsunagu_referral.handlers.follow_ups import answer_follow_up
 from tsunagu_referral.handlers.referrals import act, add_referral, close_case
+from tsunagu_referral.handlers.reports import project_appended
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.auth import Principal, Role, require
 from tsunagu_servicehost.errors import CONFLICT, Refused
@@ -116,7 +117,7 @@ def build_router(runtime: Runtime, policy: Policy) -> list[APIRouter]:
 
     def work():
         """One transaction; a domain refusal (Rejected) rolls it back and is answered with its status."""
-        return unit_of_work(runtime.db)
+        return unit_of_work(runtime.db, on_append=project_appended)
 
     @asynccontextmanager
     async def reading():

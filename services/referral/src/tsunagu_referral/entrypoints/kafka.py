@@ -1,6 +1,6 @@
 """What referral consumes: intake's consultations, needs, consents and statutory bases, partners'
-answers and undelivered referrals, housing progress; and, apart, its own referral events, which its
-report read model is built from with those of intake and partners."""
+answers and undelivered referrals, housing progress. Its consumers also project what its report
+read model is built from (handlers/reports.py)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,20 @@ from tsunagu_contracts import (
     StatutoryBasisEnded, StatutoryBasisRecorded, TenancyStageChanged, Topic,
 )
 from tsunagu_outbox import in_unit_of_work
-from tsunagu_referral.adapters.reports import CONSUMER
 from tsunagu_referral.adapters.repository import Repository
 from tsunagu_referral.domain.model import Policy
 from tsunagu_referral.handlers import consent, housing
 from tsunagu_referral.handlers.deliveries import on_delivery_failed
 from tsunagu_referral.handlers.partner_responses import on_partner_responded
 from tsunagu_referral.handlers.referrals import on_consultation_registered, on_need_identified
-from tsunagu_referral.handlers.reports import PROJECTIONS, READ_BACK, projecting
+from tsunagu_referral.handlers.reports import OWN, PROJECTIONS, project_appended, projecting
 from tsunagu_servicehost import Runtime
 from tsunagu_servicehost.consumer import BATCH, BatchEventConsumer, Handler
 
 
 def subscribe(runtime: Runtime, policy: Policy) -> None:
     def handle(handler):
-        return in_unit_of_work(Repository, partial(handler, policy=policy))
+        return in_unit_of_work(Repository, partial(handler, policy=policy), on_append=project_appended)
 
     async def lock_sheets_first(conn, envelopes) -> None:
         await Repository(conn).lock_sheets([envelope.data.case_id for envelope in envelopes])
@@ -53,7 +52,7 @@ def subscribe(runtime: Runtime, policy: Policy) -> None:
             CheckInRecorded: handle(housing.on_check_in_recorded),
         },
     }
-    if unread := set(PROJECTIONS) - set(consumed) - {READ_BACK}:
+    if unread := set(PROJECTIONS) - set(consumed) - {OWN}:
         raise RuntimeError(f"the report read model is built from {sorted(t.name for t in unread)}, "
                            "which no consumer of the service reads")
     for topic, handlers in consumed.items():
@@ -68,9 +67,9 @@ def with_projections(topic: Topic, handlers: dict[type[Event], Handler]) -> dict
     into the report read model, when the model is built from it; an event the model needs and the
     service does not act on gets a handler that only projects it. A batch that fails is applied again
     record by record, the projection with its handler."""
-    projections = {} if topic == READ_BACK else PROJECTIONS.get(topic, {})
-    return {event: in_turn(handlers.get(event), projecting(projections[event], in_service_transaction=True))
-            if event in projections else handlers[event] for event in {**handlers, **projections}}
+    projections = {} if topic == OWN else PROJECTIONS.get(topic, {})
+    return {event: in_turn(handlers.get(event), projecting(topic)) if event in projections else handlers[event]
+            for event in {**handlers, **projections}}
 
 
 def in_turn(*handlers: Handler | None) -> Handler:
@@ -80,15 +79,3 @@ def in_turn(*handlers: Handler | None) -> Handler:
             if handler is not None:
                 await handler(conn, envelope)
     return apply
-
-
-def subscribe_reports(runtime: Runtime) -> None:
-    """The read model's consumer of referral's own events, in a group of its own
-    (`tsunagu-referral-reports`) with its own applied-event records: `rebuild-reports` can replay the
-    log into the model without touching what moved the referrals. It applies what the broker gives in
-    batches, one transaction each: a projection's statements are cheap next to a transaction, and its
-    rows are keyed by case, which one partition carries, so two batches never take each other's rows
-    in another order. The other topics' events are projected by `subscribe`'s consumers."""
-    BatchEventConsumer(runtime, READ_BACK, {event: projecting(projection)
-                                            for event, projection in PROJECTIONS[READ_BACK].items()},
-                       consumer=CONSUMER).subscribe()

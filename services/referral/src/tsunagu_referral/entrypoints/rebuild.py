@@ -1,6 +1,6 @@
 """`python -m tsunagu_referral rebuild-reports`: empty the report read model and fill it again from
 the log, from the earliest offset of every partition it reads up to where the log ended once the
-model was empty.
+model was empty, and from the service's own events still in its outbox then.
 
 The service may keep running: the consumers that project events into the model as they come and
 the rebuild apply each event once between them (adapters/reports.py says how), and events after the
@@ -27,7 +27,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tsunagu_contracts import Envelope, decode
+from tsunagu_contracts import Envelope, KafkaRecord, decode
+from tsunagu_outbox import record_of
 from tsunagu_referral.adapters.reports import ReportsStore
 from tsunagu_referral.handlers.reports import PROJECTIONS
 from tsunagu_servicehost import ServiceSettings
@@ -70,9 +71,13 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
 
         async with conn.transaction():
             await ReportsStore(conn).reset()
-        # Where the log ends, read once the read model is empty: an event the service projected before
-        # the reset emptied the model was in the log by then, so the rebuild applies it again.
+        # Every event the service projected before the reset emptied the model is applied again: one it
+        # consumed was in the log by then; one of its own was in its outbox, and is read from there
+        # while not yet published. The outbox is read before the log's end: an event published
+        # between the two is in the log before that end.
+        own = await unpublished(conn, settings.topic_namespace)
         ends = await consumer.end_offsets(partitions)
+        await apply(conn, decoded([(by_name[topic], record) for topic, record in own], done), done)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
@@ -98,6 +103,14 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
         await conn.close()
         await consumer.stop()
     return done
+
+
+async def unpublished(conn: asyncpg.Connection, namespace: str) -> list[tuple[str, KafkaRecord]]:
+    """The service's own events of the topics the read model is built from that are in its outbox and
+    not yet in the log (waiting for the relay, or parked): (topic as the consumers name it, record)."""
+    rows = await conn.fetch("SELECT topic, record_key, headers, value FROM outbox WHERE published_at IS NULL "
+                            "AND topic = ANY($1) ORDER BY id", [topic.name for topic in PROJECTIONS])
+    return [(namespace + row["topic"], record_of(row)) for row in rows]
 
 
 async def partitions_of(settings: ServiceSettings, topics: list[str]) -> list[TopicPartition]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from tsunagu_referral.adapters.repository import unit_of_work
 from tsunagu_referral.handlers.follow_ups import open_due_follow_ups
+from tsunagu_referral.handlers.reports import project_appended
 from tsunagu_referral.handlers.timers import raise_contact_overdue, raise_overdue_referrals
 from tsunagu_servicehost import Runtime
 
@@ -17,7 +18,7 @@ log = logging.getLogger("tsunagu.referral.timers")
 async def run_timers(runtime: Runtime, *, interval: float, contact_days: int) -> None:
     while True:
         try:
-            async with unit_of_work(runtime.db) as uow:
+            async with unit_of_work(runtime.db, on_append=project_appended) as uow:
                 now = datetime.now(UTC)
                 overdue = await raise_overdue_referrals(uow, now=now)
                 silent = await raise_contact_overdue(uow, now=now, contact_days=contact_days)

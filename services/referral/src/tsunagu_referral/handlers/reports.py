@@ -1,11 +1,10 @@
 """The report read model: events projected into its tables, and the three reports read from them.
 
 The projection keeps its own applied-event records (consumer `referral-reports`), so it can be
-rebuilt from the log without touching a referral. Events of the topics the service consumes anyway
-(intake's cases, partners' responses) are projected by those consumers, in the transaction that
-applies them (`with_projections`); referral's own events are read back from their topic by the read
-model's own consumer group. Times are the events' own `occurred_at`, never the time of applying, so
-a rebuilt report equals the live one.
+rebuilt from the log without touching a referral. Each event is projected in the transaction that
+makes or applies it: referral's own events as they are appended to the outbox, intake's and
+partners' as the service's consumers apply them. Times are the events' own `occurred_at`, never the
+time of applying, so a rebuilt report equals the live one.
 """
 
 from __future__ import annotations
@@ -98,31 +97,43 @@ PROJECTIONS: dict[Topic, dict[type[Event], Projection]] = {
                 FollowUpAnswered: follow_up_answered},
     PARTNER_RESPONSES: {DeliveryFailed: delivery_failed},
 }
-"""What the read model is built from, by topic: the same for the live consumers and the rebuild."""
+"""What the read model is built from, by topic: the same for the live projection and the rebuild."""
 
-READ_BACK: Topic = REFERRALS
-"""Referral's own topic: the read model's consumer group reads its events back once they are published.
-The events of every other topic in `PROJECTIONS` are projected by the service's own consumer of that
-topic, in the transaction that applies them: a second consumer reading them again cost a transaction
-for each of its batches, and about a seventh of the service's CPU per consultation."""
+OWN: Topic = REFERRALS
+"""Referral's own topic: its events are projected in the transaction that appends them to the outbox
+(`project_appended`). The events of every other topic in `PROJECTIONS` are projected by the service's
+consumer of that topic, in the transaction that applies them (`projecting`). Either way the event is
+recorded as applied under the projection's own name, so that a rebuild running meanwhile applies
+it once with the service; no consumer reads an event again only to project it."""
 
 
-def projecting(projection: Projection, *, in_service_transaction: bool = False
-               ) -> Callable[[asyncpg.Connection, Envelope], Awaitable[None]]:
-    """A consumer's `(conn, envelope)` handler, inside the transaction that records the event as applied.
+async def project(conn: asyncpg.Connection, envelopes: list[Envelope], projections: dict[type[Event], Projection]
+                  ) -> None:
+    """Apply to the read model, in the caller's transaction, those of `envelopes` it is built from and
+    has not applied yet (a rebuild may have come first)."""
+    chosen = [envelope for envelope in envelopes if type(envelope.data) in projections]
+    if not chosen:
+        return
+    store = ReportsStore(conn)
+    await store.hold_off_rebuild()
+    new = set(await store.mark_all_applied([envelope.id for envelope in chosen]))
+    for envelope in chosen:
+        if envelope.id in new:
+            new.discard(envelope.id)
+            await projections[type(envelope.data)](store, envelope.data, envelope.id)
 
-    `in_service_transaction`: the transaction is the service's own consumer's, which records the event
-    under the service's name. The projection then records it under its own as well (the read model's
-    consumers do that in their transaction), so that a rebuild running meanwhile applies it once with
-    the service, and an event applied already is not projected again."""
+
+def projecting(topic: Topic) -> Callable[[asyncpg.Connection, Envelope], Awaitable[None]]:
+    """A consumer's `(conn, envelope)` handler that projects an event of `topic`, in the transaction
+    that applies it."""
     async def apply(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        store = ReportsStore(conn)
-        await store.hold_off_rebuild()
-        if in_service_transaction and not await store.mark_applied(envelope.id):
-            return
-        await projection(store, envelope.data, envelope.id)
-    apply.__name__ = projection.__name__
+        await project(conn, [envelope], PROJECTIONS[topic])
     return apply
+
+
+async def project_appended(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+    """The outbox's `on_append` for every unit of work of the service: its own events, projected."""
+    await project(conn, envelopes, PROJECTIONS[OWN])
 
 
 # the reports -----------------------------------------------------------------------------------

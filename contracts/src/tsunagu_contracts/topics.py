@@ -34,6 +34,8 @@ class Topic(BaseModel):
     description: str
     producers: tuple[str, ...]
     consumers: tuple[str, ...] = ()
+    replayed_by: tuple[str, ...] = Field(default=(), description=(
+        "Services that read the topic from its start without subscribing to it (a read model's rebuild)."))
     key: str = Field(default="case_id", description="What the record key holds; order is kept per key.")
     partitions: int = Field(default=6, ge=1)
     retention_ms: int = Field(default=30 * DAY_MS, description="-1 keeps records forever.")
@@ -60,8 +62,9 @@ REFERRALS = Topic(
     name="tsunagu.referral.referrals.v1",
     description="Referral sheets, every referral's state, overdue timers, follow-ups with the person and case closing.",
     producers=("referral",),
-    # referral reads its own events back into its coordinators' report figures (a read model).
-    consumers=("intake", "housing-support", "partner-notification", "referral"),
+    consumers=("intake", "housing-support", "partner-notification"),
+    # referral reads its own events back when it rebuilds its coordinators' report figures (a read model).
+    replayed_by=("referral",),
     events=(ReferralSheetOpened, ReferralRequested, ReferralAccepted, ReferralDeclined, ReferralContactMade,
             ReferralCompleted, ReferralOverdue, ReferralRerouted, CaseContactOverdue, CaseClosed, CaseReopened,
             FollowUpDue, FollowUpAnswered),

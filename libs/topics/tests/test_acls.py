@@ -22,6 +22,13 @@ def test_referral_reads_intakes_topic_but_may_not_write_it():
     assert not any(g.operation == "WRITE" and g.name.endswith(INTAKE_CASES.name) for g in referral)
 
 
+def test_referral_may_read_its_own_topic_back_to_rebuild_its_reports_without_subscribing_to_it():
+    referral = service_grants("referral")
+
+    assert Grant("User:tsunagu-referral", "TOPIC", "LITERAL", REFERRALS.name, "READ") in referral
+    assert "referral" not in REFERRALS.consumers, "its services' subscriptions name what they consume"
+
+
 def test_only_partner_notification_may_create_partner_topics_and_manage_users():
     holders = {g.principal for g in registry_grants() if g.operation in ("CREATE", "ALTER")}
     assert holders == {"User:tsunagu-partner-notification"}

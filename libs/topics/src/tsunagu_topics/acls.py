@@ -82,7 +82,7 @@ def service_grants(service: str, namespace: str = "") -> set[Grant]:
     for topic in TOPICS:
         if service in topic.producers:
             grants |= on("TOPIC", "LITERAL", namespace + topic.name, "WRITE", "DESCRIBE")
-        if service in topic.consumers:
+        if service in topic.consumers or service in topic.replayed_by:
             grants |= on("TOPIC", "LITERAL", namespace + topic.name, "READ", "DESCRIBE")
     grants |= on("TOPIC", "LITERAL", namespace + dead_letter_topic(service).name, "READ")
     grants |= on("GROUP", "PREFIXED", f"{namespace}tsunagu-{service}", "READ", "DESCRIBE")

@@ -55,12 +55,11 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
     consumed: Counter | None = None
-    """Events consumed, by consumer (the service, or a projection of its own), topic and outcome: applied,
-    duplicate (already applied), skipped, dead_lettered."""
+    """Events consumed, by consumer (the service), topic and outcome: applied, duplicate (already
+    applied), skipped, dead_lettered."""
     dead_letters: DeadLetterWriter | None = None
     paused_consumers: dict[str, str] = field(default_factory=dict)
-    """Topic (and consumer, when not the service's own) → why that consumer is paused (the database
-    cannot apply records); /readyz reports them."""
+    """Topic → why its consumer is paused (the database cannot apply records); /readyz reports them."""
     consumed_topics: list[str] = field(default_factory=list)
     """The topics the service's consumer group reads (on this deployment's broker), for its lag."""
     offsets: KafkaOffsets | None = None

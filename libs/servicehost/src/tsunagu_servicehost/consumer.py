@@ -214,26 +214,20 @@ class EventConsumer:
     """Applies the events of one topic to one service's database, each exactly once."""
 
     def __init__(self, runtime: "Runtime", topic: Topic, handlers: Mapping[type[Event], Handler],
-                 retry: RetryPolicy = RetryPolicy(), *, consumer: str | None = None,
-                 leaves_undecodable: bool = False):
+                 retry: RetryPolicy = RetryPolicy()):
         self.runtime = runtime
         self.topic = topic
         self.handlers = dict(handlers)
         self.retry = retry
-        self.name = consumer or runtime.service.name
-        """Names the consumer group (`tsunagu-<name>`) and the applied-event records: the service's name,
-        or another for a projection that reads the same events apart (its own offsets, its own replay)."""
-        self.leaves_undecodable = leaves_undecodable
-        """Skip an undecodable record: the service's own consumer of the topic dead-letters it, once, and
-        a replay of that dead letter reaches every group that reads the topic."""
+        self.name = runtime.service.name
+        """Names the consumer group (`tsunagu-<name>`) and the applied-event records."""
         self.dead_letters = runtime.topic(dead_letter_topic(runtime.service.name).name)
         self.pauses = 0
         """Consecutive pauses for an unavailable database; 0 while it answers."""
         self.offsets = OffsetCommitter(self.name)
 
     def subscribe(self) -> None:
-        if self.name == self.runtime.service.name:  # the lag shown is the service's own group's
-            self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
+        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.offset_committers.append(self.offsets)
         self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **self.subscriber_options())(
             self.consume)
@@ -312,13 +306,10 @@ class EventConsumer:
             await self.apply(envelope, handler, raw)
 
     async def decoded(self, raw: Any) -> Envelope | None:
-        """The record's event, or None once an undecodable record is dead-lettered (or skipped)."""
+        """The record's event, or None once an undecodable record is dead-lettered."""
         try:
             return decode(raw.headers, raw.value)
         except Exception as exc:  # noqa: BLE001 - decoding reads the record alone: whatever it raises, its fault
-            if self.leaves_undecodable:
-                self.count("skipped")
-                return None
             await self.dead_letter(raw, exc, attempts=1)
             return None
 
@@ -348,10 +339,9 @@ class EventConsumer:
             return
 
     def failpoint_after_commit(self) -> None:
-        if self.runtime.settings.failpoint == f"after-commit-before-ack{self.failpoint_suffix}":
+        if self.runtime.settings.failpoint == "after-commit-before-ack":
             # Fault injection for the crash tests: die between the database commit and the
-            # offset commit, the window exactly-once effects must survive. A projection's
-            # consumer dies at `after-commit-before-ack:<its name>`, the service's at the plain one.
+            # offset commit, the window exactly-once effects must survive.
             os.kill(os.getpid(), signal.SIGKILL)
 
     @contextlib.asynccontextmanager
@@ -422,14 +412,9 @@ class EventConsumer:
         self.runtime.paused_consumers.pop(self.pause_key, None)
 
     @property
-    def failpoint_suffix(self) -> str:
-        return "" if self.name == self.runtime.service.name else f":{self.name}"
-
-    @property
     def pause_key(self) -> str:
-        """How /readyz names this consumer: its topic, and its name when two consumers read that topic."""
-        topic = self.runtime.topic(self.topic.name)
-        return topic if self.name == self.runtime.service.name else f"{topic} ({self.name})"
+        """How /readyz names this consumer: its topic."""
+        return self.runtime.topic(self.topic.name)
 
     async def dead_letter(self, raw: Any, error: Exception, attempts: int) -> None:
         # The error names a type and a field, never the record's content.
@@ -504,8 +489,7 @@ class BatchEventConsumer(EventConsumer):
             f"tsunagu.{self.runtime.service.name}.consumer")
 
     def subscribe(self) -> None:
-        if self.name == self.runtime.service.name:
-            self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
+        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
         self.runtime.offset_committers.append(self.offsets)
         subscriber = self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **{
             **self.subscriber_options(), "batch": True, "max_records": self.max_records,

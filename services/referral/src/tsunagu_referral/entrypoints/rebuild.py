@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tsunagu_contracts import Envelope, KafkaRecord, decode
 from tsunagu_outbox import record_of
 from tsunagu_referral.adapters.reports import ReportsStore
-from tsunagu_referral.handlers.reports import PROJECTIONS
+from tsunagu_referral.handlers.reports import PROJECTIONS, project
 from tsunagu_servicehost import ServiceSettings
 from tsunagu_servicehost.app import settle_garbage_collection
 
@@ -171,22 +171,8 @@ DEADLOCK_ATTEMPTS = 10
 
 async def apply_events(conn: asyncpg.Connection, events: list[tuple[Envelope, Any]]) -> int:
     async with conn.transaction():
-        store = ReportsStore(conn)
-        await store.hold_off_rebuild()
-        # Exactly once between the rebuild and the live consumers: both record each event id in
-        # `applied_events` in the transaction of its effect; the primary key makes the second of two
-        # writers wait for the first and find its row. The ids are inserted in one order (sorted),
-        # as the live consumers' batches insert theirs, so two batches never wait on each other's ids
-        # in a circle; RETURNING names the ids this batch applies.
-        new = set(await store.mark_all_applied([envelope.id for envelope, _ in events]))
         statements = Statements()
-        recorded = ReportsStore(statements)
-        applied = 0
-        for envelope, projection in events:
-            if envelope.id in new:
-                new.discard(envelope.id)  # a second copy in the batch is a duplicate
-                await projection(recorded, envelope.data, envelope.id)
-                applied += 1
+        applied = await project(conn, events, writes=statements)
         await statements.run(conn)
     return applied
 

@@ -107,33 +107,49 @@ recorded as applied under the projection's own name, so that a rebuild running m
 it once with the service; no consumer reads an event again only to project it."""
 
 
-async def project(conn: asyncpg.Connection, envelopes: list[Envelope], projections: dict[type[Event], Projection]
-                  ) -> None:
-    """Apply to the read model, in the caller's transaction, those of `envelopes` it is built from and
-    has not applied yet (a rebuild may have come first)."""
-    chosen = [envelope for envelope in envelopes if type(envelope.data) in projections]
-    if not chosen:
-        return
+async def project(conn: asyncpg.Connection, events: list[tuple[Envelope, Projection]], *, writes: Any = None
+                  ) -> int:
+    """Apply `events` (each with its projection) to the read model in the caller's transaction, except
+    those it applied already; how many it applied. `writes`: where the projections' statements go,
+    the connection by default (the rebuild gathers them, to send each once for its whole batch).
+
+    Exactly once between the live projection and the rebuild: both record each event id in
+    `applied_events` in the transaction of its effect, and the primary key makes the second of two
+    writers wait for the first and find its row. The ids are inserted in one order (sorted), so two
+    writers never wait on each other's ids in a circle; RETURNING names the ids applied now."""
+    if not events:
+        return 0
     store = ReportsStore(conn)
     await store.hold_off_rebuild()
-    new = set(await store.mark_all_applied([envelope.id for envelope in chosen]))
-    for envelope in chosen:
+    new = set(await store.mark_all_applied([envelope.id for envelope, _ in events]))
+    written = ReportsStore(writes) if writes is not None else store
+    applied = 0
+    for envelope, projection in events:
         if envelope.id in new:
-            new.discard(envelope.id)
-            await projections[type(envelope.data)](store, envelope.data, envelope.id)
+            new.discard(envelope.id)  # a second copy in the batch is a duplicate
+            await projection(written, envelope.data, envelope.id)
+            applied += 1
+    return applied
+
+
+def with_projection(envelopes: list[Envelope], projections: dict[type[Event], Projection]
+                    ) -> list[tuple[Envelope, Projection]]:
+    """Those of `envelopes` the read model is built from, each with its projection."""
+    return [(envelope, projections[type(envelope.data)]) for envelope in envelopes
+            if type(envelope.data) in projections]
 
 
 def projecting(topic: Topic) -> Callable[[asyncpg.Connection, Envelope], Awaitable[None]]:
     """A consumer's `(conn, envelope)` handler that projects an event of `topic`, in the transaction
     that applies it."""
     async def apply(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        await project(conn, [envelope], PROJECTIONS[topic])
+        await project(conn, with_projection([envelope], PROJECTIONS[topic]))
     return apply
 
 
 async def project_appended(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
     """The outbox's `on_append` for every unit of work of the service: its own events, projected."""
-    await project(conn, envelopes, PROJECTIONS[OWN])
+    await project(conn, with_projection(envelopes, PROJECTIONS[OWN]))
 
 
 # the reports -----------------------------------------------------------------------------------

@@ -120,8 +120,9 @@ async def without_session_state(conn: asyncpg.Connection) -> None:
     asyncpg's default reset sends one more statement (unlock all advisory locks, close cursors,
     UNLISTEN, RESET ALL) at every release: a round trip for every unit of work. The services keep no
     session state on pooled connections: advisory locks are transaction-scoped
-    (`pg_advisory_xact_lock`), nothing is SET for the session and no cursor outlives its transaction. The two that do LISTEN or hold a session lock (the outbox relay and
-    the partners' sender) reset their connection themselves before they give it back."""
+    (`pg_advisory_xact_lock`), nothing is SET for the session and no cursor outlives its
+    transaction. The two that do LISTEN or hold a session lock (the outbox relay and the partners'
+    sender) reset their connection themselves before they give it back."""
 
 
 def credentials_given(settings: ServiceSettings) -> bool:

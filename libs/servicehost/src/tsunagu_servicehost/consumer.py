@@ -227,10 +227,15 @@ class EventConsumer:
         self.offsets = OffsetCommitter(self.name)
 
     def subscribe(self) -> None:
-        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
+        self.runtime.broker.subscriber(self.registered(), **self.subscriber_options())(self.consume)
+
+    def registered(self) -> str:
+        """The topic as this deployment names it, with its lag and this consumer's offset commits
+        made known to the service (its /metrics, its stop)."""
+        topic = self.runtime.topic(self.topic.name)
+        self.runtime.consumed_topics.append(topic)
         self.runtime.offset_committers.append(self.offsets)
-        self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **self.subscriber_options())(
-            self.consume)
+        return topic
 
     def subscriber_options(self) -> dict[str, Any]:
         return dict(
@@ -489,9 +494,7 @@ class BatchEventConsumer(EventConsumer):
             f"tsunagu.{self.runtime.service.name}.consumer")
 
     def subscribe(self) -> None:
-        self.runtime.consumed_topics.append(self.runtime.topic(self.topic.name))
-        self.runtime.offset_committers.append(self.offsets)
-        subscriber = self.runtime.broker.subscriber(self.runtime.topic(self.topic.name), **{
+        subscriber = self.runtime.broker.subscriber(self.registered(), **{
             **self.subscriber_options(), "batch": True, "max_records": self.max_records,
             "batch_timeout_ms": 200, "parser": readable_batch_headers})
         subscriber.__class__ = BatchesWithoutPause

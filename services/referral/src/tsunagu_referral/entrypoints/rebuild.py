@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tsunagu_contracts import Envelope, KafkaRecord, decode
 from tsunagu_outbox import record_of
 from tsunagu_referral.adapters.reports import ReportsStore
-from tsunagu_referral.handlers.reports import PROJECTIONS, project
+from tsunagu_referral.handlers.reports import OWN, PROJECTIONS, project
 from tsunagu_servicehost import ServiceSettings
 from tsunagu_servicehost.app import settle_garbage_collection
 
@@ -106,10 +106,10 @@ async def rebuild(settings: ServiceSettings, *, accept_partial: bool = False) ->
 
 
 async def unpublished(conn: asyncpg.Connection, namespace: str) -> list[tuple[str, KafkaRecord]]:
-    """The service's own events of the topics the read model is built from that are in its outbox and
-    not yet in the log (waiting for the relay, or parked): (topic as the consumers name it, record)."""
+    """The service's own events in its outbox and not yet in the log (waiting for the relay, or
+    parked): (topic as the consumers name it, record)."""
     rows = await conn.fetch("SELECT topic, record_key, headers, value FROM outbox WHERE published_at IS NULL "
-                            "AND topic = ANY($1) ORDER BY id", [topic.name for topic in PROJECTIONS])
+                            "AND topic = $1 ORDER BY id", OWN.name)
     return [(namespace + row["topic"], record_of(row)) for row in rows]
 
 

@@ -1,5 +1,6 @@
-"""A contracts event travels from one FastStream application to another through the real broker,
-as a CloudEvents record, and arrives decoded, typed and with its trace context."""
+"""A contracts event travels from one service's outbox publisher to another service's FastStream
+application through the real broker, as a CloudEvents record, and arrives decoded, typed and with
+its trace context."""
 
 import asyncio
 import uuid
@@ -10,10 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from tsunagu_contracts import ConsultationRegistered, Envelope, decode, encode, topic_for_event
 from tsunagu_servicehost.app import build_broker
-from tsunagu_servicehost.publishing import publish_record
+from tsunagu_servicehost.publishing import OutboxPublisher
 from tsunagu_servicehost.settings import ServiceSettings
 from tsunagu_telemetry import tracer_provider
-from tsunagu_topics import KafkaCredentials
+from tsunagu_topics import KafkaCredentials, aiokafka_options
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -50,18 +51,21 @@ async def test_an_event_published_by_one_app_is_decoded_and_handled_by_another(
     async def on_record(message: KafkaMessage) -> None:
         await handle_consultation_registered(decode(message.raw_message.headers, message.body), message)
 
-    producer_broker = a_broker("intake", infrastructure.kafka_bootstrap, namespace_access.credentials("intake"))
-    consumer, producer = FastStream(consumer_broker), FastStream(producer_broker)
+    publisher = OutboxPublisher(infrastructure.kafka_bootstrap, "tsunagu-intake-outbox",
+                                tracer_provider("intake").get_tracer("tsunagu.intake.outbox"),
+                                aiokafka_options(namespace_access.credentials("intake")))
+    consumer = FastStream(consumer_broker)
     await consumer.start()
-    await producer.start()
+    await publisher.start()
     try:
-        await publish_record(producer_broker, topic, record)
+        await publisher.publish(topic, [record])
         envelope, message = await asyncio.wait_for(handled.get(), 60)
     finally:
-        await producer.stop()
+        await publisher.stop()
         await consumer.stop()
 
     assert envelope.data == sent
     assert envelope.source == "/tsunagu/intake"
     assert message.raw_message.key == str(sent.case_id).encode()
     assert envelope.traceparent.split("-")[1] == TRACEPARENT.split("-")[1], "one trace follows the case"
+    assert envelope.traceparent.split("-")[2] != TRACEPARENT.split("-")[2], "its parent is the publish's own span"

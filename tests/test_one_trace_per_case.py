@@ -18,6 +18,7 @@ from tsunagu_teststack.waiting import eventually
 
 pytestmark = pytest.mark.stack
 PERSON = {"name": "座間 花子", "name_kana": "ざま はなこ", "birth_date": "1968-04-02", "phone": "046-000-0000"}
+REGISTERED = "tsunagu.intake.consultation-registered.v1"
 REQUESTED = "tsunagu.referral.requested.v1"
 ACCEPTED = "tsunagu.referral.accepted.v1"
 
@@ -52,10 +53,12 @@ async def test_a_consultation_is_one_trace_across_intake_and_referral(service_pr
         trace = await eventually(lambda: asyncio.sleep(0, request_trace()), until=bool)
         in_trace = await eventually(
             lambda: asyncio.sleep(0, [s for s in spans_of(otlp) if s["trace"] == trace]),
-            until=lambda spans: {("referral", "process"), ("intake", "process")} <= {
+            until=lambda spans: {("referral", "process"), ("intake", "process"), ("intake", REGISTERED)} <= {
                 (s["service"], s["name"].rsplit(" ", 1)[-1]) for s in spans})
 
     assert {s["service"] for s in in_trace} == {"intake", "referral"}
+    assert f"outbox relay {REGISTERED}" in {s["name"] for s in in_trace if s["service"] == "intake"}, \
+        "the outbox row's publish is a span of the request's trace"
     assert_no_personal_data(span["name"] for span in spans_of(otlp))
     assert_no_personal_data(str(value) for span in spans_of(otlp) for value in span["attributes"].values())
 

@@ -25,7 +25,8 @@ async def test_each_service_is_ready_and_serves_health_metrics_and_openapi(servi
     assert readiness.json() == {"status": "ready", "checks": {"kafka": "ok", "database": "ok", "consumers": "ok"}}
     assert health.json() == {"status": "ok", "service": service}
     assert metrics.headers["content-type"].startswith("text/plain")
-    assert "faststream_published_messages_total" in metrics.text
+    assert "faststream_received_messages_total" in metrics.text, "the consumers' metrics"
+    assert "tsunagu_outbox_published_total" in metrics.text, "the outbox relay's"
     paths = openapi.json()["paths"]
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
 

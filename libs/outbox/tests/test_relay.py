@@ -28,10 +28,12 @@ class NotEnoughReplicas(Exception):
 
 
 class Broker:
-    """Takes records like Kafka, except those it was told to refuse."""
+    """Takes a lane's records together like Kafka takes a record batch, whole or not at all, except
+    those it was told to refuse."""
 
     def __init__(self):
         self.published: list[tuple[str, str, int]] = []
+        self.sends: list[list[int]] = []
         self.tries: dict[int, int] = {}
         self.refused: set[int] = set()
         self.unsteady: set[int] = set()
@@ -40,18 +42,21 @@ class Broker:
         self.cut_off: set[int] = set()
         self.down = False
 
-    async def publish(self, topic: str, record: KafkaRecord) -> None:
-        n = json.loads(record.value)["n"]
-        self.tries[n] = self.tries.get(n, 0) + 1
-        if self.down or n in self.cut_off:
+    async def publish(self, topic: str, records: list[KafkaRecord]) -> None:
+        assert len({record.key for record in records}) == 1, "one lane's records at a time"
+        ns = [json.loads(record.value)["n"] for record in records]
+        self.sends.append(ns)
+        for n in ns:
+            self.tries[n] = self.tries.get(n, 0) + 1
+        if self.down or self.cut_off & set(ns):
             raise ConnectionError("connection refused")
         if topic in self.missing_topics:
             raise TimeoutError  # the client waits for metadata that never comes
-        if n in self.refused:
+        if self.refused & set(ns):
             raise ValueError("MessageSizeTooLargeError: the message is 2000000 bytes")
-        if n in self.unsteady:
+        if self.unsteady & set(ns):
             raise NotEnoughReplicas("the partition has too few in-sync replicas")
-        self.published.append((topic, record.key.decode(), n))
+        self.published += [(topic, record.key.decode(), n) for record, n in zip(records, ns, strict=True)]
 
     async def up(self) -> bool:
         return not self.down and not self.cut_off
@@ -121,9 +126,11 @@ async def test_a_refused_record_is_parked_after_its_attempts_and_only_its_own_la
     await settle(relay, pool, rounds=3)
 
     assert broker.published == [("cases", "B", 3), ("partner", "A", 4)], "other keys, and other topics, move"
-    assert broker.tries[1] == 3, "bounded: three attempts, then parked"
+    assert broker.sends[0] == [1, 2] and broker.sends.count([1]) == 3, \
+        "refused with the row behind it, then alone: three attempts, then parked"
+    assert broker.tries[1] == 4 and broker.tries[2] == 1, "never sent again with the rows behind it"
     assert (await attempts(pool))[1] == (3, True)
-    assert (await attempts(pool))[2] == (0, False) and 2 not in broker.tries, "behind it on its topic and key"
+    assert (await attempts(pool))[2] == (0, False), "behind it on its topic and key, and not counted"
     assert registry.get_sample_value("tsunagu_outbox_parked") == 1
     assert registry.get_sample_value("tsunagu_outbox_held_behind_parked") == 2
     assert registry.get_sample_value("tsunagu_outbox_backlog") == 0
@@ -168,7 +175,7 @@ async def test_an_outage_counts_against_no_record_and_publishes_nothing_out_of_o
             await relay.drain(conn)
 
     assert await attempts(pool) == {1: (0, False), 2: (0, False)}
-    assert broker.tries == {1: 1, 2: 1}, "each lane's first row was sent once, in one wave, and none after it"
+    assert broker.tries == {1: 1, 2: 1}, "each lane was sent once, and nothing after it"
 
     broker.down = False
     await settle(relay, pool, rounds=1)
@@ -202,22 +209,23 @@ async def test_a_transient_failure_is_retried_in_its_lane_and_never_parks(relay,
     assert broker.published[1:] == [("cases", "A", 1), ("cases", "A", 2)]
 
 
-async def test_a_row_the_broker_took_is_marked_even_when_another_row_of_its_wave_found_the_broker_down(
+async def test_rows_the_broker_took_are_marked_even_when_another_lane_sent_with_them_found_the_broker_down(
         relay, pool, broker):
     broker.cut_off = {1}
-    await write(pool, ("cases", "A", 1), ("cases", "B", 2), ("cases", "B", 3))
+    await write(pool, ("cases", "A", 1), ("cases", "B", 2), ("cases", "B", 3), ("cases", "A", 4))
 
     async with pool.acquire() as conn:
         with pytest.raises(BrokerUnavailable):
             await relay.drain(conn)
 
-    assert broker.published == [("cases", "B", 2)], "the outage stops the next wave"
-    assert await attempts(pool) == {1: (0, False), 2: (0, False), 3: (0, False)}, "nothing counted"
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 1
+    assert broker.published == [("cases", "B", 2), ("cases", "B", 3)]
+    assert broker.sends == [[1, 4], [2, 3]], "the outage stops the relay: the failed lane is not sent one by one"
+    assert await attempts(pool) == {1: (0, False), 2: (0, False), 3: (0, False), 4: (0, False)}, "nothing counted"
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 2
 
     broker.cut_off.clear()
     await settle(relay, pool, rounds=1)
-    assert broker.published[1:] == [("cases", "A", 1), ("cases", "B", 3)], "nothing published twice"
+    assert broker.published[2:] == [("cases", "A", 1), ("cases", "A", 4)], "nothing published twice"
 
 
 async def test_while_one_lane_fails_the_other_lanes_of_the_batch_are_published_in_order(
@@ -232,25 +240,25 @@ async def test_while_one_lane_fails_the_other_lanes_of_the_batch_are_published_i
     assert published == 5
     lanes = {key: [n for _, k, n in broker.published if k == key] for key in "ABC"}
     assert lanes == {"A": [1, 3, 6], "B": [], "C": [5, 8]}
-    assert 4 not in broker.tries and 7 not in broker.tries, "the rows behind the failed row wait in its lane"
+    assert broker.sends[3:] == [[2]], "the failed lane's rows sent again one by one, stopping at the failed row"
     assert (await attempts(pool))[2] == (1, False)
+    assert (await attempts(pool))[4] == (0, False), "only the row that failed alone is counted"
     assert registry.get_sample_value("tsunagu_outbox_published_total") == 5
     assert registry.get_sample_value("tsunagu_outbox_publish_failures_total") == 1
 
 
-async def test_rows_of_different_lanes_are_in_flight_together_but_never_two_of_one_lane(pool):
-    in_flight: dict[tuple[str, str], int] = {}
-    most_at_once = most_of_one_lane = 0
+async def test_each_lane_is_sent_as_one_publish_in_order_and_the_lanes_are_in_flight_together(pool):
+    in_flight = most_at_once = 0
+    sends: list[tuple[str, str, list[int]]] = []
 
-    async def publish(topic: str, record: KafkaRecord) -> None:
-        nonlocal most_at_once, most_of_one_lane
-        lane = (topic, record.key.decode())
-        in_flight[lane] = in_flight.get(lane, 0) + 1
-        most_at_once = max(most_at_once, sum(in_flight.values()))
-        most_of_one_lane = max(most_of_one_lane, in_flight[lane])
+    async def publish(topic: str, records: list[KafkaRecord]) -> None:
+        nonlocal in_flight, most_at_once
+        in_flight += 1
+        most_at_once = max(most_at_once, in_flight)
+        sends.append((topic, records[0].key.decode(), [json.loads(record.value)["n"] for record in records]))
         for _ in range(3):  # the acknowledgement comes later; let the relay start other publishes meanwhile
             await asyncio.sleep(0)
-        in_flight[lane] -= 1
+        in_flight -= 1
 
     relay = OutboxRelay(pool, publish, policy=POLICY)
     await write(pool, *[(topic, key, n) for n in range(4) for topic in ("cases", "partner") for key in "ABC"])
@@ -258,8 +266,9 @@ async def test_rows_of_different_lanes_are_in_flight_together_but_never_two_of_o
     async with pool.acquire() as conn:
         assert await relay.drain(conn) == 24
 
-    assert most_at_once == 6, "the first row of each of the six lanes was sent before any was acknowledged"
-    assert most_of_one_lane == 1, "a lane's next row only after its previous row was acknowledged"
+    assert sorted(sends) == [(topic, key, [0, 1, 2, 3]) for topic in ("cases", "partner") for key in "ABC"], \
+        "one publish per lane, its rows in their order"
+    assert most_at_once == 6, "every lane was sent before any was acknowledged"
 
 
 async def test_the_relay_gives_its_connection_back_without_its_lock_listener_or_settings(
@@ -296,8 +305,8 @@ async def test_a_row_committed_while_the_relay_publishes_is_published_without_wa
     writer = await asyncpg.connect(scratch_database)
     published_first = asyncio.Event()
 
-    async def publish(topic: str, record: KafkaRecord) -> None:
-        await broker.publish(topic, record)
+    async def publish(topic: str, records: list[KafkaRecord]) -> None:
+        await broker.publish(topic, records)
         if not published_first.is_set():  # a second row commits (and notifies) while the relay is busy
             published_first.set()
             async with writer.transaction():

@@ -7,11 +7,13 @@ record never stops a service's whole outbox: other lanes move on, and the rows b
 own lane wait for it. A parked row is tried again every `parked_retry_s`, or at once when released
 (`release_parked`, `python -m <service> replay-outbox`).
 
-A batch goes out in waves (see `OutboxRelay.drain`): the lanes' rows are in flight together, a
-lane's rows one after the other. The Kafka client (aiokafka) appends the records of one partition
-to that partition's open batch, sends one batch per partition at a time and one produce request per
-broker at a time, so a wave costs about one request per partition leader rather than one
-acknowledged round trip per row.
+A lane's due rows go out together, as one record batch (`Publish`): the broker appends it whole or
+not at all, so a case's records reach their partition in order with no gap, in one produce request,
+and its consumers get them in one fetch. The lanes' batches are in flight together, so a drain
+costs about one request per partition leader rather than one acknowledged round trip per row. When
+a lane's rows fail together, the broker does not say which one is at fault: they are sent again one
+by one, each after its predecessor was acknowledged, and only a row that fails alone is counted
+against (and, in time, parked). A row that failed before is always sent alone.
 
 A failure while the broker does not answer at all is an outage, not the row's fault: nothing is
 counted, and the relay starts over once the broker is back. A failure the broker calls transient
@@ -40,7 +42,8 @@ log = logging.getLogger("tsunagu.outbox")
 # One relay per service database keeps records of one case in commit order; the others wait.
 RELAY_LOCK = 0x7473_756E_6167_75  # "tsunagu"
 
-Publish = Callable[[str, KafkaRecord], Awaitable[None]]
+Publish = Callable[[str, list[KafkaRecord]], Awaitable[None]]
+"""Publishes records of one topic and key together, in their order: all of them, or none (raises)."""
 
 
 @dataclass(frozen=True)
@@ -195,30 +198,22 @@ class OutboxRelay:
     async def drain(self, conn: asyncpg.Connection) -> int:
         """Publish one batch of due rows in id order; returns how many were published.
 
-        The batch goes out in waves: wave k holds the k-th row of each lane, and every publish of a
-        wave starts before any is awaited, so the Kafka client sends a wave as about one produce
-        request per partition leader instead of one acknowledged round trip per row. A lane's row
-        is sent only after the lane's previous row was acknowledged, and not at all once an earlier
-        row of its lane failed in this batch."""
+        Each lane's rows go out together, every lane's before any is awaited. A lane whose rows failed
+        together sends them again one by one, each only after the previous one was acknowledged, and
+        none at all once one of them failed alone."""
         rows = await conn.fetch(_DUE, self.batch_size)
         self.full = len(rows) == self.batch_size
+        lanes: dict[tuple[str, str], list[asyncpg.Record]] = {}
+        for row in rows:
+            lanes.setdefault((row["topic"], row["record_key"]), []).append(row)
+        one_by_one: set[tuple[str, str]] = set()  # lanes whose rows failed together in this batch
         done: list[int] = []
         waiting: set[tuple[str, str]] = set()  # lanes with a row that failed in this batch
         missing: set[str] = set()  # topics the broker does not have
         try:
-            for wave in _waves(rows):
-                sending = []
-                for row in wave:
-                    lane = (row["topic"], row["record_key"])
-                    if lane in waiting:
-                        continue
-                    if row["topic"] in missing:
-                        waiting.add(lane)
-                        await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
-                        continue
-                    sending.append(row)
-                outcomes = await asyncio.gather(*(self._publish(row) for row in sending), return_exceptions=True)
-                await self._settle_wave(conn, sending, outcomes, done, waiting, missing)
+            while sending := await self._next_sends(conn, lanes, one_by_one, waiting, missing):
+                outcomes = await asyncio.gather(*(self._publish(group) for group in sending), return_exceptions=True)
+                await self._settle(conn, sending, outcomes, done, lanes, one_by_one, waiting, missing)
         finally:
             # Whatever reached the broker is marked even if a later row failed; a crash before this
             # line republishes them, and consumers drop the duplicates by event id.
@@ -235,25 +230,46 @@ class OutboxRelay:
                     self.metrics.published.inc(len(done))
         return len(done)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
-        async with asyncio.timeout(self.policy.publish_timeout_s):
-            await self.publish(row["topic"], record_of(row))
+    async def _next_sends(self, conn: asyncpg.Connection, lanes: dict[tuple[str, str], list[asyncpg.Record]],
+                          one_by_one: set[tuple[str, str]], waiting: set[tuple[str, str]],
+                          missing: set[str]) -> list[list[asyncpg.Record]]:
+        """What each lane sends next, taken off its queue: all its rows, or its first row alone when
+        its rows failed together or that row failed before."""
+        sending = []
+        for lane, queue in lanes.items():
+            if not queue or lane in waiting:
+                continue
+            if lane[0] in missing:
+                waiting.add(lane)
+                await self._failed(conn, queue[0], "UnknownTopicOrPartitionError: the topic does not exist")
+                continue
+            # A row that failed before goes alone: a run of the lane's rows stops before it.
+            n = 1 if lane in one_by_one or queue[0]["attempts"] else next(
+                (i for i, row in enumerate(queue) if row["attempts"]), len(queue))
+            sending.append(queue[:n])
+            del queue[:n]
+        return sending
 
-    async def _settle_wave(self, conn: asyncpg.Connection, sent: list[asyncpg.Record],
-                           outcomes: list[BaseException | None], done: list[int], waiting: set[tuple[str, str]],
-                           missing: set[str]) -> None:
-        """Handle each sent row's outcome in row order. Rows the broker took go to `done` even when
-        another row of the wave found the broker down; that outage is raised after them, and no
-        failed row of the wave is counted."""
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+        async with asyncio.timeout(self.policy.publish_timeout_s):
+            await self.publish(rows[0]["topic"], [record_of(row) for row in rows])
+
+    async def _settle(self, conn: asyncpg.Connection, sent: list[list[asyncpg.Record]],
+                      outcomes: list[BaseException | None], done: list[int],
+                      lanes: dict[tuple[str, str], list[asyncpg.Record]], one_by_one: set[tuple[str, str]],
+                      waiting: set[tuple[str, str]], missing: set[str]) -> None:
+        """Handle each lane's outcome. Rows the broker took go to `done` even when another lane found
+        the broker down; that outage is raised after them, and no failed row is counted."""
         outage: Exception | None = None  # the failure that found the broker down
         interrupted: BaseException | None = None
-        broker_answered = False  # one answer from the broker explains every failure of the wave
-        for row, outcome in zip(sent, outcomes, strict=True):
+        broker_answered = False  # one answer from the broker explains every failure of these sends
+        for rows, outcome in zip(sent, outcomes, strict=True):
             if outcome is None:
-                done.append(row["id"])
-                if row["parked_at"] is not None or row["attempts"]:
-                    log.info("outbox event %s (%s) to %s published after %d failed attempt(s)", row["event_id"],
-                             _event_type(row), row["topic"], row["attempts"])
+                for row in rows:
+                    done.append(row["id"])
+                    if row["parked_at"] is not None or row["attempts"]:
+                        log.info("outbox event %s (%s) to %s published after %d failed attempt(s)", row["event_id"],
+                                 _event_type(row), row["topic"], row["attempts"])
                 continue
             if not isinstance(outcome, Exception):  # cancelled: stop once the rows already sent are marked
                 interrupted = interrupted or outcome
@@ -265,14 +281,18 @@ class OutboxRelay:
                     outage = outcome
                     continue
                 broker_answered = True
-            waiting.add((row["topic"], row["record_key"]))
-            if row["topic"] in missing:
-                await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
-            elif self.topic_exists is not None and not await self.topic_exists(row["topic"]):
-                missing.add(row["topic"])
-                await self._failed(conn, row, "UnknownTopicOrPartitionError: the topic does not exist")
+            first, lane = rows[0], (rows[0]["topic"], rows[0]["record_key"])
+            if first["topic"] in missing or (self.topic_exists is not None
+                                             and not await self.topic_exists(first["topic"])):
+                missing.add(first["topic"])
+                waiting.add(lane)
+                await self._failed(conn, first, "UnknownTopicOrPartitionError: the topic does not exist")
+            elif len(rows) > 1:
+                lanes[lane][:0] = rows  # sent again one by one: only a row that fails alone is counted
+                one_by_one.add(lane)
             else:
-                await self._failed(conn, row, _describe(outcome, self.policy), may_park=not _transient(outcome))
+                waiting.add(lane)
+                await self._failed(conn, first, _describe(outcome, self.policy), may_park=not _transient(outcome))
         if interrupted is not None:
             raise interrupted
         if outage is not None:
@@ -322,20 +342,6 @@ class OutboxRelay:
     async def _forget_old(self, conn: asyncpg.Connection) -> None:
         await conn.execute("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
                            self.keep_published_for)
-
-
-def _waves(rows: list[asyncpg.Record]) -> list[list[asyncpg.Record]]:
-    """Wave k holds the k-th row of each lane (topic and record key), each wave in id order."""
-    waves: list[list[asyncpg.Record]] = []
-    seen: dict[tuple[str, str], int] = {}
-    for row in rows:
-        lane = (row["topic"], row["record_key"])
-        k = seen.get(lane, 0)
-        seen[lane] = k + 1
-        if k == len(waves):
-            waves.append([])
-        waves[k].append(row)
-    return waves
 
 
 def _event_type(row: asyncpg.Record) -> str:

@@ -29,7 +29,7 @@ from tsunagu_servicehost.health import health_router
 from tsunagu_servicehost.lag import KafkaOffsets
 from tsunagu_servicehost.limits import BodySizeLimit
 from tsunagu_servicehost.metrics import HttpMetrics, ScrapeTimeFigures
-from tsunagu_servicehost.publishing import publish_record, topic_exists
+from tsunagu_servicehost.publishing import OutboxPublisher, topic_exists
 from tsunagu_servicehost.tracing import install_request_tracing
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
@@ -203,6 +203,9 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq",
                                             options=settings.kafka_options if credentials_given(settings) else {})
     outbox_metrics = OutboxMetrics(registry)
+    publisher = OutboxPublisher(settings.kafka_bootstrap, f"tsunagu-{service.name}-outbox",
+                                provider.get_tracer(f"tsunagu.{service.name}.outbox"),
+                                settings.kafka_options if credentials_given(settings) else {})
     runtime.offsets = KafkaOffsets(
         registry, settings.kafka_bootstrap, f"tsunagu-{service.name}-offsets",
         group=runtime.topic(f"tsunagu-{service.name}"), topics=runtime.consumed_topics,
@@ -224,9 +227,9 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             max_inactive_connection_lifetime=3600)
         await runtime.dead_letters.start()
         await runtime.broker.start()
-        relay_tracer = provider.get_tracer(f"tsunagu.{service.name}.outbox")
+        await publisher.start()
         runtime.relay = OutboxRelay(
-            runtime.pool, lambda topic, record: publish_record(runtime.broker, runtime.topic(topic), record, relay_tracer),
+            runtime.pool, lambda topic, records: publisher.publish(runtime.topic(topic), records),
             policy=RelayPolicy(max_attempts=settings.outbox_max_attempts, first_retry_s=settings.outbox_first_retry_s,
                                max_retry_s=settings.outbox_max_retry_s, parked_retry_s=settings.outbox_parked_retry_s,
                                publish_timeout_s=settings.outbox_publish_timeout_s),
@@ -251,6 +254,7 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
             await runtime.offsets.stop()
             await runtime.stop_consuming()
             await runtime.broker.stop()
+            await publisher.stop()  # after the relay, stopped with the tasks above
             await runtime.dead_letters.stop()  # after the consumers, which may be writing one
             await runtime.pool.close()
             provider.shutdown()

@@ -1,34 +1,95 @@
-"""Publishing a CloudEvents record so that its trace continues where the event was caused."""
+"""Publishing the outbox's CloudEvents records so that each case's records arrive whole and in order,
+and each record's trace continues where the event was caused."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import KafkaBroker
-from opentelemetry import context as otel_context
-from opentelemetry.trace import Tracer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tsunagu_contracts import KafkaRecord
 
 _propagator = TraceContextTextMapPropagator()
 
+MAX_REQUEST_BYTES = 1_048_576
+"""The largest produce request the relay's producer sends (aiokafka's default): a run of records that
+would not fit in one is published one record at a time."""
 
-async def publish_record(broker: KafkaBroker, topic: str, record: KafkaRecord, tracer: Tracer | None = None) -> None:
-    """Publish `record` as is. When it carries a `traceparent` (stored with an outbox row, say), the
-    publish joins that trace, and the telemetry middleware writes the continued context; with a
-    `tracer`, a span for the relay's hop (commit to publish) names the event by id, type and case."""
-    headers = {name: value.decode() for name, value in record.headers}
-    token = otel_context.attach(_propagator.extract(headers)) if "traceparent" in headers else None
-    try:
-        if tracer is None:
-            await broker.publish(record.value, topic=topic, key=record.key, headers=headers)
-            return
-        with tracer.start_as_current_span(f"outbox relay {headers.get('ce_type', '')}".rstrip(), attributes={
-                "tsunagu.event_id": headers.get("ce_id", ""), "tsunagu.event_type": headers.get("ce_type", ""),
-                "tsunagu.case_id": headers.get("ce_subject", "")}):
-            await broker.publish(record.value, topic=topic, key=record.key, headers=headers)
-    finally:
-        if token is not None:
-            otel_context.detach(token)
+
+class OutboxPublisher:
+    """Publishes a run of records of one key as one record batch to the key's partition.
+
+    The broker appends a record batch whole or not at all: the records of one case reach their
+    partition in their order, with no gap, in one produce request, and a consumer gets them in one
+    fetch. The partition is the one Kafka's default partitioner gives the key (murmur2, as every
+    Kafka client): the records of a case published before and after stay on one partition.
+
+    Its own idempotent producer, with the service's Kafka user: FastStream's publisher sends one
+    record per call. Each record's publish is a PRODUCER span named `outbox relay <event type>`,
+    continuing the trace stored with its outbox row; the span's context replaces the record's
+    `traceparent`, so the spans of its consumers follow it."""
+
+    def __init__(self, bootstrap: list[str], client_id: str, tracer: Tracer, options: dict[str, str] | None = None):
+        self.bootstrap, self.client_id, self.tracer, self.options = bootstrap, client_id, tracer, options or {}
+        self.producer: AIOKafkaProducer | None = None
+        self.partitioner = DefaultPartitioner()
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id, enable_idempotence=True,
+            max_request_size=MAX_REQUEST_BYTES, max_batch_size=MAX_REQUEST_BYTES, **self.options)
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def publish(self, topic: str, records: Sequence[KafkaRecord]) -> None:
+        """Publish `records`, all of one key, together: all or none, in their order. Raises
+        MessageSizeTooLargeError when they do not fit in one produce request."""
+        if self.producer is None:
+            raise RuntimeError("the outbox publisher is started with the application")
+        key = records[0].key
+        if any(record.key != key for record in records):
+            raise ValueError("records published together share one key")
+        partitions = sorted(await self.producer.partitions_for(topic))
+        partition = self.partitioner(key, partitions, partitions)
+        batch = self.producer.create_batch()
+        spans = []
+        try:
+            for record in records:
+                headers = {name: value.decode() for name, value in record.headers}
+                span = self.tracer.start_span(
+                    f"outbox relay {headers.get('ce_type', '')}".rstrip(), kind=SpanKind.PRODUCER,
+                    context=_propagator.extract(headers) if "traceparent" in headers else None, attributes={
+                        "messaging.system": "kafka", "messaging.operation": "publish",
+                        "messaging.destination.name": topic, "messaging.kafka.destination.partition": partition,
+                        "tsunagu.event_id": headers.get("ce_id", ""), "tsunagu.event_type": headers.get("ce_type", ""),
+                        "tsunagu.case_id": headers.get("ce_subject", "")})
+                spans.append(span)
+                _propagator.inject(headers, context=trace.set_span_in_context(span))
+                if batch.append(key=key, value=record.value, timestamp=None,
+                                headers=[(name, value.encode()) for name, value in headers.items()]) is None:
+                    raise MessageSizeTooLargeError(f"{len(records)} records do not fit in one produce request")
+            if batch.size() > MAX_REQUEST_BYTES:
+                raise MessageSizeTooLargeError(f"the records are {batch.size()} bytes, more than one produce "
+                                               f"request's {MAX_REQUEST_BYTES}")
+            await (await self.producer.send_batch(batch, topic, partition=partition))
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
 
 async def topic_exists(broker: KafkaBroker, topic: str) -> bool:

@@ -271,6 +271,32 @@ async def test_each_lane_is_sent_as_one_publish_in_order_and_the_lanes_are_in_fl
     assert most_at_once == 6, "every lane was sent before any was acknowledged"
 
 
+async def test_a_lane_longer_than_one_batch_goes_in_runs_each_after_the_previous_one_was_acknowledged(pool):
+    in_flight: dict[str, int] = {}
+    sends: list[list[int]] = []
+    most_of_one_lane = 0
+
+    async def publish(topic: str, records: list[KafkaRecord]) -> None:
+        nonlocal most_of_one_lane
+        lane = records[0].key.decode()
+        in_flight[lane] = in_flight.get(lane, 0) + 1
+        most_of_one_lane = max(most_of_one_lane, in_flight[lane])
+        sends.append([json.loads(record.value)["n"] for record in records])
+        for _ in range(3):
+            await asyncio.sleep(0)
+        in_flight[lane] -= 1
+
+    row_bytes = len("A") + len(json.dumps({"n": 1})) + len(json.dumps({"ce_type": "tsunagu.test.v1"}))
+    relay = OutboxRelay(pool, publish, policy=RelayPolicy(batch_bytes=2 * row_bytes))
+    await write(pool, *[("cases", "A", n) for n in range(1, 6)], ("cases", "B", 6))
+
+    async with pool.acquire() as conn:
+        assert await relay.drain(conn) == 6
+
+    assert sends == [[1, 2], [6], [3, 4], [5]], "two rows' worth at a time, in order, other lanes alongside"
+    assert most_of_one_lane == 1, "a lane's next run only after its previous run was acknowledged"
+
+
 async def test_the_relay_gives_its_connection_back_without_its_lock_listener_or_settings(
         scratch_database, broker):
     async def nothing_sent(conn):  # as the services' pools are set up: the pool itself resets nothing

@@ -7,8 +7,8 @@ record never stops a service's whole outbox: other lanes move on, and the rows b
 own lane wait for it. A parked row is tried again every `parked_retry_s`, or at once when released
 (`release_parked`, `python -m <service> replay-outbox`).
 
-A lane's due rows go out together, as one record batch (`Publish`): the broker appends it whole or
-not at all, so a case's records reach their partition in order with no gap, in one produce request,
+A lane's due rows go out together (up to `RelayPolicy.batch_bytes`, then the next run once that one
+is acknowledged), as one record batch (`Publish`): the broker appends it whole or not at all, so a case's records reach their partition in order with no gap, in one produce request,
 and its consumers get them in one fetch. The lanes' batches are in flight together, so a drain
 costs about one request per partition leader rather than one acknowledged round trip per row. When
 a lane's rows fail together, the broker does not say which one is at fault: they are sent again one
@@ -56,6 +56,10 @@ class RelayPolicy:
     """How often a parked row is tried again by itself."""
     publish_timeout_s: float = 10.0
     """A publish that takes longer failed (a topic that does not exist makes the client wait)."""
+    batch_bytes: int = 256 * 1024
+    """The most bytes of records (keys, values, headers) a lane sends at once, well within one produce
+    request (1 MiB): a lane with more sends them in turn, each run after the previous one was
+    acknowledged."""
 
     def backoff(self, attempts: int) -> float:
         return min(self.max_retry_s, self.first_retry_s * 2 ** (attempts - 1))
@@ -233,8 +237,8 @@ class OutboxRelay:
     async def _next_sends(self, conn: asyncpg.Connection, lanes: dict[tuple[str, str], list[asyncpg.Record]],
                           one_by_one: set[tuple[str, str]], waiting: set[tuple[str, str]],
                           missing: set[str]) -> list[list[asyncpg.Record]]:
-        """What each lane sends next, taken off its queue: all its rows, or its first row alone when
-        its rows failed together or that row failed before."""
+        """What each lane sends next, taken off its queue: its rows up to `batch_bytes`, or its first
+        row alone when its rows failed together or that row failed before."""
         sending = []
         for lane, queue in lanes.items():
             if not queue or lane in waiting:
@@ -243,12 +247,21 @@ class OutboxRelay:
                 waiting.add(lane)
                 await self._failed(conn, queue[0], "UnknownTopicOrPartitionError: the topic does not exist")
                 continue
-            # A row that failed before goes alone: a run of the lane's rows stops before it.
-            n = 1 if lane in one_by_one or queue[0]["attempts"] else next(
-                (i for i, row in enumerate(queue) if row["attempts"]), len(queue))
+            n = 1 if lane in one_by_one or queue[0]["attempts"] else self._run_length(queue)
             sending.append(queue[:n])
             del queue[:n]
         return sending
+
+    def _run_length(self, queue: list[asyncpg.Record]) -> int:
+        """How many of a lane's first rows go together: up to `batch_bytes`, at least one, and never
+        a row that failed before (it goes alone)."""
+        size = n = 0
+        for row in queue:
+            size += len(row["record_key"]) + len(row["value"]) + len(row["headers"])
+            if n and (row["attempts"] or size > self.policy.batch_bytes):
+                break
+            n += 1
+        return n
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
         async with asyncio.timeout(self.policy.publish_timeout_s):

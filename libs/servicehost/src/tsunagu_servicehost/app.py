@@ -200,18 +200,18 @@ def build_app(service: Service, settings: ServiceSettings) -> FastAPI:
                       ServiceSigner(service.name, settings.service_signing_key.get_secret_value()))
     runtime.consumed = Counter("tsunagu_consumed_events", "Events consumed, by consumer, topic and outcome",
                                ["consumer", "topic", "outcome"], registry=registry)
+    kafka_options = settings.kafka_options if credentials_given(settings) else {}
     runtime.dead_letters = DeadLetterWriter(settings.kafka_bootstrap, client_id=f"tsunagu-{service.name}-dlq",
-                                            options=settings.kafka_options if credentials_given(settings) else {})
+                                            options=kafka_options)
     outbox_metrics = OutboxMetrics(registry)
     publisher = OutboxPublisher(settings.kafka_bootstrap, f"tsunagu-{service.name}-outbox",
-                                provider.get_tracer(f"tsunagu.{service.name}.outbox"),
-                                settings.kafka_options if credentials_given(settings) else {})
+                                provider.get_tracer(f"tsunagu.{service.name}.outbox"), kafka_options)
     runtime.offsets = KafkaOffsets(
         registry, settings.kafka_bootstrap, f"tsunagu-{service.name}-offsets",
         group=runtime.topic(f"tsunagu-{service.name}"), topics=runtime.consumed_topics,
         dead_letter_topic=runtime.topic(dead_letter_topic(service.name).name),
         dead_letter_group=replay_group(settings.topic_namespace, service.name),
-        options=settings.kafka_options if credentials_given(settings) else {})
+        options=kafka_options)
     runtime.figures = ScrapeTimeFigures(registry, service.gauges)
     if service.subscribe:
         service.subscribe(runtime)

@@ -14,6 +14,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tsunagu_contracts import dead_letter_topic
+from tsunagu_servicehost.publishing import ServiceProducer
 from tsunagu_servicehost.service import Service
 from tsunagu_servicehost.settings import ServiceSettings
 
@@ -25,7 +26,7 @@ def replay_group(namespace: str, service: str) -> str:
     return f"{namespace}tsunagu-{service}-replay"
 
 
-class DeadLetterWriter:
+class DeadLetterWriter(ServiceProducer):
     """Writes dead letters with their original key, value and header bytes.
 
     Not through the FastStream broker: its publisher takes header values as text, and a record is
@@ -33,25 +34,9 @@ class DeadLetterWriter:
     on unchanged, so the dead letter stays in its case's trace.
     """
 
-    def __init__(self, bootstrap: list[str], client_id: str, options: dict[str, str] | None = None):
-        self.bootstrap, self.client_id, self.options = bootstrap, client_id, options or {}
-        self.producer: AIOKafkaProducer | None = None
-
-    async def start(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
-                                         enable_idempotence=True, **self.options)
-        await self.producer.start()
-
-    async def stop(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
-
     async def write(self, topic: str, key: bytes | None, value: bytes | None,
                     headers: list[tuple[str, bytes | None]]) -> None:
-        if self.producer is None:
-            raise RuntimeError("the dead-letter writer is started with the application")
-        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+        await self.started.send_and_wait(topic, value, key=key, headers=headers)
 
 
 async def replay(service: Service, settings: ServiceSettings, *, limit: int | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Publishing the outbox's CloudEvents records so that each case's records arrive whole and in order,
-and each record's trace continues where the event was caused."""
+"""The service's own producer of records as they are (its outbox and its dead letters), and publishing
+the outbox's CloudEvents records so that each case's records arrive whole and in order, and each
+record's trace continues where the event was caused."""
 
 from __future__ import annotations
 
@@ -22,28 +23,20 @@ MAX_REQUEST_BYTES = 1_048_576
 would not fit in one is published one record at a time."""
 
 
-class OutboxPublisher:
-    """Publishes a run of records of one key as one record batch to the key's partition.
+class ServiceProducer:
+    """An idempotent producer of the service's own, with its Kafka user, that sends records as they
+    are given (keys, values and header bytes untouched). Started with the application, stopped after
+    the last task that writes through it."""
 
-    The broker appends a record batch whole or not at all: the records of one case reach their
-    partition in their order, with no gap, in one produce request, and a consumer gets them in one
-    fetch. The partition is the one Kafka's default partitioner gives the key (murmur2, as every
-    Kafka client): the records of a case published before and after stay on one partition.
-
-    Its own idempotent producer, with the service's Kafka user: FastStream's publisher sends one
-    record per call. Each record's publish is a PRODUCER span named `outbox relay <event type>`,
-    continuing the trace stored with its outbox row; the span's context replaces the record's
-    `traceparent`, so the spans of its consumers follow it."""
-
-    def __init__(self, bootstrap: list[str], client_id: str, tracer: Tracer, options: dict[str, str] | None = None):
-        self.bootstrap, self.client_id, self.tracer, self.options = bootstrap, client_id, tracer, options or {}
+    def __init__(self, bootstrap: list[str], client_id: str, options: dict[str, str] | None = None,
+                 **producer_options: int):
+        self.bootstrap, self.client_id, self.options = bootstrap, client_id, options or {}
+        self.producer_options = producer_options
         self.producer: AIOKafkaProducer | None = None
-        self.partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, client_id=self.client_id, enable_idempotence=True,
-            max_request_size=MAX_REQUEST_BYTES, max_batch_size=MAX_REQUEST_BYTES, **self.options)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                         enable_idempotence=True, **self.producer_options, **self.options)
         await self.producer.start()
 
     async def stop(self) -> None:
@@ -51,17 +44,42 @@ class OutboxPublisher:
             await self.producer.stop()
             self.producer = None
 
+    @property
+    def started(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            raise RuntimeError(f"{type(self).__name__} is started with the application")
+        return self.producer
+
+
+class OutboxPublisher(ServiceProducer):
+    """Publishes a run of records of one key as one record batch to the key's partition.
+
+    The broker appends a record batch whole or not at all: the records of one case reach their
+    partition in their order, with no gap, in one produce request, and a consumer gets them in one
+    fetch. The partition is the one Kafka's default partitioner gives the key (murmur2, as every
+    Kafka client): the records of a case published before and after stay on one partition.
+
+    FastStream's publisher sends one record per call, hence a producer of its own. Each record's
+    publish is a PRODUCER span named `outbox relay <event type>`, continuing the trace stored with
+    its outbox row; the span's context replaces the record's `traceparent`, so the spans of its
+    consumers follow it."""
+
+    def __init__(self, bootstrap: list[str], client_id: str, tracer: Tracer, options: dict[str, str] | None = None):
+        super().__init__(bootstrap, client_id, options, max_request_size=MAX_REQUEST_BYTES,
+                         max_batch_size=MAX_REQUEST_BYTES)
+        self.tracer = tracer
+        self.partitioner = DefaultPartitioner()
+
     async def publish(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         """Publish `records`, all of one key, together: all or none, in their order. Raises
         MessageSizeTooLargeError when they do not fit in one produce request."""
-        if self.producer is None:
-            raise RuntimeError("the outbox publisher is started with the application")
+        producer = self.started
         key = records[0].key
         if any(record.key != key for record in records):
             raise ValueError("records published together share one key")
-        partitions = sorted(await self.producer.partitions_for(topic))
+        partitions = sorted(await producer.partitions_for(topic))
         partition = self.partitioner(key, partitions, partitions)
-        batch = self.producer.create_batch()
+        batch = producer.create_batch()
         spans = []
         try:
             for record in records:
@@ -81,7 +99,7 @@ class OutboxPublisher:
             if batch.size() > MAX_REQUEST_BYTES:
                 raise MessageSizeTooLargeError(f"the records are {batch.size()} bytes, more than one produce "
                                                f"request's {MAX_REQUEST_BYTES}")
-            await (await self.producer.send_batch(batch, topic, partition=partition))
+            await (await producer.send_batch(batch, topic, partition=partition))
         except BaseException as exc:
             for span in spans:
                 span.record_exception(exc)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
+import weakref
 from datetime import datetime
 from functools import partial
 from uuid import UUID
@@ -103,3 +105,26 @@ async def test_only_the_start_of_an_answer_is_read_so_a_long_one_is_not_waited_f
 
     assert (delivery["status"], delivery["attempts"], delivery["last_status"]) == ("delivered", 1, 200)
     assert len(long_answer.received) == 1
+
+
+# httpx's stream wrapper and its response refer to each other (encode/httpx#3733). Left so, every
+# webhook's response, request and connection bookkeeping waited for the cyclic collector, whose
+# pauses grew with the rate.
+async def test_a_sent_webhooks_response_is_freed_once_read_without_waiting_for_the_cyclic_collector():
+    sender = WebhookSender(None, None, CIPHER, DeliveryPolicy(), url_rules=LOOPBACK)
+    answers = []
+
+    async def keep_sight_of(response):
+        answers.append(weakref.ref(response))
+
+    async with ReceiverServer() as server, sender.client() as client:
+        url = server.add("partner", Receiver(body=b'{"ok": true}', content_type="application/json"))
+        client.event_hooks = {"request": [], "response": [keep_sight_of]}
+
+        gc.disable()
+        try:
+            status, _ = await sender.post(client, url, '{"type": "test"}', {"content-type": "application/json"})
+            assert status == 200 and len(answers) == 1
+            assert answers[0]() is None
+        finally:
+            gc.enable()

@@ -262,7 +262,9 @@ class WebhookSender:
                 read += len(chunk)
                 if read >= self.policy.answer_cap:
                     break  # the rest is left unread; the connection is closed, not reused
-            return response.status_code, response.headers.get("retry-after")
+            answer = response.status_code, response.headers.get("retry-after")
+        released(response)
+        return answer
 
     async def record(self, row: asyncpg.Record, status: int | None, retry_after: float | None,
                      error: str | None, permanent: bool = False) -> str:
@@ -312,6 +314,15 @@ def webhook_client(url_rules: WebhookUrlRules, resolve: Resolve, timeout: httpx.
     the environment."""
     return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=CheckedTransport(url_rules, resolve),
                              trust_env=False)
+
+
+def released(response: httpx.Response) -> None:
+    """Let a closed response be freed at once. httpx's stream wrapper and its response refer to each
+    other (encode/httpx#3733): left so, every response, its request and its connection's bookkeeping
+    (about 50 objects) wait for the cyclic collector, whose pauses then grow with the rate. The
+    wrapper is last needed when the response is closed."""
+    if response.is_closed:
+        response.stream = httpx.ByteStream(b"")
 
 
 def quiet_http_client_logs() -> None:

@@ -27,7 +27,7 @@ help:
 	@echo "make contracts  regenerate the AsyncAPI document, schemas, examples and each service's openapi.json"
 	@echo "make docs   the AsyncAPI document as one HTML page, docs/asyncapi/index.html (works offline)"
 	@echo "make bench   the whole loop at rising rates: counter POST -> partner's verified webhook, p50/p95/p99, knee"
-	@echo "make bench-soak   ten minutes at SOAK_RATE (50/s): CPU per consultation and RSS per service, each minute"
+	@echo "make bench-soak   ten minutes at SOAK_RATE (100/s): CPU per consultation and RSS per service, each minute"
 	@echo "make bench-intake / make bench-partners   throughput figures (print, assert nothing)"
 	@echo "make bench-held   referrals racing their consent at 40/s: posted, delivered, held, lost"
 	@echo "make bench-housing   supports opened under load, and missed check-ins reaching the lead partner"
@@ -154,8 +154,8 @@ bench: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/whole_loop.py $(BENCH_ARGS)
 
-# Ten minutes at one rate (SOAK_RATE, 50 by default): CPU per consultation and RSS per service, each minute.
-SOAK_RATE ?= 50
+# Ten minutes at one rate (SOAK_RATE, 100 by default): CPU per consultation and RSS per service, each minute.
+SOAK_RATE ?= 100
 bench-soak: python-deps
 	@if ! docker info >/dev/null 2>&1; then $(PYTHON) deploy/stack.py infra; fi
 	.venv/bin/python tests/benchmarks/whole_loop.py --rates $(SOAK_RATE) --soak-minutes 10 $(BENCH_ARGS)

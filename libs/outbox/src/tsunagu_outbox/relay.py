@@ -8,8 +8,9 @@ own lane wait for it. A parked row is tried again every `parked_retry_s`, or at 
 (`release_parked`, `python -m <service> replay-outbox`).
 
 A lane's due rows go out together (up to `RelayPolicy.batch_bytes`, then the next run once that one
-is acknowledged), as one record batch (`Publish`): the broker appends it whole or not at all, so a case's records reach their partition in order with no gap, in one produce request,
-and its consumers get them in one fetch. The lanes' batches are in flight together, so a drain
+is acknowledged), as one record batch (`Publish`): the broker appends it whole or not at all, so a
+case's records reach their partition in order with no gap, in one produce request, and its
+consumers get them in one fetch. The lanes' batches are in flight together, so a drain
 costs about one request per partition leader rather than one acknowledged round trip per row. When
 a lane's rows fail together, the broker does not say which one is at fault: they are sent again one
 by one, each after its predecessor was acknowledged, and only a row that fails alone is counted
